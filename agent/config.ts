@@ -1,0 +1,53 @@
+import { hostname } from 'node:os';
+import { isAbsolute } from 'node:path';
+import { z } from 'zod';
+import { loadConfigFile } from '../shared/config-file.js';
+
+export const DEFAULT_AGENT_CONFIG = '/etc/kbur/agent.yaml';
+
+export const ROLES = ['admin', 'operator', 'monitor'] as const;
+export type Role = (typeof ROLES)[number];
+
+const absPath = z.string().refine(isAbsolute, { message: 'expected an absolute path' });
+const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, { message: 'expected host:port, e.g. 127.0.0.1:7443' });
+const url = z.string().regex(/^https?:\/\/\S+$/, { message: 'expected a URL such as https://127.0.0.1:2379' });
+
+const schema = z.strictObject({
+  /** Name of this node as the coordinator knows it. Default: the hostname. */
+  node: z.string().min(1).default(() => hostname()),
+  /** gRPC listen address; mTLS only. */
+  listen: hostPort,
+  tls: z.strictObject({ ca: absPath, cert: absPath, key: absPath }),
+  /** Client certificate CN -> role. A CN not listed here is refused. */
+  clients: z.record(z.string().min(1), z.enum(ROLES)).refine((c) => Object.keys(c).length > 0, {
+    message: 'expected at least one client CN mapped to a role (admin, operator or monitor)',
+  }),
+  kubernetesDir: absPath.default('/etc/kubernetes'),
+  /**
+   * The local etcd member. Everything is discovered from the static pod manifest (default
+   * <kubernetesDir>/manifests/etcd.yaml); each value can be set by hand instead (external etcd, systemd unit).
+   */
+  etcd: z
+    .strictObject({
+      manifest: absPath.optional(),
+      endpoints: z.array(url).min(1).optional(),
+      ca: absPath.optional(),
+      cert: absPath.optional(),
+      key: absPath.optional(),
+      dataDir: absPath.optional(),
+      name: z.string().min(1).optional(),
+    })
+    .default({}),
+  stateDir: absPath.default('/var/lib/kbur'),
+  /** HTTP /healthz and /readyz; plain HTTP, so keep it on loopback or a management network. */
+  health: hostPort.default('127.0.0.1:9443'),
+  logLevel: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
+});
+
+export type AgentConfig = z.output<typeof schema>;
+
+export function loadAgentConfig(file: string): Promise<AgentConfig> {
+  return loadConfigFile(file, schema, 'agent config');
+}
+
+export const agentConfigSchema = schema;

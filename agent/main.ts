@@ -1,0 +1,103 @@
+import { mkdir } from 'node:fs/promises';
+import type { Server as HttpServer } from 'node:http';
+import { watch } from 'chokidar';
+import { Command } from 'commander';
+import { KburError, asKburError } from '../shared/errors.js';
+import { createLogger, type Logger } from '../shared/log.js';
+import { readTlsFiles } from '../shared/tls.js';
+import { KBUR_VERSION } from '../shared/version.js';
+import { DEFAULT_AGENT_CONFIG, loadAgentConfig, type AgentConfig } from './config.js';
+import { startHealthServer } from './health.js';
+import { AGENT_SERVICE_NAME, AgentServer } from './server.js';
+import { AgentState } from './state.js';
+
+export const AgentExit = { OK: 0, INTERNAL: 1, BAD_CONFIG: 2, CANNOT_LISTEN: 3 } as const;
+
+/** Runs the agent until SIGTERM/SIGINT; resolves with the exit code. */
+export async function runAgent(argv: string[]): Promise<number> {
+  const opts = new Command('kbur-agent')
+    .description('kbur node agent: etcd snapshots and /etc/kubernetes archives of this node, over gRPC with mTLS')
+    .option('-c, --config <file>', 'agent config file', DEFAULT_AGENT_CONFIG)
+    .version(KBUR_VERSION)
+    .parse(argv)
+    .opts<{ config: string }>();
+
+  let state: AgentState;
+  let config: AgentConfig;
+  try {
+    config = await loadAgentConfig(opts.config);
+    state = await AgentState.build(config);
+  } catch (err) {
+    return reportStartupError(err, AgentExit.BAD_CONFIG);
+  }
+  const log = createLogger({ component: 'kbur-agent', level: config.logLevel });
+  await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
+
+  const server = new AgentServer(() => state, log);
+  let health: HttpServer;
+  try {
+    await server.listen(config.listen, await readTlsFiles(config.tls, opts.config));
+    health = await startHealthServer(config.health, () => state);
+  } catch (err) {
+    await server.close(0);
+    return reportStartupError(err, KburError.hasCode(err, 'INVALID_CONFIG') ? AgentExit.BAD_CONFIG : AgentExit.CANNOT_LISTEN);
+  }
+  log.info('agent started', { node: config.node, listen: config.listen, health: config.health, etcd: state.etcd.settings.endpoint, version: KBUR_VERSION });
+
+  const readiness = setInterval(() => void updateReadiness(server, state), 5_000);
+  void updateReadiness(server, state);
+
+  const watcher = watch(opts.config, { ignoreInitial: true, awaitWriteFinish: { stabilityThreshold: 200, pollInterval: 50 } });
+  watcher.on('all', (event) => {
+    if (event !== 'add' && event !== 'change') return;
+    void reload(opts.config, state, log).then((next) => {
+      if (next) state = next;
+    });
+  });
+
+  await new Promise<void>((resolve) => {
+    const stop = (signal: NodeJS.Signals): void => {
+      log.info('stopping', { signal });
+      resolve();
+    };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+  clearInterval(readiness);
+  await watcher.close();
+  await server.close();
+  await new Promise((resolve) => health.close(resolve));
+  state.retire();
+  log.info('agent stopped');
+  return AgentExit.OK;
+}
+
+/** A new config replaces the old only when it loads, validates and its etcd settings resolve. */
+async function reload(file: string, current: AgentState, log: Logger): Promise<AgentState | undefined> {
+  try {
+    const config = await loadAgentConfig(file);
+    const next = await AgentState.build(config);
+    const restartOnly = (['listen', 'tls', 'health', 'node'] as const).filter((k) => JSON.stringify(config[k]) !== JSON.stringify(current.config[k]));
+    if (restartOnly.length) log.warn('config keys changed that apply only after a restart', { keys: restartOnly });
+    current.retire();
+    log.info('config reloaded', { file });
+    return next;
+  } catch (err) {
+    const e = asKburError(err);
+    log.error('config reload refused; the previous config stays in force', { file, error: e.message, hint: e.hint });
+    return undefined;
+  }
+}
+
+async function updateReadiness(server: AgentServer, state: AgentState): Promise<void> {
+  const st = await state.etcd.status();
+  server.health.setStatus(AGENT_SERVICE_NAME, st.reachable ? 'SERVING' : 'NOT_SERVING');
+}
+
+function reportStartupError(err: unknown, code: number): number {
+  const e = asKburError(err);
+  process.stderr.write(`kbur-agent: ${e.message}\n`);
+  if (e.hint) process.stderr.write(`  what to do: ${e.hint}\n`);
+  if (e.code === 'INTERNAL' && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+  return e.code === 'INTERNAL' ? AgentExit.INTERNAL : code;
+}

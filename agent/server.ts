@@ -1,0 +1,152 @@
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import {
+  Server,
+  ServerCredentials,
+  type ServerErrorResponse,
+  type ServerUnaryCall,
+  type ServerWritableStream,
+  type sendUnaryData,
+} from '@grpc/grpc-js';
+import { HealthImplementation } from 'grpc-health-check';
+import { AgentServiceService, type AgentServiceServer } from '../proto/gen/kbur/v1/agent.js';
+import { KburError, asKburError } from '../shared/errors.js';
+import { GRPC_CODE, META_CODE, META_HINT, Metadata } from '../shared/grpc-status.js';
+import type { Logger } from '../shared/log.js';
+import type { TlsMaterial } from '../shared/tls.js';
+import { authorize, type AgentMethod } from './auth.js';
+import type { AgentState } from './state.js';
+import { snapshotMessages } from './etcd/snapshot.js';
+import { archiveMessages } from './kubernetes/messages.js';
+import { nodeInfo } from './node-info.js';
+
+export const AGENT_SERVICE_NAME = 'kbur.v1.AgentService';
+
+/** Any error as a gRPC status, with kbur's code and hint in trailing metadata. The only such mapping. */
+export function toStatus(err: unknown): ServerErrorResponse {
+  const e = asKburError(err);
+  const metadata = new Metadata();
+  metadata.set(META_CODE, e.code);
+  if (e.hint) metadata.set(META_HINT, e.hint);
+  return Object.assign(new Error(e.message), { code: GRPC_CODE[e.code], details: e.message, metadata });
+}
+
+/**
+ * gRPC wiring only: authorization, cancellation and error mapping around the node's operations.
+ * `state()` is read per call, so a reloaded config applies to the next call.
+ */
+export class AgentServer {
+  private readonly server = new Server({ 'grpc.max_send_message_length': 8 << 20 });
+  readonly health = new HealthImplementation({ '': 'SERVING', [AGENT_SERVICE_NAME]: 'NOT_SERVING' });
+  private readonly shutdown = new AbortController();
+
+  constructor(
+    private readonly state: () => AgentState,
+    private readonly log: Logger,
+  ) {
+    const impl: AgentServiceServer = {
+      getNodeInfo: this.unary('GetNodeInfo', (s) => nodeInfo(s.config.node, s.config.stateDir, s.etcd)),
+      snapshotEtcd: this.serverStream('SnapshotEtcd', (s, signal) => snapshotMessages(s.etcd, signal)),
+      archiveKubernetes: this.serverStream('ArchiveKubernetes', (s, signal) => archiveMessages(s.config.kubernetesDir, signal)),
+    };
+    this.server.addService(AgentServiceService, impl);
+    this.health.addToServer(this.server);
+  }
+
+  /** Binds with mTLS only: a client without a certificate from our CA never completes the handshake. */
+  async listen(address: string, tls: TlsMaterial): Promise<number> {
+    const creds = ServerCredentials.createSsl(tls.ca, [{ cert_chain: tls.cert, private_key: tls.key }], true);
+    return new Promise((resolve, reject) => {
+      this.server.bindAsync(address, creds, (err, port) => {
+        if (err) {
+          reject(new KburError('UNAVAILABLE', `cannot listen on ${address}: ${err.message}`, {
+            cause: err,
+            hint: 'another process holds that address, or it is not an address of this machine; change listen in the agent config',
+          }));
+        } else resolve(port);
+      });
+    });
+  }
+
+  /** Ends streams in flight with UNAVAILABLE (never a silent truncation), then closes the server. */
+  async close(graceMs = 10_000): Promise<void> {
+    this.shutdown.abort();
+    await new Promise<void>((resolve) => {
+      const force = setTimeout(() => {
+        this.server.forceShutdown();
+        resolve();
+      }, graceMs);
+      this.server.tryShutdown(() => {
+        clearTimeout(force);
+        resolve();
+      });
+    });
+  }
+
+  private unary<Req, Res>(method: AgentMethod, run: (s: AgentState) => Promise<Res>) {
+    return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
+      const s = this.state();
+      const op = opId();
+      const started = Date.now();
+      const release = s.acquire();
+      Promise.resolve()
+        .then(() => {
+          const caller = authorize(call, method, s.config.clients);
+          this.log.debug('call', { op, method, cn: caller.cn, role: caller.role });
+          return run(s);
+        })
+        .then(
+          (res) => callback(null, res),
+          (err: unknown) => {
+            this.log.warn('call failed', { op, method, error: asKburError(err).message, ms: Date.now() - started });
+            callback(toStatus(err));
+          },
+        )
+        .finally(release);
+    };
+  }
+
+  private serverStream<Req, Res>(method: AgentMethod, run: (s: AgentState, signal: AbortSignal) => AsyncIterable<Res>) {
+    return (call: ServerWritableStream<Req, Res>): void => {
+      const s = this.state();
+      const op = opId();
+      const started = Date.now();
+      const release = s.acquire();
+      const abort = new AbortController();
+      const onCancel = (): void => abort.abort(new KburError('CANCELLED', 'the client cancelled the call'));
+      const onShutdown = (): void => abort.abort(new KburError('UNAVAILABLE', 'the agent is shutting down', { hint: 'retry when it is back' }));
+      call.once('cancelled', onCancel);
+      this.shutdown.signal.addEventListener('abort', onShutdown, { once: true });
+
+      const stream = async (): Promise<void> => {
+        const caller = authorize(call, method, s.config.clients);
+        this.log.info('stream started', { op, method, cn: caller.cn, role: caller.role });
+        for await (const msg of run(s, abort.signal)) {
+          abort.signal.throwIfAborted();
+          // The write callback fires when HTTP/2 took the bytes: this is the backpressure.
+          if (!call.write(msg)) await once(call, 'drain', { signal: abort.signal });
+        }
+        abort.signal.throwIfAborted();
+        call.end();
+      };
+      stream()
+        .then(
+          () => this.log.info('stream finished', { op, method, ms: Date.now() - started }),
+          (err: unknown) => {
+            const reason = abort.signal.aborted ? abort.signal.reason : err;
+            this.log.warn('stream failed', { op, method, error: asKburError(reason).message, ms: Date.now() - started });
+            if (!call.cancelled) call.emit('error', toStatus(reason));
+          },
+        )
+        .finally(() => {
+          call.off('cancelled', onCancel);
+          this.shutdown.signal.removeEventListener('abort', onShutdown);
+          release();
+        });
+    };
+  }
+}
+
+function opId(): string {
+  return randomBytes(4).toString('hex');
+}

@@ -1,0 +1,21 @@
+import { Metadata, status } from '@grpc/grpc-js';
+import type { ErrorCode } from './errors.js';
+
+/** The one table between kbur error codes and gRPC status codes, read in both directions. */
+export const GRPC_CODE: Record<ErrorCode, status> = {
+  INVALID_CONFIG: status.FAILED_PRECONDITION,
+  INVALID_ARGUMENT: status.INVALID_ARGUMENT,
+  NOT_FOUND: status.NOT_FOUND,
+  FAILED_PRECONDITION: status.FAILED_PRECONDITION,
+  PERMISSION_DENIED: status.PERMISSION_DENIED,
+  UNAVAILABLE: status.UNAVAILABLE,
+  DATA_LOSS: status.DATA_LOSS,
+  CANCELLED: status.CANCELLED,
+  INTERNAL: status.INTERNAL,
+};
+
+/** Trailing metadata keys that carry what a gRPC status cannot: kbur's own code and the hint. */
+export const META_CODE = 'kbur-code';
+export const META_HINT = 'kbur-hint';
+
+export { Metadata, status };

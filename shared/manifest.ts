@@ -1,0 +1,90 @@
+import { randomBytes } from 'node:crypto';
+import { z } from 'zod';
+
+/**
+ * manifest.json: written last, never rewritten. A backup without one is not complete.
+ * Bump MANIFEST_SCHEMA_VERSION on any change that an older kbur could misread.
+ */
+export const MANIFEST_SCHEMA_VERSION = 1;
+
+export const BACKUP_PHASES = ['Completed', 'PartiallyFailed', 'Failed'] as const;
+export type BackupPhase = (typeof BACKUP_PHASES)[number];
+
+const member = z.object({
+  id: z.string(),
+  name: z.string(),
+  peerUrls: z.array(z.string()),
+  clientUrls: z.array(z.string()),
+  isLearner: z.boolean(),
+});
+
+const artifact = z.object({
+  kind: z.enum(['etcd-snapshot', 'kubernetes-dir']),
+  /** Node the artifact came from. */
+  node: z.string(),
+  /** Relative to the backup's folder, '/'-separated. */
+  path: z.string(),
+  size: z.number().int().nonnegative(),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  compression: z.enum(['none']),
+  encryption: z.enum(['none']),
+  /** kubernetes-dir only: files holding a kubeadm ClusterConfiguration, and how many entries. */
+  kubeadmConfigFiles: z.array(z.string()).optional(),
+  fileCount: z.number().int().nonnegative().optional(),
+});
+
+export const manifestSchema = z.object({
+  schemaVersion: z.literal(MANIFEST_SCHEMA_VERSION),
+  kburVersion: z.string(),
+  cluster: z.string(),
+  id: z.string(),
+  startedAt: z.string(),
+  finishedAt: z.string(),
+  phase: z.enum(BACKUP_PHASES),
+  /** What failed, by part ('etcd', 'node/<name>'), when phase is not Completed. */
+  failures: z.array(z.object({ part: z.string(), message: z.string() })),
+  etcd: z
+    .object({
+      node: z.string(),
+      memberId: z.string(),
+      memberName: z.string(),
+      endpoint: z.string(),
+      version: z.string(),
+      clusterId: z.string(),
+      revision: z.number().int(),
+      keyCount: z.number().int(),
+      dbSize: z.number().int(),
+      members: z.array(member),
+      /** Members tried before the one that gave the snapshot, and why they failed. */
+      fallbacks: z.array(z.object({ node: z.string(), error: z.string() })),
+    })
+    .nullable(),
+  artifacts: z.array(artifact),
+});
+
+export type Manifest = z.infer<typeof manifestSchema>;
+export type Artifact = z.infer<typeof artifact>;
+export type EtcdMemberInfo = z.infer<typeof member>;
+
+/** Results of `kbur verify`, kept beside the manifest (verify.json) and replaced on each run. */
+export const verificationSchema = z.object({
+  verifiedAt: z.string(),
+  kburVersion: z.string(),
+  ok: z.boolean(),
+  artifacts: z.array(
+    z.object({ path: z.string(), ok: z.boolean(), size: z.number().int().optional(), sha256: z.string().optional(), error: z.string().optional() }),
+  ),
+});
+export type Verification = z.infer<typeof verificationSchema>;
+
+/** Backup ids sort by time: 20261125T234512Z-3fa9 (UTC, then 4 random hex digits). */
+export function newBackupId(now: Date = new Date(), random: () => string = randomSuffix): string {
+  const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
+  return `${stamp}-${random()}`;
+}
+
+export const BACKUP_ID = /^\d{8}T\d{6}Z-[0-9a-f]{4}$/;
+
+function randomSuffix(): string {
+  return randomBytes(2).toString('hex');
+}

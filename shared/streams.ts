@@ -1,0 +1,170 @@
+import { createHash, type Hash } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { open, rename, rm } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
+import { Transform, Writable, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { KburError } from './errors.js';
+
+const SHA256_SIZE = 32;
+
+/**
+ * sha256 of a byte stream, and, for an etcd snapshot, its own integrity hash in the same pass.
+ * A snapshot taken through etcd's Snapshot API ends with the sha256 of everything before it, and
+ * its size is then a multiple of 512 plus 32 (etcd's own check in `snapshot restore`).
+ */
+export class StreamDigest {
+  /** Hash of every byte but the last 32 seen so far. */
+  private readonly prefix: Hash = createHash('sha256');
+  private tail: Buffer = Buffer.alloc(0);
+  size = 0;
+
+  update(chunk: Buffer): void {
+    this.size += chunk.length;
+    if (chunk.length >= SHA256_SIZE) {
+      this.prefix.update(this.tail);
+      this.prefix.update(chunk.subarray(0, chunk.length - SHA256_SIZE));
+      this.tail = Buffer.from(chunk.subarray(chunk.length - SHA256_SIZE));
+    } else {
+      const joined = Buffer.concat([this.tail, chunk]);
+      const cut = Math.max(0, joined.length - SHA256_SIZE);
+      this.prefix.update(joined.subarray(0, cut));
+      this.tail = joined.subarray(cut);
+    }
+  }
+
+  /** Why these bytes are not a whole etcd snapshot, or null when its integrity hash holds. */
+  snapshotIntegrityError(): KburError | null {
+    if (this.size % 512 !== SHA256_SIZE) {
+      return new KburError(
+        'DATA_LOSS',
+        `etcd snapshot of ${this.size} bytes has no integrity hash (its size is not 512*n+32): it is truncated or not a snapshot`,
+      );
+    }
+    const want = this.tail.toString('hex');
+    const got = this.prefix.copy().digest('hex');
+    if (want !== got) {
+      return new KburError('DATA_LOSS', `etcd snapshot integrity hash mismatch: the file ends with ${want}, its content hashes to ${got}`);
+    }
+    return null;
+  }
+
+  /** sha256 of all bytes, hex; call once, at the end. */
+  sha256(): string {
+    return this.prefix.update(this.tail).digest('hex');
+  }
+}
+
+/** Passes bytes through, digesting them; with `snapshot`, fails at the end if the integrity hash does not hold. */
+export class DigestTransform extends Transform {
+  readonly digest = new StreamDigest();
+
+  constructor(private readonly opts: { snapshot?: boolean } = {}) {
+    super({ highWaterMark: 1 << 20 });
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    this.digest.update(chunk);
+    done(null, chunk);
+  }
+
+  override _flush(done: TransformCallback): void {
+    done(this.opts.snapshot ? this.digest.snapshotIntegrityError() : null);
+  }
+}
+
+export interface FileDigest {
+  size: number;
+  sha256: string;
+}
+
+/** sha256 and size of a file, streamed; with `snapshot`, also checks the etcd integrity hash. */
+export async function digestFile(path: string, opts: { snapshot?: boolean; signal?: AbortSignal } = {}): Promise<FileDigest> {
+  const digest = new StreamDigest();
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20, signal: opts.signal })) digest.update(chunk as Buffer);
+  const integrity = opts.snapshot ? digest.snapshotIntegrityError() : null;
+  if (integrity) throw integrity;
+  return { size: digest.size, sha256: digest.sha256() };
+}
+
+/**
+ * A file that appears under its final name only when it is whole: bytes go to `<name>.part`
+ * (mode 0600), `commit()` fsyncs and closes it, renames it and fsyncs the directory; `abort()`
+ * removes the part file. Nothing else ever sees a half-written file under the final name.
+ */
+export class AtomicFile {
+  readonly partPath: string;
+  readonly stream: Writable;
+  private settled = false;
+
+  constructor(readonly path: string) {
+    this.partPath = `${path}.part`;
+    this.stream = createWriteStream(this.partPath, { mode: 0o600, flush: true, highWaterMark: 1 << 20 });
+  }
+
+  async commit(): Promise<void> {
+    if (this.settled) throw new KburError('INTERNAL', `${basename(this.path)} was already committed or aborted`);
+    this.settled = true;
+    if (!this.stream.writableFinished) {
+      await new Promise<void>((resolve, reject) => {
+        this.stream.once('error', reject);
+        this.stream.end(resolve);
+      });
+    }
+    await waitClosed(this.stream);
+    await rename(this.partPath, this.path);
+    await fsyncDir(dirname(this.path));
+  }
+
+  async abort(): Promise<void> {
+    if (this.settled) return;
+    this.settled = true;
+    this.stream.destroy();
+    await waitClosed(this.stream);
+    await rm(this.partPath, { force: true });
+  }
+}
+
+function waitClosed(stream: Writable): Promise<void> {
+  if ((stream as Writable & { closed?: boolean }).closed) return Promise.resolve();
+  return new Promise((resolve) => stream.once('close', () => resolve()));
+}
+
+/** Whole small files (manifests, journals) written the same way as artifacts. */
+export async function writeFileAtomic(path: string, data: string | Buffer): Promise<void> {
+  const file = new AtomicFile(path);
+  try {
+    await pipeline(async function* () {
+      yield typeof data === 'string' ? Buffer.from(data) : data;
+    }, file.stream);
+    await file.commit();
+  } catch (err) {
+    await file.abort();
+    throw err;
+  }
+}
+
+export async function fsyncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Regroups a byte stream into chunks of about `size` bytes (fewer, larger gRPC messages). */
+export async function* rechunk(source: AsyncIterable<Buffer>, size: number): AsyncGenerator<Buffer> {
+  let parts: Buffer[] = [];
+  let held = 0;
+  for await (const chunk of source) {
+    parts.push(chunk);
+    held += chunk.length;
+    if (held >= size) {
+      yield parts.length === 1 ? parts[0]! : Buffer.concat(parts, held);
+      parts = [];
+      held = 0;
+    }
+  }
+  if (held > 0) yield Buffer.concat(parts, held);
+}
