@@ -24,12 +24,12 @@ export async function loadConfigFile<S extends z.ZodType>(file: string, schema: 
 
 export function parseConfigText<S extends z.ZodType>(text: string, file: string, schema: S): z.output<S> {
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  const doc = parseDocument(text, { lineCounter, prettyErrors: true, uniqueKeys: true });
   const syntax = doc.errors[0];
   if (syntax) {
     const pos = syntax.linePos?.[0];
     const where = pos ? `${file}:${pos.line}:${pos.col}` : file;
-    throw new KburError('INVALID_CONFIG', `${where}: YAML syntax error: ${firstLine(syntax.message)}`, {
+    throw new KburError('INVALID_CONFIG', `${where}: YAML syntax error: ${firstLine(syntax.message).replace(/ at line \d+, column \d+:?$/, '')}`, {
       hint: 'fix the YAML syntax at that line (indentation, quotes, a missing colon)',
     });
   }

@@ -1,6 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { open, rename, rm } from 'node:fs/promises';
+import { link, open, rename, rm } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { Transform, Writable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -102,7 +102,8 @@ export class AtomicFile {
     this.stream = createWriteStream(this.partPath, { mode: 0o600, flush: true, highWaterMark: 1 << 20 });
   }
 
-  async commit(): Promise<void> {
+  /** With `noOverwrite`, an existing file under the final name is an error and stays as it was. */
+  async commit(opts: { noOverwrite?: boolean } = {}): Promise<void> {
     if (this.settled) throw new KburError('INTERNAL', `${basename(this.path)} was already committed or aborted`);
     this.settled = true;
     if (!this.stream.writableFinished) {
@@ -112,12 +113,18 @@ export class AtomicFile {
       });
     }
     await waitClosed(this.stream);
-    await rename(this.partPath, this.path);
+    if (opts.noOverwrite) {
+      // link() fails with EEXIST instead of replacing: atomic and never overwrites.
+      await link(this.partPath, this.path);
+      await rm(this.partPath);
+    } else {
+      await rename(this.partPath, this.path);
+    }
     await fsyncDir(dirname(this.path));
   }
 
+  /** Drops the part file; safe to call after a failed commit too. */
   async abort(): Promise<void> {
-    if (this.settled) return;
     this.settled = true;
     this.stream.destroy();
     await waitClosed(this.stream);
@@ -131,13 +138,13 @@ function waitClosed(stream: Writable): Promise<void> {
 }
 
 /** Whole small files (manifests, journals) written the same way as artifacts. */
-export async function writeFileAtomic(path: string, data: string | Buffer): Promise<void> {
+export async function writeFileAtomic(path: string, data: string | Buffer, opts: { noOverwrite?: boolean } = {}): Promise<void> {
   const file = new AtomicFile(path);
   try {
     await pipeline(async function* () {
       yield typeof data === 'string' ? Buffer.from(data) : data;
     }, file.stream);
-    await file.commit();
+    await file.commit(opts);
   } catch (err) {
     await file.abort();
     throw err;

@@ -1,0 +1,160 @@
+import type { ArchiveTrailer, GetNodeInfoResponse, SnapshotHeader } from '../../proto/gen/kbur/v1/agent.js';
+import { KburError, asKburError } from '../../shared/errors.js';
+import type { Logger } from '../../shared/log.js';
+import { MANIFEST_SCHEMA_VERSION, newBackupId, type Artifact, type BackupPhase, type Manifest } from '../../shared/manifest.js';
+import { KBUR_VERSION } from '../../shared/version.js';
+import type { AgentClient } from '../agent-client.js';
+import type { BackupWriter, Repository } from '../repository/repository.js';
+import { chooseSnapshotMembers } from './choose-member.js';
+import type { Progress } from './progress.js';
+import { receiveArtifact } from './receive.js';
+
+export const SNAPSHOT_PATH = 'etcd/snapshot.db';
+export const nodeArchivePath = (node: string): string => `nodes/${node}/kubernetes.tar`;
+
+export interface BackupOptions {
+  cluster: string;
+  agents: AgentClient[];
+  repository: Repository;
+  log: Logger;
+  progress?: Progress;
+  stallMs: number;
+  signal: AbortSignal;
+}
+
+type Failure = Manifest['failures'][number];
+
+/**
+ * One backup set: every agent asked at once; one etcd snapshot from the best member (falling back
+ * to the next when its stream breaks) while every node's kubernetes dir is archived; manifest last.
+ */
+export async function runBackup(opts: BackupOptions): Promise<Manifest> {
+  const startedAt = new Date();
+  const id = newBackupId(startedAt);
+  const log = opts.log.child({ backup: id });
+  const infos = await Promise.all(opts.agents.map((a) => a.getNodeInfo().then((info) => ({ info }), (error: unknown) => ({ error: asKburError(error) }))));
+  const failures: Failure[] = [];
+  const byNode = new Map<string, GetNodeInfoResponse>();
+  infos.forEach((r, i) => {
+    const node = opts.agents[i]!.node.name;
+    if ('info' in r) byNode.set(node, r.info);
+    else failures.push({ part: `node/${node}`, message: r.error.message });
+  });
+
+  const writer = await opts.repository.createBackup(opts.cluster, id);
+  log.info('backup started', { location: writer.location, reachable: [...byNode.keys()] });
+  opts.progress?.archivesExpected(byNode.size);
+  const [snapshot, archives] = await Promise.all([
+    snapshotWithFallback(opts, writer, byNode, log),
+    Promise.all(opts.agents.filter((a) => byNode.has(a.node.name)).map((a) => archiveNode(opts, writer, a))),
+  ]);
+  opts.progress?.stop();
+
+  failures.push(...snapshot.failures, ...archives.flatMap((a) => ('failure' in a ? [a.failure] : [])));
+  const artifacts: Artifact[] = [...(snapshot.artifact ? [snapshot.artifact] : []), ...archives.flatMap((a) => ('artifact' in a ? [a.artifact] : []))];
+  const phase: BackupPhase = !snapshot.artifact ? 'Failed' : failures.length ? 'PartiallyFailed' : 'Completed';
+  const manifest: Manifest = {
+    schemaVersion: MANIFEST_SCHEMA_VERSION,
+    kburVersion: KBUR_VERSION,
+    cluster: opts.cluster,
+    id,
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    phase,
+    failures,
+    etcd: snapshot.etcd,
+    artifacts,
+  };
+  await writer.writeManifest(manifest);
+  log.info('backup finished', { phase, failures: failures.length, artifacts: artifacts.length });
+  return manifest;
+}
+
+async function snapshotWithFallback(
+  opts: BackupOptions,
+  writer: BackupWriter,
+  byNode: Map<string, GetNodeInfoResponse>,
+  log: Logger,
+): Promise<{ artifact?: Artifact; etcd: Manifest['etcd']; failures: Failure[] }> {
+  const choice = chooseSnapshotMembers(opts.agents.map((a) => ({ node: a.node.name, etcd: byNode.get(a.node.name)?.etcd })));
+  for (const s of choice.skipped) log.info('member not used for the snapshot', s);
+  const fallbacks: { node: string; error: string }[] = [];
+  for (const node of choice.order) {
+    const agent = opts.agents.find((a) => a.node.name === node)!;
+    opts.progress?.snapshotFrom(node, byNode.get(node)?.etcd?.dbSize ?? 0);
+    try {
+      const got = await receiveArtifact<SnapshotHeader, { size: number; sha256: string }>({
+        messages: (signal) => agent.snapshotEtcd(signal),
+        writer: await writer.artifact(SNAPSHOT_PATH),
+        what: `etcd snapshot from ${node}`,
+        snapshot: true,
+        stallMs: opts.stallMs,
+        signal: opts.signal,
+        onBytes: (n) => opts.progress?.add(n),
+      });
+      const member = got.header?.member;
+      if (!got.header || !member) throw new KburError('DATA_LOSS', `etcd snapshot from ${node} came without its header`);
+      log.info('snapshot saved', { node, size: got.size, revision: got.header.revision });
+      return {
+        artifact: { kind: 'etcd-snapshot', node, path: SNAPSHOT_PATH, size: got.size, sha256: got.sha256, compression: 'none', encryption: 'none' },
+        etcd: {
+          node,
+          memberId: member.memberId,
+          memberName: member.name,
+          endpoint: member.endpoint,
+          version: member.version,
+          clusterId: member.clusterId,
+          revision: got.header.revision,
+          keyCount: got.header.keyCount,
+          dbSize: member.dbSize,
+          members: member.members,
+          fallbacks,
+        },
+        failures: [],
+      };
+    } catch (err) {
+      const e = asKburError(err);
+      if (e.code === 'CANCELLED' || opts.signal.aborted) throw e;
+      log.warn('snapshot failed; trying the next member', { node, error: e.message });
+      fallbacks.push({ node, error: e.message });
+    }
+  }
+  const why = [...choice.skipped.map((s) => `${s.node}: ${s.reason}`), ...fallbacks.map((f) => `${f.node}: ${f.error}`)];
+  return {
+    etcd: null,
+    failures: [{ part: 'etcd', message: `no etcd member gave a whole snapshot${why.length ? ` (${why.join('; ')})` : ' (no member to ask)'}` }],
+  };
+}
+
+async function archiveNode(opts: BackupOptions, writer: BackupWriter, agent: AgentClient): Promise<{ artifact: Artifact } | { failure: Failure }> {
+  const node = agent.node.name;
+  const path = nodeArchivePath(node);
+  try {
+    const got = await receiveArtifact<never, ArchiveTrailer>({
+      messages: (signal) => agent.archiveKubernetes(signal),
+      writer: await writer.artifact(path),
+      what: `kubernetes dir of ${node}`,
+      snapshot: false,
+      stallMs: opts.stallMs,
+      signal: opts.signal,
+    });
+    opts.progress?.archiveDone();
+    return {
+      artifact: {
+        kind: 'kubernetes-dir',
+        node,
+        path,
+        size: got.size,
+        sha256: got.sha256,
+        compression: 'none',
+        encryption: 'none',
+        kubeadmConfigFiles: got.trailer.kubeadmConfigFiles,
+        fileCount: got.trailer.fileCount,
+      },
+    };
+  } catch (err) {
+    const e = asKburError(err);
+    if (e.code === 'CANCELLED' || opts.signal.aborted) throw e;
+    return { failure: { part: `node/${node}`, message: e.message } };
+  }
+}

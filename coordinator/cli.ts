@@ -1,0 +1,65 @@
+import { Command, CommanderError } from 'commander';
+import { asKburError } from '../shared/errors.js';
+import { KBUR_VERSION } from '../shared/version.js';
+import * as backup from './commands/backup.js';
+import * as describe from './commands/describe.js';
+import * as list from './commands/list.js';
+import * as verify from './commands/verify.js';
+import type { GlobalOptions } from './context.js';
+import { ExitCode, exitCodeFor } from './exit-codes.js';
+
+/** Parses argv, runs one command, returns its exit code. Errors print message, hint and cause; stacks only with --debug. */
+export async function cli(argv: string[], io: { stderr: NodeJS.WritableStream } = { stderr: process.stderr }): Promise<number> {
+  const abort = new AbortController();
+  const onSignal = (): void => abort.abort(asKburError(Object.assign(new Error('interrupted'), { name: 'AbortError' })));
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  let code: number = ExitCode.OK;
+  const program = new Command('kbur')
+    .description('kbur: backup and restore of kubeadm control planes (etcd, /etc/kubernetes)')
+    .option('-c, --config <file>', 'coordinator config (default: $KBUR_CONFIG or ./kbur.yaml)')
+    .option('--json', 'machine-readable output on stdout')
+    .option('--debug', 'debug logs and stack traces')
+    .version(KBUR_VERSION)
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => io.stderr.write(s) });
+  const globals = (): GlobalOptions => program.opts<GlobalOptions>();
+  const signal = abort.signal;
+
+  program.command('backup').description('back up etcd and every node\'s /etc/kubernetes into the repository').action(async () => {
+    code = await backup.run({ ...globals(), signal });
+  });
+  program.command('list').description('list the backups of this cluster').action(async () => {
+    code = await list.run(globals());
+  });
+  program.command('describe').argument('<id>', 'backup id').description('show what a backup holds').action(async (id: string) => {
+    code = await describe.run({ ...globals(), id });
+  });
+  program.command('verify').argument('<id>', 'backup id').description('recheck every artifact of a backup against its manifest').action(async (id: string) => {
+    code = await verify.run({ ...globals(), id, signal });
+  });
+
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      return err.exitCode === 0 ? ExitCode.OK : ExitCode.BAD_CONFIG_OR_USAGE;
+    }
+    printError(err, io.stderr, Boolean(globals().debug));
+    code = exitCodeFor(err);
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+  return code;
+}
+
+function printError(err: unknown, out: NodeJS.WritableStream, debug: boolean): void {
+  const e = asKburError(err);
+  out.write(`kbur: error: ${e.message}\n`);
+  if (e.hint) out.write(`  what to do: ${e.hint}\n`);
+  const cause = e.cause instanceof Error && e.cause.message !== e.message ? e.cause.message : undefined;
+  if (cause) out.write(`  cause: ${cause}\n`);
+  if (debug && err instanceof Error && err.stack) out.write(`${err.stack}\n`);
+  else if (e.code === 'INTERNAL') out.write('  this is a bug in kbur or an unexpected condition; run again with --debug for the stack\n');
+}

@@ -1,0 +1,40 @@
+import { runBackup } from '../backup/run.js';
+import { Progress, mib } from '../backup/progress.js';
+import { connectAgents, loadContext, type GlobalOptions } from '../context.js';
+import { ExitCode } from '../exit-codes.js';
+
+/** kbur backup: one backup set of the whole control plane. */
+export async function run(opts: GlobalOptions & { signal: AbortSignal }): Promise<ExitCode> {
+  const ctx = await loadContext(opts);
+  const agents = await connectAgents(ctx);
+  const progress = ctx.json ? undefined : new Progress(process.stderr);
+  try {
+    const m = await runBackup({
+      cluster: ctx.config.cluster,
+      agents,
+      repository: ctx.repository,
+      log: ctx.log,
+      progress,
+      stallMs: ctx.config.stallTimeout * 1000,
+      signal: opts.signal,
+    });
+    if (ctx.json) {
+      ctx.out.write(JSON.stringify(m, null, 2) + '\n');
+    } else {
+      const size = m.artifacts.reduce((n, a) => n + a.size, 0);
+      const lines = [`backup ${m.id}: ${m.phase}`, `  location: ${ctx.repository.artifactLocation(m.cluster, m.id, 'manifest.json').replace(/\/manifest\.json$/, '')}`];
+      if (m.etcd) lines.push(`  etcd: snapshot of ${m.etcd.memberName} on ${m.etcd.node}, revision ${m.etcd.revision}, ${m.etcd.keyCount} keys, ${mib(m.artifacts[0]!.size)}`);
+      lines.push(`  kubernetes dirs: ${m.artifacts.filter((a) => a.kind === 'kubernetes-dir').map((a) => a.node).join(', ') || 'none'}`);
+      lines.push(`  total: ${mib(size)} in ${m.artifacts.length} artifacts`);
+      for (const f of m.failures) lines.push(`  FAILED ${f.part}: ${f.message}`);
+      if (m.phase === 'Completed') lines.push(`next: kbur verify ${m.id}`);
+      else if (m.phase === 'PartiallyFailed') lines.push('next: fix what failed above and run kbur backup again; this set has a good etcd snapshot but is missing parts');
+      else lines.push('next: fix what failed above and run kbur backup again; this set cannot be restored from');
+      ctx.out.write(lines.join('\n') + '\n');
+    }
+    return m.phase === 'Completed' ? ExitCode.OK : m.phase === 'PartiallyFailed' ? ExitCode.BACKUP_PARTIALLY_FAILED : ExitCode.BACKUP_FAILED;
+  } finally {
+    progress?.stop();
+    for (const a of agents) a.close();
+  }
+}

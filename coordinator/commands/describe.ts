@@ -1,0 +1,53 @@
+import { mib } from '../backup/progress.js';
+import { loadContext, type GlobalOptions } from '../context.js';
+import { ExitCode } from '../exit-codes.js';
+
+/** kbur describe ID: everything the manifest says, and the last verification. */
+export async function run(opts: GlobalOptions & { id: string }): Promise<ExitCode> {
+  const ctx = await loadContext(opts);
+  const m = await ctx.repository.readManifest(ctx.config.cluster, opts.id);
+  const verification = await ctx.repository.readVerification(ctx.config.cluster, opts.id);
+  if (ctx.json) {
+    ctx.out.write(JSON.stringify({ manifest: m, verification: verification ?? null }, null, 2) + '\n');
+    return ExitCode.OK;
+  }
+  const lines = [
+    `Backup:    ${m.id}`,
+    `Cluster:   ${m.cluster}`,
+    `Phase:     ${m.phase}`,
+    `Started:   ${m.startedAt}`,
+    `Finished:  ${m.finishedAt}`,
+    `kbur:      ${m.kburVersion} (manifest schema ${m.schemaVersion})`,
+  ];
+  if (m.etcd) {
+    const e = m.etcd;
+    lines.push(
+      'etcd:',
+      `  snapshot of member ${e.memberName} (${e.memberId}) on ${e.node}, ${e.endpoint}, etcd ${e.version}`,
+      `  cluster id ${e.clusterId}, revision ${e.revision}, ${e.keyCount} keys, db size ${mib(e.dbSize)}`,
+      '  members:',
+      ...e.members.map((mb) => `    ${mb.name || '(unstarted)'} ${mb.id} peers ${mb.peerUrls.join(',')} clients ${mb.clientUrls.join(',')}${mb.isLearner ? ' (learner)' : ''}`),
+      ...e.fallbacks.map((f) => `  tried first: ${f.node}: ${f.error}`),
+    );
+  } else {
+    lines.push('etcd:      no snapshot');
+  }
+  lines.push('Artifacts:');
+  for (const a of m.artifacts) {
+    lines.push(`  ${a.path}  ${mib(a.size)}  sha256 ${a.sha256}${a.fileCount !== undefined ? `  ${a.fileCount} entries` : ''}`);
+  }
+  const holders = m.artifacts.filter((a) => a.kind === 'kubernetes-dir' && a.kubeadmConfigFiles?.length);
+  lines.push(
+    'kubeadm ClusterConfiguration:',
+    ...(holders.length ? holders.map((a) => `  ${a.node}: ${a.kubeadmConfigFiles!.join(', ')}`) : ['  in no node archive']),
+    ...(m.etcd ? ['  also in the etcd snapshot (ConfigMap kube-system/kubeadm-config) when the cluster has one'] : []),
+  );
+  if (m.failures.length) lines.push('Failures:', ...m.failures.map((f) => `  ${f.part}: ${f.message}`));
+  lines.push(
+    verification
+      ? `Last verified: ${verification.verifiedAt}: ${verification.ok ? 'all artifacts good' : 'MISMATCH: ' + verification.artifacts.filter((a) => !a.ok).map((a) => `${a.path}: ${a.error}`).join('; ')}`
+      : `Last verified: never (kbur verify ${m.id})`,
+  );
+  ctx.out.write(lines.join('\n') + '\n');
+  return ExitCode.OK;
+}

@@ -1,0 +1,39 @@
+import { errorMessage } from '../../shared/errors.js';
+import type { Verification } from '../../shared/manifest.js';
+import { digestFile } from '../../shared/streams.js';
+import { KBUR_VERSION } from '../../shared/version.js';
+import { loadContext, type GlobalOptions } from '../context.js';
+import { ExitCode } from '../exit-codes.js';
+
+/**
+ * kbur verify ID: rereads every artifact, rechecks its size and sha256 against the manifest and the
+ * snapshot's own integrity hash; records the result in verify.json beside the manifest.
+ */
+export async function run(opts: GlobalOptions & { id: string; signal: AbortSignal }): Promise<ExitCode> {
+  const ctx = await loadContext(opts);
+  const m = await ctx.repository.readManifest(ctx.config.cluster, opts.id);
+  const results: Verification['artifacts'] = [];
+  for (const a of m.artifacts) {
+    try {
+      const got = await digestFile(ctx.repository.artifactLocation(m.cluster, m.id, a.path), { snapshot: a.kind === 'etcd-snapshot', signal: opts.signal });
+      const problems = [
+        ...(got.size !== a.size ? [`size ${got.size}, manifest says ${a.size}`] : []),
+        ...(got.sha256 !== a.sha256 ? [`sha256 ${got.sha256}, manifest says ${a.sha256}`] : []),
+      ];
+      results.push({ path: a.path, ok: problems.length === 0, size: got.size, sha256: got.sha256, ...(problems.length ? { error: problems.join('; ') } : {}) });
+    } catch (err) {
+      results.push({ path: a.path, ok: false, error: errorMessage(err) });
+    }
+  }
+  const verification: Verification = { verifiedAt: new Date().toISOString(), kburVersion: KBUR_VERSION, ok: results.every((r) => r.ok), artifacts: results };
+  await ctx.repository.writeVerification(m.cluster, m.id, verification);
+  if (ctx.json) {
+    ctx.out.write(JSON.stringify(verification, null, 2) + '\n');
+  } else {
+    const lines = results.map((r) => `  ${r.ok ? 'ok      ' : 'MISMATCH'} ${r.path}${r.error ? `: ${r.error}` : ''}`);
+    lines.unshift(`backup ${m.id} (${m.phase}): ${verification.ok ? 'every artifact matches its manifest' : 'DAMAGED: do not restore from this backup'}`);
+    if (m.phase !== 'Completed') lines.push(`note: this backup is ${m.phase}; see kbur describe ${m.id}`);
+    ctx.out.write(lines.join('\n') + '\n');
+  }
+  return verification.ok ? ExitCode.OK : ExitCode.VERIFY_FAILED;
+}

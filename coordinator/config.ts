@@ -1,0 +1,39 @@
+import { dirname, resolve } from 'node:path';
+import { z } from 'zod';
+import { loadConfigFile } from '../shared/config-file.js';
+
+export const DEFAULT_COORDINATOR_CONFIG = './kbur.yaml';
+
+/** Names that become path segments in the repository: no separators, no dot-dot, no surprises. */
+const safeName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, {
+  message: 'expected a name of letters, digits, ".", "_" or "-" (max 63), starting with a letter or digit',
+});
+const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, { message: 'expected host:port of a kbur-agent, e.g. 10.0.0.11:7443' });
+
+const schema = z.strictObject({
+  /** Name of the cluster; backups live under <repository>/<cluster>/. */
+  cluster: safeName,
+  /** The coordinator's client certificate; its CN must map to a role in every agent's clients. */
+  tls: z.strictObject({ ca: z.string().min(1), cert: z.string().min(1), key: z.string().min(1) }),
+  nodes: z
+    .array(z.strictObject({ name: safeName, agent: hostPort }))
+    .min(1, { message: 'expected at least one node' })
+    .refine((nodes) => new Set(nodes.map((n) => n.name)).size === nodes.length, { message: 'node names must be unique' }),
+  repository: z.discriminatedUnion('type', [z.strictObject({ type: z.literal('local'), path: z.string().min(1) })]),
+  /** Stop a stream that sends nothing for this long (seconds). */
+  stallTimeout: z.number().int().positive().default(60),
+});
+
+export type CoordinatorConfig = z.output<typeof schema>;
+
+/** Loads kbur.yaml; relative paths in it are relative to the file's own folder. */
+export async function loadCoordinatorConfig(file: string): Promise<CoordinatorConfig> {
+  const config = await loadConfigFile(file, schema, 'kbur config');
+  const base = dirname(resolve(file));
+  const abs = (p: string): string => resolve(base, p);
+  return {
+    ...config,
+    tls: { ca: abs(config.tls.ca), cert: abs(config.tls.cert), key: abs(config.tls.key) },
+    repository: { ...config.repository, path: abs(config.repository.path) },
+  };
+}

@@ -1,0 +1,45 @@
+import { createLogger, type Logger } from '../shared/log.js';
+import { readTlsFiles } from '../shared/tls.js';
+import { AgentClient } from './agent-client.js';
+import { DEFAULT_COORDINATOR_CONFIG, loadCoordinatorConfig, type CoordinatorConfig } from './config.js';
+import { LocalRepository } from './repository/local.js';
+import type { Repository } from './repository/repository.js';
+
+export interface GlobalOptions {
+  config?: string;
+  json?: boolean;
+  debug?: boolean;
+}
+
+/** What every command works with, built from kbur.yaml. */
+export interface Context {
+  config: CoordinatorConfig;
+  configFile: string;
+  repository: Repository;
+  log: Logger;
+  json: boolean;
+  out: NodeJS.WritableStream;
+}
+
+export function configFileFrom(opts: GlobalOptions): string {
+  return opts.config ?? process.env.KBUR_CONFIG ?? DEFAULT_COORDINATOR_CONFIG;
+}
+
+export async function loadContext(opts: GlobalOptions, out: NodeJS.WritableStream = process.stdout): Promise<Context> {
+  const configFile = configFileFrom(opts);
+  const config = await loadCoordinatorConfig(configFile);
+  return {
+    config,
+    configFile,
+    repository: new LocalRepository(config.repository.path),
+    log: createLogger({ component: 'kbur', stream: 'stderr', level: opts.debug ? 'debug' : (process.env.KBUR_LOG_LEVEL ?? 'warn') }),
+    json: Boolean(opts.json),
+    out,
+  };
+}
+
+/** Clients for every node of the config; the caller closes them. */
+export async function connectAgents(ctx: Context): Promise<AgentClient[]> {
+  const creds = AgentClient.credentials(await readTlsFiles(ctx.config.tls, ctx.configFile));
+  return ctx.config.nodes.map((n) => new AgentClient(n, creds));
+}

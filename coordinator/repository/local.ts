@@ -1,0 +1,135 @@
+import { createReadStream } from 'node:fs';
+import { mkdir, readFile, readdir, stat } from 'node:fs/promises';
+import { dirname, join, normalize, sep } from 'node:path';
+import type { Readable } from 'node:stream';
+import { KburError } from '../../shared/errors.js';
+import { BACKUP_ID, manifestSchema, verificationSchema, type Manifest, type Verification } from '../../shared/manifest.js';
+import { AtomicFile, writeFileAtomic } from '../../shared/streams.js';
+import type { ArtifactWriter, BackupListing, BackupWriter, Repository } from './repository.js';
+
+const DIR_MODE = 0o700;
+
+/** A repository on a local (or mounted) filesystem: 0700 directories, 0600 files, atomic writes. */
+export class LocalRepository implements Repository {
+  constructor(readonly location: string) {}
+
+  async createBackup(cluster: string, id: string): Promise<BackupWriter> {
+    const dir = this.backupDir(cluster, id);
+    try {
+      await mkdir(dirname(dir), { recursive: true, mode: DIR_MODE });
+      await mkdir(dir, { mode: DIR_MODE });
+    } catch (err) {
+      throw new KburError('FAILED_PRECONDITION', `cannot create backup folder ${dir}: ${(err as Error).message}`, {
+        cause: err,
+        hint: 'check that the repository path exists, is writable by this user and has free space',
+      });
+    }
+    return {
+      id,
+      location: dir,
+      artifact: async (relPath: string): Promise<ArtifactWriter> => {
+        const path = this.inside(dir, relPath);
+        await mkdir(dirname(path), { recursive: true, mode: DIR_MODE });
+        return new AtomicFile(path);
+      },
+      writeManifest: (manifest: Manifest) =>
+        writeFileAtomic(join(dir, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n', { noOverwrite: true }),
+    };
+  }
+
+  async listBackups(cluster: string): Promise<BackupListing[]> {
+    const root = join(this.location, cluster, 'backups');
+    let ids: string[];
+    try {
+      ids = (await readdir(root, { withFileTypes: true })).filter((e) => e.isDirectory() && BACKUP_ID.test(e.name)).map((e) => e.name);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw new KburError('FAILED_PRECONDITION', `cannot read repository ${root}: ${(err as Error).message}`, { cause: err });
+    }
+    ids.sort();
+    return Promise.all(
+      ids.map(async (id): Promise<BackupListing> => {
+        try {
+          return { id, manifest: await this.readManifest(cluster, id) };
+        } catch (err) {
+          return { id, problem: (err as Error).message };
+        }
+      }),
+    );
+  }
+
+  async readManifest(cluster: string, id: string): Promise<Manifest> {
+    const dir = this.backupDir(cluster, id);
+    const file = join(dir, 'manifest.json');
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      const exists = await stat(dir).then(() => true, () => false);
+      throw exists
+        ? new KburError('FAILED_PRECONDITION', `backup ${id} has no manifest.json: it never completed (interrupted, or still running)`, {
+            hint: 'use another backup (kbur list); an incomplete backup is never restored from',
+          })
+        : new KburError('NOT_FOUND', `no backup ${id} in ${join(this.location, cluster, 'backups')}`, { hint: 'kbur list shows the backups there are' });
+    }
+    const parsed = manifestSchema.safeParse(safeJson(text));
+    if (!parsed.success) {
+      throw new KburError('DATA_LOSS', `${file} is not a valid kbur manifest: ${parsed.error.issues[0]?.path.join('.')}: ${parsed.error.issues[0]?.message}`, {
+        hint: 'the manifest was damaged or written by an incompatible kbur; do not restore from this backup',
+      });
+    }
+    return parsed.data;
+  }
+
+  async openArtifact(cluster: string, id: string, relPath: string): Promise<Readable> {
+    const path = this.artifactLocation(cluster, id, relPath);
+    try {
+      await stat(path);
+    } catch (err) {
+      throw new KburError('DATA_LOSS', `artifact ${relPath} of backup ${id} is missing: ${(err as Error).message}`, { cause: err });
+    }
+    return createReadStream(path, { highWaterMark: 1 << 20 });
+  }
+
+  artifactLocation(cluster: string, id: string, relPath: string): string {
+    return this.inside(this.backupDir(cluster, id), relPath);
+  }
+
+  writeVerification(cluster: string, id: string, verification: Verification): Promise<void> {
+    return writeFileAtomic(join(this.backupDir(cluster, id), 'verify.json'), JSON.stringify(verification, null, 2) + '\n');
+  }
+
+  async readVerification(cluster: string, id: string): Promise<Verification | undefined> {
+    try {
+      const parsed = verificationSchema.safeParse(JSON.parse(await readFile(join(this.backupDir(cluster, id), 'verify.json'), 'utf8')));
+      return parsed.success ? parsed.data : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private backupDir(cluster: string, id: string): string {
+    if (!BACKUP_ID.test(id)) {
+      throw new KburError('INVALID_ARGUMENT', `"${id}" is not a backup id (expected e.g. 20261125T234512Z-3fa9)`, { hint: 'kbur list shows the ids' });
+    }
+    return join(this.location, cluster, 'backups', id);
+  }
+
+  /** A path from a manifest, kept inside the backup folder whatever it says. */
+  private inside(dir: string, relPath: string): string {
+    const path = normalize(join(dir, relPath));
+    if (!path.startsWith(dir + sep)) {
+      throw new KburError('DATA_LOSS', `artifact path "${relPath}" leaves the backup folder`, { hint: 'the manifest was tampered with; do not restore from it' });
+    }
+    return path;
+  }
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,40 @@
+import type { Readable, Writable } from 'node:stream';
+import type { Manifest, Verification } from '../../shared/manifest.js';
+
+/** An artifact being written: it exists under its final name only after commit(). */
+export interface ArtifactWriter {
+  readonly stream: Writable;
+  commit(): Promise<void>;
+  abort(): Promise<void>;
+}
+
+/** Where one backup's files go while it runs. The manifest is written last, once, never replaced. */
+export interface BackupWriter {
+  readonly id: string;
+  readonly location: string;
+  artifact(relPath: string): Promise<ArtifactWriter>;
+  writeManifest(manifest: Manifest): Promise<void>;
+}
+
+export interface BackupListing {
+  id: string;
+  /** Absent when the backup has no (readable) manifest: it is not complete. */
+  manifest?: Manifest;
+  problem?: string;
+}
+
+/**
+ * A backup repository: a local directory or, later, an S3-compatible bucket, with one layout:
+ * <root>/<cluster>/backups/<id>/{manifest.json, etcd/snapshot.db, nodes/<node>/kubernetes.tar}.
+ */
+export interface Repository {
+  readonly location: string;
+  createBackup(cluster: string, id: string): Promise<BackupWriter>;
+  listBackups(cluster: string): Promise<BackupListing[]>;
+  readManifest(cluster: string, id: string): Promise<Manifest>;
+  openArtifact(cluster: string, id: string, relPath: string): Promise<Readable>;
+  /** Where an artifact lives, for messages and for tools that read it directly. */
+  artifactLocation(cluster: string, id: string, relPath: string): string;
+  writeVerification(cluster: string, id: string, verification: Verification): Promise<void>;
+  readVerification(cluster: string, id: string): Promise<Verification | undefined>;
+}
