@@ -37,7 +37,9 @@ export function parseConfigText<S extends z.ZodType>(text: string, file: string,
   const result = schema.safeParse(value);
   if (result.success) return result.data;
 
-  const problems = result.error.issues.map((issue) => {
+  // An unknown key is often a misspelt one, which also explains a "missing" key: say it first.
+  const issues = [...result.error.issues].sort((a, b) => Number(b.code === 'unrecognized_keys') - Number(a.code === 'unrecognized_keys'));
+  const problems = issues.map((issue) => {
     const path = issue.path.map(String);
     if (issue.code === 'unrecognized_keys') {
       const keys = issue.keys;
