@@ -20,13 +20,17 @@ export interface Caller {
  * The caller's role from the CN of its client certificate (TLS already proved the certificate
  * chains to our CA). An unknown CN, or a role the method does not allow, is PERMISSION_DENIED.
  */
-export function authorize(call: Pick<ServerUnaryCall<unknown, unknown>, 'getAuthContext'>, method: AgentMethod, clients: Record<string, Role>): Caller {
+export function authorize(
+  call: Pick<ServerUnaryCall<unknown, unknown>, 'getAuthContext'>,
+  method: AgentMethod,
+  clients: Record<string, Role>,
+): Caller {
   const subjectCn = call.getAuthContext()?.sslPeerCertificate?.subject?.CN;
   // A certificate with several CNs names no one in particular.
   const cn = typeof subjectCn === 'string' ? subjectCn : undefined;
   if (!cn) {
     throw new KburError('PERMISSION_DENIED', 'the client certificate has no single CN: the agent maps exactly one CN to a role', {
-      hint: 'connect with a client certificate issued by the agent\'s CA',
+      hint: "connect with a client certificate issued by the agent's CA",
     });
   }
   const role = clients[cn];

@@ -14,7 +14,10 @@ const url = z.string().regex(/^https?:\/\/\S+$/, { message: 'expected a URL such
 
 const schema = z.strictObject({
   /** Name of this node as the coordinator knows it. Default: the hostname. */
-  node: z.string().min(1).default(() => hostname()),
+  node: z
+    .string()
+    .min(1)
+    .default(() => hostname()),
   /** gRPC listen address; mTLS only. */
   listen: hostPort,
   tls: z.strictObject({ ca: absPath, cert: absPath, key: absPath }),

@@ -16,7 +16,13 @@ export function startHealthServer(address: string, state: () => AgentState): Pro
     if (req.url === '/readyz') {
       const s = state();
       s.etcd.status().then(
-        (st) => reply(st.reachable ? 200 : 503, st.reachable ? { status: 'ready', node: s.config.node, etcd: st.endpoint } : { status: 'not ready', node: s.config.node, etcd: st.endpoint, error: st.error }),
+        (st) =>
+          reply(
+            st.reachable ? 200 : 503,
+            st.reachable
+              ? { status: 'ready', node: s.config.node, etcd: st.endpoint }
+              : { status: 'not ready', node: s.config.node, etcd: st.endpoint, error: st.error },
+          ),
         (err: unknown) => reply(503, { status: 'not ready', error: String(err) }),
       );
       return;
@@ -26,10 +32,12 @@ export function startHealthServer(address: string, state: () => AgentState): Pro
   const [host, port] = splitHostPort(address);
   return new Promise((resolve, reject) => {
     server.once('error', (err) =>
-      reject(new KburError('UNAVAILABLE', `cannot listen for health checks on ${address}: ${err.message}`, {
-        cause: err,
-        hint: 'change health in the agent config',
-      })),
+      reject(
+        new KburError('UNAVAILABLE', `cannot listen for health checks on ${address}: ${err.message}`, {
+          cause: err,
+          hint: 'change health in the agent config',
+        }),
+      ),
     );
     server.listen(port, host, () => resolve(server));
   });

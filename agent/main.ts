@@ -42,7 +42,13 @@ export async function runAgent(argv: string[]): Promise<number> {
     await server.close(0);
     return reportStartupError(err, KburError.hasCode(err, 'INVALID_CONFIG') ? AgentExit.BAD_CONFIG : AgentExit.CANNOT_LISTEN);
   }
-  log.info('agent started', { node: config.node, listen: config.listen, health: config.health, etcd: state.etcd.settings.endpoint, version: KBUR_VERSION });
+  log.info('agent started', {
+    node: config.node,
+    listen: config.listen,
+    health: config.health,
+    etcd: state.etcd.settings.endpoint,
+    version: KBUR_VERSION,
+  });
 
   const readiness = setInterval(() => void updateReadiness(server, state), 5_000);
   void updateReadiness(server, state);
@@ -77,7 +83,9 @@ async function reload(file: string, current: AgentState, log: Logger): Promise<A
   try {
     const config = await loadAgentConfig(file);
     const next = await AgentState.build(config);
-    const restartOnly = (['listen', 'tls', 'health', 'node'] as const).filter((k) => JSON.stringify(config[k]) !== JSON.stringify(current.config[k]));
+    const restartOnly = (['listen', 'tls', 'health', 'node'] as const).filter(
+      (k) => JSON.stringify(config[k]) !== JSON.stringify(current.config[k]),
+    );
     if (restartOnly.length) log.warn('config keys changed that apply only after a restart', { keys: restartOnly });
     current.retire();
     log.info('config reloaded', { file });

@@ -59,10 +59,12 @@ export class AgentServer {
     return new Promise((resolve, reject) => {
       this.server.bindAsync(address, creds, (err, port) => {
         if (err) {
-          reject(new KburError('UNAVAILABLE', `cannot listen on ${address}: ${err.message}`, {
-            cause: err,
-            hint: 'another process holds that address, or it is not an address of this machine; change listen in the agent config',
-          }));
+          reject(
+            new KburError('UNAVAILABLE', `cannot listen on ${address}: ${err.message}`, {
+              cause: err,
+              hint: 'another process holds that address, or it is not an address of this machine; change listen in the agent config',
+            }),
+          );
         } else resolve(port);
       });
     });
@@ -114,7 +116,8 @@ export class AgentServer {
       const release = s.acquire();
       const abort = new AbortController();
       const onCancel = (): void => abort.abort(new KburError('CANCELLED', 'the client cancelled the call'));
-      const onShutdown = (): void => abort.abort(new KburError('UNAVAILABLE', 'the agent is shutting down', { hint: 'retry when it is back' }));
+      const onShutdown = (): void =>
+        abort.abort(new KburError('UNAVAILABLE', 'the agent is shutting down', { hint: 'retry when it is back' }));
       call.once('cancelled', onCancel);
       this.shutdown.signal.addEventListener('abort', onShutdown, { once: true });
 

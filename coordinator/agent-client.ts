@@ -75,16 +75,23 @@ export class AgentClient {
     const hint = err.metadata?.get(META_HINT)[0];
     const where = `${this.node.name} (${this.node.agent})`;
     if (typeof sent === 'string' && KBUR_CODES.has(sent)) {
-      return new KburError(sent as ErrorCode, `${where}: ${err.details}`, { cause: err, hint: typeof hint === 'string' ? hint : undefined });
+      return new KburError(sent as ErrorCode, `${where}: ${err.details}`, {
+        cause: err,
+        hint: typeof hint === 'string' ? hint : undefined,
+      });
     }
     // No kbur code: the agent never answered (transport, TLS handshake, deadline).
     const code = (Object.entries(GRPC_CODE).find(([, c]) => c === err.code)?.[0] as ErrorCode | undefined) ?? 'UNAVAILABLE';
     const transport = code === 'UNAVAILABLE' || err.code === status.DEADLINE_EXCEEDED;
-    return new KburError(transport ? 'UNAVAILABLE' : code, `${where}: ${transport ? 'agent not reachable: ' : ''}${err.details || err.message}`, {
-      cause: err,
-      hint: transport
-        ? 'check that kbur-agent runs on that node (systemctl status kbur-agent), that the address is right, and that both sides trust each other\'s CA'
-        : undefined,
-    });
+    return new KburError(
+      transport ? 'UNAVAILABLE' : code,
+      `${where}: ${transport ? 'agent not reachable: ' : ''}${err.details || err.message}`,
+      {
+        cause: err,
+        hint: transport
+          ? "check that kbur-agent runs on that node (systemctl status kbur-agent), that the address is right, and that both sides trust each other's CA"
+          : undefined,
+      },
+    );
   }
 }

@@ -26,18 +26,32 @@ export async function cli(argv: string[], io: { stderr: NodeJS.WritableStream } 
   const globals = (): GlobalOptions => program.opts<GlobalOptions>();
   const signal = abort.signal;
 
-  program.command('backup').description('back up etcd and every node\'s /etc/kubernetes into the repository').action(async () => {
-    code = await backup.run({ ...globals(), signal });
-  });
-  program.command('list').description('list the backups of this cluster').action(async () => {
-    code = await list.run(globals());
-  });
-  program.command('describe').argument('<id>', 'backup id').description('show what a backup holds').action(async (id: string) => {
-    code = await describe.run({ ...globals(), id });
-  });
-  program.command('verify').argument('<id>', 'backup id').description('recheck every artifact of a backup against its manifest').action(async (id: string) => {
-    code = await verify.run({ ...globals(), id, signal });
-  });
+  program
+    .command('backup')
+    .description("back up etcd and every node's /etc/kubernetes into the repository")
+    .action(async () => {
+      code = await backup.run({ ...globals(), signal });
+    });
+  program
+    .command('list')
+    .description('list the backups of this cluster')
+    .action(async () => {
+      code = await list.run(globals());
+    });
+  program
+    .command('describe')
+    .argument('<id>', 'backup id')
+    .description('show what a backup holds')
+    .action(async (id: string) => {
+      code = await describe.run({ ...globals(), id });
+    });
+  program
+    .command('verify')
+    .argument('<id>', 'backup id')
+    .description('recheck every artifact of a backup against its manifest')
+    .action(async (id: string) => {
+      code = await verify.run({ ...globals(), id, signal });
+    });
 
   try {
     await program.parseAsync(argv);

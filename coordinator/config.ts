@@ -8,7 +8,9 @@ export const DEFAULT_COORDINATOR_CONFIG = './kbur.yaml';
 const safeName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, {
   message: 'expected a name of letters, digits, ".", "_" or "-" (max 63), starting with a letter or digit',
 });
-const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, { message: 'expected host:port of a kbur-agent, e.g. 10.0.0.11:7443' });
+const hostPort = z
+  .string()
+  .regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, { message: 'expected host:port of a kbur-agent, e.g. 10.0.0.11:7443' });
 
 const schema = z.strictObject({
   /** Name of the cluster; backups live under <repository>/<cluster>/. */

@@ -54,10 +54,28 @@ async function demo(sandbox: Sandbox): Promise<void> {
 
   say('no lock-in: plain etcdctl and tar read the backup');
   const dir = join(sandbox.repoDir, 'sandbox', 'backups', id);
-  const status = await run('etcdctl', ['snapshot', 'status', join(dir, 'etcd/snapshot.db'), '-w', 'table'], { env: { PATH: process.env.PATH, ETCDCTL_API: '3' } });
+  const status = await run('etcdctl', ['snapshot', 'status', join(dir, 'etcd/snapshot.db'), '-w', 'table'], {
+    env: { PATH: process.env.PATH, ETCDCTL_API: '3' },
+  });
   process.stdout.write(`$ etcdctl snapshot status etcd/snapshot.db\n${status.stdout}`);
   const restoreDir = join(sandbox.root, 'plain-restore');
-  await run('etcdctl', ['snapshot', 'restore', join(dir, 'etcd/snapshot.db'), '--data-dir', restoreDir, '--name', 'node-1', '--initial-cluster', 'node-1=https://127.0.0.11:2380', '--initial-advertise-peer-urls', 'https://127.0.0.11:2380'], { env: { PATH: process.env.PATH, ETCDCTL_API: '3' } });
+  await run(
+    'etcdctl',
+    [
+      'snapshot',
+      'restore',
+      join(dir, 'etcd/snapshot.db'),
+      '--data-dir',
+      restoreDir,
+      '--name',
+      'node-1',
+      '--initial-cluster',
+      'node-1=https://127.0.0.11:2380',
+      '--initial-advertise-peer-urls',
+      'https://127.0.0.11:2380',
+    ],
+    { env: { PATH: process.env.PATH, ETCDCTL_API: '3' } },
+  );
   process.stdout.write(`$ etcdctl snapshot restore etcd/snapshot.db --data-dir ${restoreDir} ...: ok\n`);
   const tar = await run('tar', ['-tvf', join(dir, 'nodes/node-1/kubernetes.tar')]);
   const lines = tar.stdout.split('\n').filter((l) => /pki\/(ca|etcd\/server)\.(crt|key)$|kubeadm-config/.test(l));
@@ -75,7 +93,9 @@ async function main(): Promise<number> {
   const sandbox = await createSandbox({ root });
   try {
     await sandbox.startAgents();
-    process.stdout.write(`etcd: ${sandbox.nodes.map((n) => n.clientUrl).join(' ')}\nagents: ${sandbox.nodes.map((n) => n.agentAddress).join(' ')}\nkbur config: ${sandbox.coordinatorConfig}\n`);
+    process.stdout.write(
+      `etcd: ${sandbox.nodes.map((n) => n.clientUrl).join(' ')}\nagents: ${sandbox.nodes.map((n) => n.agentAddress).join(' ')}\nkbur config: ${sandbox.coordinatorConfig}\n`,
+    );
     if (command === 'up') {
       say(`sandbox up; try: node ${KBUR} --config ${sandbox.coordinatorConfig} backup   (Ctrl-C stops it)`);
       await new Promise<void>((res) => process.once('SIGINT', () => res()));

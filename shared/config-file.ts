@@ -29,9 +29,13 @@ export function parseConfigText<S extends z.ZodType>(text: string, file: string,
   if (syntax) {
     const pos = syntax.linePos?.[0];
     const where = pos ? `${file}:${pos.line}:${pos.col}` : file;
-    throw new KburError('INVALID_CONFIG', `${where}: YAML syntax error: ${firstLine(syntax.message).replace(/ at line \d+, column \d+:?$/, '')}`, {
-      hint: 'fix the YAML syntax at that line (indentation, quotes, a missing colon)',
-    });
+    throw new KburError(
+      'INVALID_CONFIG',
+      `${where}: YAML syntax error: ${firstLine(syntax.message).replace(/ at line \d+, column \d+:?$/, '')}`,
+      {
+        hint: 'fix the YAML syntax at that line (indentation, quotes, a missing colon)',
+      },
+    );
   }
   const value: unknown = doc.toJS() ?? {};
   const result = schema.safeParse(value);

@@ -21,9 +21,7 @@ export function createLogger(opts: { component: string; level?: string; stream?:
     defaultMeta: { component: opts.component },
     format: winston.format.combine(redact(), winston.format.timestamp(), winston.format.errors({ stack: false }), winston.format.json()),
     transports: [
-      new winston.transports.Console(
-        toStderr ? { stderrLevels: ['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'] } : {},
-      ),
+      new winston.transports.Console(toStderr ? { stderrLevels: ['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'] } : {}),
     ],
   });
 }

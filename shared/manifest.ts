@@ -72,14 +72,23 @@ export const verificationSchema = z.object({
   kburVersion: z.string(),
   ok: z.boolean(),
   artifacts: z.array(
-    z.object({ path: z.string(), ok: z.boolean(), size: z.number().int().optional(), sha256: z.string().optional(), error: z.string().optional() }),
+    z.object({
+      path: z.string(),
+      ok: z.boolean(),
+      size: z.number().int().optional(),
+      sha256: z.string().optional(),
+      error: z.string().optional(),
+    }),
   ),
 });
 export type Verification = z.infer<typeof verificationSchema>;
 
 /** Backup ids sort by time: 20261125T234512Z-3fa9 (UTC, then 4 random hex digits). */
 export function newBackupId(now: Date = new Date(), random: () => string = randomSuffix): string {
-  const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
+  const stamp = now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d{3}/, '');
   return `${stamp}-${random()}`;
 }
 

@@ -29,7 +29,15 @@ export async function discoverEtcd(config: AgentConfig): Promise<EtcdSettings> {
   };
   const complete = e.endpoints && e.name && e.dataDir && e.ca;
   if (complete && !e.manifest) {
-    return { endpoint: e.endpoints![0]!, name: e.name!, dataDir: e.dataDir!, ca: e.ca!, cert: e.cert ?? defaults.cert, key: e.key ?? defaults.key, manifest: undefined };
+    return {
+      endpoint: e.endpoints![0]!,
+      name: e.name!,
+      dataDir: e.dataDir!,
+      ca: e.ca!,
+      cert: e.cert ?? defaults.cert,
+      key: e.key ?? defaults.key,
+      manifest: undefined,
+    };
   }
   const manifest = e.manifest ?? join(config.kubernetesDir, 'manifests/etcd.yaml');
   const flags = await readEtcdFlags(manifest);
@@ -57,10 +65,14 @@ export async function readEtcdFlags(manifest: string): Promise<Map<string, strin
     doc = parse(await readFile(manifest, 'utf8'));
   } catch (err) {
     const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
-    throw new KburError('INVALID_CONFIG', `etcd static pod manifest ${manifest} ${missing ? 'does not exist' : `cannot be read: ${(err as Error).message}`}`, {
-      cause: err,
-      hint: 'set etcd.manifest to the etcd static pod manifest, or set etcd.endpoints, etcd.name, etcd.dataDir and etcd.ca by hand',
-    });
+    throw new KburError(
+      'INVALID_CONFIG',
+      `etcd static pod manifest ${manifest} ${missing ? 'does not exist' : `cannot be read: ${(err as Error).message}`}`,
+      {
+        cause: err,
+        hint: 'set etcd.manifest to the etcd static pod manifest, or set etcd.endpoints, etcd.name, etcd.dataDir and etcd.ca by hand',
+      },
+    );
   }
   const containers = (doc as { spec?: { containers?: { name?: string; command?: unknown[]; args?: unknown[] }[] } })?.spec?.containers;
   const container = containers?.find((c) => c.name === 'etcd') ?? containers?.[0];

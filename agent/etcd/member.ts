@@ -62,7 +62,21 @@ export class LocalEtcd {
         })),
       };
     } catch (err) {
-      return { ...base, reachable: false, error: errorMessage(err), memberId: '', version: '', leaderId: '', isLeader: false, dbSize: 0, revision: 0, raftIndex: 0, raftTerm: 0, clusterId: '', members: [] };
+      return {
+        ...base,
+        reachable: false,
+        error: errorMessage(err),
+        memberId: '',
+        version: '',
+        leaderId: '',
+        isLeader: false,
+        dbSize: 0,
+        revision: 0,
+        raftIndex: 0,
+        raftTerm: 0,
+        clusterId: '',
+        members: [],
+      };
     }
   }
 
@@ -156,7 +170,9 @@ function firstMessage(source: Readable): Promise<ISnapshotResponse> {
 
 function toEtcdError(err: unknown, endpoint: string): KburError {
   if (KburError.is(err)) return err;
-  return new KburError('UNAVAILABLE', `etcd snapshot stream${endpoint ? ` from ${endpoint}` : ''} broke: ${errorMessage(err)}`, { cause: err });
+  return new KburError('UNAVAILABLE', `etcd snapshot stream${endpoint ? ` from ${endpoint}` : ''} broke: ${errorMessage(err)}`, {
+    cause: err,
+  });
 }
 
 /** etcd3 gives uint64 ids as decimal strings; etcdctl and operators use hex. */

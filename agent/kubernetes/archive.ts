@@ -44,11 +44,11 @@ async function assertDirectory(dir: string): Promise<void> {
   } catch (err) {
     throw new KburError('FAILED_PRECONDITION', `kubernetes dir ${dir} cannot be read: ${(err as Error).message}`, {
       cause: err,
-      hint: 'set kubernetesDir in the agent config to the node\'s /etc/kubernetes',
+      hint: "set kubernetesDir in the agent config to the node's /etc/kubernetes",
     });
   }
   throw new KburError('FAILED_PRECONDITION', `kubernetes dir ${dir} is not a directory`, {
-    hint: 'set kubernetesDir in the agent config to the node\'s /etc/kubernetes',
+    hint: "set kubernetesDir in the agent config to the node's /etc/kubernetes",
   });
 }
 

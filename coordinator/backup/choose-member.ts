@@ -37,7 +37,8 @@ export function chooseSnapshotMembers(views: MemberView[]): SnapshotChoice {
   for (const v of healthy) {
     if (v === leader) continue;
     if (v.etcd.leaderId !== leaderId) skipped.push({ node: v.node, reason: `sees leader ${v.etcd.leaderId}, the others see ${leaderId}` });
-    else if (leaderIndex - v.etcd.raftIndex > MAX_RAFT_LAG) skipped.push({ node: v.node, reason: `${leaderIndex - v.etcd.raftIndex} raft entries behind the leader` });
+    else if (leaderIndex - v.etcd.raftIndex > MAX_RAFT_LAG)
+      skipped.push({ node: v.node, reason: `${leaderIndex - v.etcd.raftIndex} raft entries behind the leader` });
     else followers.push(v);
   }
   followers.sort((a, b) => b.etcd.raftIndex - a.etcd.raftIndex || a.node.localeCompare(b.node));

@@ -40,7 +40,9 @@ export class Progress {
     const rate = this.bytes / Math.max(secs, 0.001);
     const eta = this.total > this.bytes && rate > 0 ? `, ETA ${Math.ceil((this.total - this.bytes) / rate)}s` : '';
     const of = this.total ? ` / ~${mib(this.total)}` : '';
-    this.out?.write(`\r\x1b[Ketcd snapshot${this.source ? ` from ${this.source}` : ''}: ${mib(this.bytes)}${of}, ${mib(rate)}/s${eta} | kubernetes dirs ${this.archives.done}/${this.archives.of}`);
+    this.out?.write(
+      `\r\x1b[Ketcd snapshot${this.source ? ` from ${this.source}` : ''}: ${mib(this.bytes)}${of}, ${mib(rate)}/s${eta} | kubernetes dirs ${this.archives.done}/${this.archives.of}`,
+    );
   }
 }
 

@@ -10,9 +10,7 @@ export interface Trailer {
 }
 
 export type ArtifactMessage<H, T extends Trailer> =
-  | { $case: 'header'; value: H }
-  | { $case: 'data'; value: Buffer }
-  | { $case: 'trailer'; value: T };
+  { $case: 'header'; value: H } | { $case: 'data'; value: Buffer } | { $case: 'trailer'; value: T };
 
 export interface Received<H, T> {
   header: H | undefined;
@@ -62,14 +60,20 @@ export async function receiveArtifact<H, T extends Trailer>(opts: {
         trailer = kind.value;
       }
     }
-    if (!trailer) throw new KburError('DATA_LOSS', `${opts.what}: the stream ended without its trailer after ${digest.size} bytes (truncated)`, { retryable: true });
+    if (!trailer)
+      throw new KburError('DATA_LOSS', `${opts.what}: the stream ended without its trailer after ${digest.size} bytes (truncated)`, {
+        retryable: true,
+      });
     if (opts.snapshot) {
       const integrity = digest.snapshotIntegrityError();
       if (integrity) throw integrity;
     }
     const sha256 = digest.sha256();
     if (trailer.size !== digest.size || trailer.sha256 !== sha256) {
-      throw new KburError('DATA_LOSS', `${opts.what}: received ${digest.size} bytes with sha256 ${sha256}, the agent sent ${trailer.size} bytes with sha256 ${trailer.sha256}`);
+      throw new KburError(
+        'DATA_LOSS',
+        `${opts.what}: received ${digest.size} bytes with sha256 ${sha256}, the agent sent ${trailer.size} bytes with sha256 ${trailer.sha256}`,
+      );
     }
     await opts.writer.commit();
     return { header, trailer, size: digest.size, sha256 };
@@ -83,6 +87,6 @@ export async function receiveArtifact<H, T extends Trailer>(opts: {
 
 function stalled(what: string, ms: number): KburError {
   return new KburError('UNAVAILABLE', `${what}: nothing received for ${Math.round(ms / 1000)} s`, {
-    hint: 'the agent or etcd is stuck or the network dropped; see the agent\'s log (journalctl -u kbur-agent)',
+    hint: "the agent or etcd is stuck or the network dropped; see the agent's log (journalctl -u kbur-agent)",
   });
 }

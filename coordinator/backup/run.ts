@@ -32,7 +32,14 @@ export async function runBackup(opts: BackupOptions): Promise<Manifest> {
   const startedAt = new Date();
   const id = newBackupId(startedAt);
   const log = opts.log.child({ backup: id });
-  const infos = await Promise.all(opts.agents.map((a) => a.getNodeInfo().then((info) => ({ info }), (error: unknown) => ({ error: asKburError(error) }))));
+  const infos = await Promise.all(
+    opts.agents.map((a) =>
+      a.getNodeInfo().then(
+        (info) => ({ info }),
+        (error: unknown) => ({ error: asKburError(error) }),
+      ),
+    ),
+  );
   const failures: Failure[] = [];
   const byNode = new Map<string, GetNodeInfoResponse>();
   infos.forEach((r, i) => {
@@ -51,7 +58,10 @@ export async function runBackup(opts: BackupOptions): Promise<Manifest> {
   opts.progress?.stop();
 
   failures.push(...snapshot.failures, ...archives.flatMap((a) => ('failure' in a ? [a.failure] : [])));
-  const artifacts: Artifact[] = [...(snapshot.artifact ? [snapshot.artifact] : []), ...archives.flatMap((a) => ('artifact' in a ? [a.artifact] : []))];
+  const artifacts: Artifact[] = [
+    ...(snapshot.artifact ? [snapshot.artifact] : []),
+    ...archives.flatMap((a) => ('artifact' in a ? [a.artifact] : [])),
+  ];
   const phase: BackupPhase = !snapshot.artifact ? 'Failed' : failures.length ? 'PartiallyFailed' : 'Completed';
   const manifest: Manifest = {
     schemaVersion: MANIFEST_SCHEMA_VERSION,
@@ -96,7 +106,15 @@ async function snapshotWithFallback(
       if (!got.header || !member) throw new KburError('DATA_LOSS', `etcd snapshot from ${node} came without its header`);
       log.info('snapshot saved', { node, size: got.size, revision: got.header.revision });
       return {
-        artifact: { kind: 'etcd-snapshot', node, path: SNAPSHOT_PATH, size: got.size, sha256: got.sha256, compression: 'none', encryption: 'none' },
+        artifact: {
+          kind: 'etcd-snapshot',
+          node,
+          path: SNAPSHOT_PATH,
+          size: got.size,
+          sha256: got.sha256,
+          compression: 'none',
+          encryption: 'none',
+        },
         etcd: {
           node,
           memberId: member.memberId,
@@ -122,11 +140,17 @@ async function snapshotWithFallback(
   const why = [...choice.skipped.map((s) => `${s.node}: ${s.reason}`), ...fallbacks.map((f) => `${f.node}: ${f.error}`)];
   return {
     etcd: null,
-    failures: [{ part: 'etcd', message: `no etcd member gave a whole snapshot${why.length ? ` (${why.join('; ')})` : ' (no member to ask)'}` }],
+    failures: [
+      { part: 'etcd', message: `no etcd member gave a whole snapshot${why.length ? ` (${why.join('; ')})` : ' (no member to ask)'}` },
+    ],
   };
 }
 
-async function archiveNode(opts: BackupOptions, writer: BackupWriter, agent: AgentClient): Promise<{ artifact: Artifact } | { failure: Failure }> {
+async function archiveNode(
+  opts: BackupOptions,
+  writer: BackupWriter,
+  agent: AgentClient,
+): Promise<{ artifact: Artifact } | { failure: Failure }> {
   const node = agent.node.name;
   const path = nodeArchivePath(node);
   try {

@@ -22,17 +22,35 @@ export async function run(opts: GlobalOptions & { signal: AbortSignal }): Promis
       ctx.out.write(JSON.stringify(m, null, 2) + '\n');
     } else {
       const size = m.artifacts.reduce((n, a) => n + a.size, 0);
-      const lines = [`backup ${m.id}: ${m.phase}`, `  location: ${ctx.repository.artifactLocation(m.cluster, m.id, 'manifest.json').replace(/\/manifest\.json$/, '')}`];
-      if (m.etcd) lines.push(`  etcd: snapshot of ${m.etcd.memberName} on ${m.etcd.node}, revision ${m.etcd.revision}, ${m.etcd.keyCount} keys, ${mib(m.artifacts[0]!.size)}`);
-      lines.push(`  kubernetes dirs: ${m.artifacts.filter((a) => a.kind === 'kubernetes-dir').map((a) => a.node).join(', ') || 'none'}`);
+      const lines = [
+        `backup ${m.id}: ${m.phase}`,
+        `  location: ${ctx.repository.artifactLocation(m.cluster, m.id, 'manifest.json').replace(/\/manifest\.json$/, '')}`,
+      ];
+      if (m.etcd)
+        lines.push(
+          `  etcd: snapshot of ${m.etcd.memberName} on ${m.etcd.node}, revision ${m.etcd.revision}, ${m.etcd.keyCount} keys, ${mib(m.artifacts[0]!.size)}`,
+        );
+      lines.push(
+        `  kubernetes dirs: ${
+          m.artifacts
+            .filter((a) => a.kind === 'kubernetes-dir')
+            .map((a) => a.node)
+            .join(', ') || 'none'
+        }`,
+      );
       lines.push(`  total: ${mib(size)} in ${m.artifacts.length} artifacts`);
       for (const f of m.failures) lines.push(`  FAILED ${f.part}: ${f.message}`);
       if (m.phase === 'Completed') lines.push(`next: kbur verify ${m.id}`);
-      else if (m.phase === 'PartiallyFailed') lines.push('next: fix what failed above and run kbur backup again; this set has a good etcd snapshot but is missing parts');
+      else if (m.phase === 'PartiallyFailed')
+        lines.push('next: fix what failed above and run kbur backup again; this set has a good etcd snapshot but is missing parts');
       else lines.push('next: fix what failed above and run kbur backup again; this set cannot be restored from');
       ctx.out.write(lines.join('\n') + '\n');
     }
-    return m.phase === 'Completed' ? ExitCode.OK : m.phase === 'PartiallyFailed' ? ExitCode.BACKUP_PARTIALLY_FAILED : ExitCode.BACKUP_FAILED;
+    return m.phase === 'Completed'
+      ? ExitCode.OK
+      : m.phase === 'PartiallyFailed'
+        ? ExitCode.BACKUP_PARTIALLY_FAILED
+        : ExitCode.BACKUP_FAILED;
   } finally {
     progress?.stop();
     for (const a of agents) a.close();

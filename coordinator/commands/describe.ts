@@ -26,7 +26,10 @@ export async function run(opts: GlobalOptions & { id: string }): Promise<ExitCod
       `  snapshot of member ${e.memberName} (${e.memberId}) on ${e.node}, ${e.endpoint}, etcd ${e.version}`,
       `  cluster id ${e.clusterId}, revision ${e.revision}, ${e.keyCount} keys, db size ${mib(e.dbSize)}`,
       '  members:',
-      ...e.members.map((mb) => `    ${mb.name || '(unstarted)'} ${mb.id} peers ${mb.peerUrls.join(',')} clients ${mb.clientUrls.join(',')}${mb.isLearner ? ' (learner)' : ''}`),
+      ...e.members.map(
+        (mb) =>
+          `    ${mb.name || '(unstarted)'} ${mb.id} peers ${mb.peerUrls.join(',')} clients ${mb.clientUrls.join(',')}${mb.isLearner ? ' (learner)' : ''}`,
+      ),
       ...e.fallbacks.map((f) => `  tried first: ${f.node}: ${f.error}`),
     );
   } else {
@@ -45,7 +48,15 @@ export async function run(opts: GlobalOptions & { id: string }): Promise<ExitCod
   if (m.failures.length) lines.push('Failures:', ...m.failures.map((f) => `  ${f.part}: ${f.message}`));
   lines.push(
     verification
-      ? `Last verified: ${verification.verifiedAt}: ${verification.ok ? 'all artifacts good' : 'MISMATCH: ' + verification.artifacts.filter((a) => !a.ok).map((a) => `${a.path}: ${a.error}`).join('; ')}`
+      ? `Last verified: ${verification.verifiedAt}: ${
+          verification.ok
+            ? 'all artifacts good'
+            : 'MISMATCH: ' +
+              verification.artifacts
+                .filter((a) => !a.ok)
+                .map((a) => `${a.path}: ${a.error}`)
+                .join('; ')
+        }`
       : `Last verified: never (kbur verify ${m.id})`,
   );
   ctx.out.write(lines.join('\n') + '\n');

@@ -28,11 +28,27 @@ export async function run(opts: GlobalOptions): Promise<ExitCode> {
     const m = b.manifest;
     rows.push(
       m
-        ? [b.id, m.phase, m.startedAt, `${((Date.parse(m.finishedAt) - Date.parse(m.startedAt)) / 1000).toFixed(1)}s`, mib(m.artifacts.reduce((n, a) => n + a.size, 0)), String(m.etcd?.revision ?? '-')]
+        ? [
+            b.id,
+            m.phase,
+            m.startedAt,
+            `${((Date.parse(m.finishedAt) - Date.parse(m.startedAt)) / 1000).toFixed(1)}s`,
+            mib(m.artifacts.reduce((n, a) => n + a.size, 0)),
+            String(m.etcd?.revision ?? '-'),
+          ]
         : [b.id, 'Incomplete', '-', '-', '-', '-'],
     );
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  ctx.out.write(rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n') + '\n');
+  ctx.out.write(
+    rows
+      .map((r) =>
+        r
+          .map((c, i) => c.padEnd(widths[i]!))
+          .join('  ')
+          .trimEnd(),
+      )
+      .join('\n') + '\n',
+  );
   return ExitCode.OK;
 }

@@ -15,23 +15,39 @@ export async function run(opts: GlobalOptions & { id: string; signal: AbortSigna
   const results: Verification['artifacts'] = [];
   for (const a of m.artifacts) {
     try {
-      const got = await digestFile(ctx.repository.artifactLocation(m.cluster, m.id, a.path), { snapshot: a.kind === 'etcd-snapshot', signal: opts.signal });
+      const got = await digestFile(ctx.repository.artifactLocation(m.cluster, m.id, a.path), {
+        snapshot: a.kind === 'etcd-snapshot',
+        signal: opts.signal,
+      });
       const problems = [
         ...(got.size !== a.size ? [`size ${got.size}, manifest says ${a.size}`] : []),
         ...(got.sha256 !== a.sha256 ? [`sha256 ${got.sha256}, manifest says ${a.sha256}`] : []),
       ];
-      results.push({ path: a.path, ok: problems.length === 0, size: got.size, sha256: got.sha256, ...(problems.length ? { error: problems.join('; ') } : {}) });
+      results.push({
+        path: a.path,
+        ok: problems.length === 0,
+        size: got.size,
+        sha256: got.sha256,
+        ...(problems.length ? { error: problems.join('; ') } : {}),
+      });
     } catch (err) {
       results.push({ path: a.path, ok: false, error: errorMessage(err) });
     }
   }
-  const verification: Verification = { verifiedAt: new Date().toISOString(), kburVersion: KBUR_VERSION, ok: results.every((r) => r.ok), artifacts: results };
+  const verification: Verification = {
+    verifiedAt: new Date().toISOString(),
+    kburVersion: KBUR_VERSION,
+    ok: results.every((r) => r.ok),
+    artifacts: results,
+  };
   await ctx.repository.writeVerification(m.cluster, m.id, verification);
   if (ctx.json) {
     ctx.out.write(JSON.stringify(verification, null, 2) + '\n');
   } else {
     const lines = results.map((r) => `  ${r.ok ? 'ok      ' : 'MISMATCH'} ${r.path}${r.error ? `: ${r.error}` : ''}`);
-    lines.unshift(`backup ${m.id} (${m.phase}): ${verification.ok ? 'every artifact matches its manifest' : 'DAMAGED: do not restore from this backup'}`);
+    lines.unshift(
+      `backup ${m.id} (${m.phase}): ${verification.ok ? 'every artifact matches its manifest' : 'DAMAGED: do not restore from this backup'}`,
+    );
     if (m.phase !== 'Completed') lines.push(`note: this backup is ${m.phase}; see kbur describe ${m.id}`);
     ctx.out.write(lines.join('\n') + '\n');
   }

@@ -66,18 +66,27 @@ export class LocalRepository implements Repository {
       text = await readFile(file, 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      const exists = await stat(dir).then(() => true, () => false);
+      const exists = await stat(dir).then(
+        () => true,
+        () => false,
+      );
       throw exists
         ? new KburError('FAILED_PRECONDITION', `backup ${id} has no manifest.json: it never completed (interrupted, or still running)`, {
             hint: 'use another backup (kbur list); an incomplete backup is never restored from',
           })
-        : new KburError('NOT_FOUND', `no backup ${id} in ${join(this.location, cluster, 'backups')}`, { hint: 'kbur list shows the backups there are' });
+        : new KburError('NOT_FOUND', `no backup ${id} in ${join(this.location, cluster, 'backups')}`, {
+            hint: 'kbur list shows the backups there are',
+          });
     }
     const parsed = manifestSchema.safeParse(safeJson(text));
     if (!parsed.success) {
-      throw new KburError('DATA_LOSS', `${file} is not a valid kbur manifest: ${parsed.error.issues[0]?.path.join('.')}: ${parsed.error.issues[0]?.message}`, {
-        hint: 'the manifest was damaged or written by an incompatible kbur; do not restore from this backup',
-      });
+      throw new KburError(
+        'DATA_LOSS',
+        `${file} is not a valid kbur manifest: ${parsed.error.issues[0]?.path.join('.')}: ${parsed.error.issues[0]?.message}`,
+        {
+          hint: 'the manifest was damaged or written by an incompatible kbur; do not restore from this backup',
+        },
+      );
     }
     return parsed.data;
   }
@@ -111,7 +120,9 @@ export class LocalRepository implements Repository {
 
   private backupDir(cluster: string, id: string): string {
     if (!BACKUP_ID.test(id)) {
-      throw new KburError('INVALID_ARGUMENT', `"${id}" is not a backup id (expected e.g. 20261125T234512Z-3fa9)`, { hint: 'kbur list shows the ids' });
+      throw new KburError('INVALID_ARGUMENT', `"${id}" is not a backup id (expected e.g. 20261125T234512Z-3fa9)`, {
+        hint: 'kbur list shows the ids',
+      });
     }
     return join(this.location, cluster, 'backups', id);
   }
@@ -120,7 +131,9 @@ export class LocalRepository implements Repository {
   private inside(dir: string, relPath: string): string {
     const path = normalize(join(dir, relPath));
     if (!path.startsWith(dir + sep)) {
-      throw new KburError('DATA_LOSS', `artifact path "${relPath}" leaves the backup folder`, { hint: 'the manifest was tampered with; do not restore from it' });
+      throw new KburError('DATA_LOSS', `artifact path "${relPath}" leaves the backup folder`, {
+        hint: 'the manifest was tampered with; do not restore from it',
+      });
     }
     return path;
   }

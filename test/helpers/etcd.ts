@@ -6,7 +6,9 @@ import type { Sandbox } from '../sandbox/cluster.js';
 /** An etcd3 client on the sandbox's members, with node-1's healthcheck-client cert. */
 export async function etcdClient(sandbox: Sandbox): Promise<Etcd3> {
   const pki = join(sandbox.nodes[0]!.kubernetesDir, 'pki', 'etcd');
-  const [ca, cert, key] = await Promise.all(['ca.crt', 'healthcheck-client.crt', 'healthcheck-client.key'].map((f) => readFile(join(pki, f))));
+  const [ca, cert, key] = await Promise.all(
+    ['ca.crt', 'healthcheck-client.crt', 'healthcheck-client.key'].map((f) => readFile(join(pki, f))),
+  );
   return new Etcd3({
     hosts: sandbox.nodes.map((n) => n.clientUrl),
     credentials: { rootCertificate: ca!, certChain: cert!, privateKey: key! },

@@ -20,7 +20,9 @@ async function walk(dir: string): Promise<string[]> {
 }
 
 async function sha256(file: string): Promise<string> {
-  return createHash('sha256').update(await readFile(file)).digest('hex');
+  return createHash('sha256')
+    .update(await readFile(file))
+    .digest('hex');
 }
 
 describe('kbur backup on a 3-member TLS etcd', function () {
@@ -49,7 +51,7 @@ describe('kbur backup on a 3-member TLS etcd', function () {
     await rm(root, { recursive: true, force: true });
   });
 
-  it('backs up a follower\'s snapshot and every node\'s /etc/kubernetes into a Completed set', async function () {
+  it("backs up a follower's snapshot and every node's /etc/kubernetes into a Completed set", async function () {
     const status = JSON.parse((await sandbox.etcdctl(['endpoint', 'status', '-w', 'json'])).replace(/:(\d{16,})/g, ':"$1"')) as {
       Endpoint: string;
       Status: { leader: string; header: { member_id: string } };
@@ -74,7 +76,9 @@ describe('kbur backup on a 3-member TLS etcd', function () {
     ]);
     const dir = backupDir(m.id);
     for (const a of m.artifacts) expect(await sha256(join(dir, a.path)), a.path).to.equal(a.sha256);
-    expect(m.artifacts.find((a) => a.node === 'node-1' && a.kind === 'kubernetes-dir')!.kubeadmConfigFiles).to.deep.equal(['kubeadm-config.yaml']);
+    expect(m.artifacts.find((a) => a.node === 'node-1' && a.kind === 'kubernetes-dir')!.kubeadmConfigFiles).to.deep.equal([
+      'kubeadm-config.yaml',
+    ]);
 
     // The repository holds private keys: 0700 folders, 0600 files, nothing half-written.
     for (const p of [join(sandbox.repoDir, 'sandbox'), ...(await walk(join(sandbox.repoDir, 'sandbox')))]) {
@@ -90,8 +94,23 @@ describe('kbur backup on a 3-member TLS etcd', function () {
     const { stdout } = await exec('etcdctl', ['snapshot', 'status', join(dir, 'etcd/snapshot.db'), '-w', 'json'], { env: ETCDCTL_ENV });
     expect((JSON.parse(stdout) as { revision: number }).revision).to.equal(m.etcd!.revision);
     const restored = join(root, `plain-restore-${m.id}`);
-    await exec('etcdctl', ['snapshot', 'restore', join(dir, 'etcd/snapshot.db'), '--data-dir', restored, '--name', 'node-1',
-      '--initial-cluster', 'node-1=https://127.0.0.11:2380', '--initial-advertise-peer-urls', 'https://127.0.0.11:2380'], { env: ETCDCTL_ENV });
+    await exec(
+      'etcdctl',
+      [
+        'snapshot',
+        'restore',
+        join(dir, 'etcd/snapshot.db'),
+        '--data-dir',
+        restored,
+        '--name',
+        'node-1',
+        '--initial-cluster',
+        'node-1=https://127.0.0.11:2380',
+        '--initial-advertise-peer-urls',
+        'https://127.0.0.11:2380',
+      ],
+      { env: ETCDCTL_ENV },
+    );
     expect((await stat(join(restored, 'member/snap/db'))).size).to.be.greaterThan(0);
 
     const node = sandbox.nodes[1]!;
@@ -177,7 +196,17 @@ describe('kbur backup on a 3-member TLS etcd', function () {
     await putBulk(etcd, '/registry/bulk/', 40);
     const logs = join(root, 'logs');
     const snapshotStarts = async (): Promise<Map<string, number>> =>
-      new Map(await Promise.all(sandbox.nodes.map(async (n) => [n.name, (await readFile(join(logs, `agent-${n.name}.log`), 'utf8')).split('"method":"SnapshotEtcd"').length] as [string, number])));
+      new Map(
+        await Promise.all(
+          sandbox.nodes.map(
+            async (n) =>
+              [n.name, (await readFile(join(logs, `agent-${n.name}.log`), 'utf8')).split('"method":"SnapshotEtcd"').length] as [
+                string,
+                number,
+              ],
+          ),
+        ),
+      );
     const before = await snapshotStarts();
 
     const { child, done } = spawnKbur(['--config', sandbox.coordinatorConfig, 'backup', '--json']);
@@ -212,7 +241,11 @@ describe('kbur backup on a 3-member TLS etcd', function () {
     const verify = await kbur('verify', m.id);
     expect(verify.code, verify.stdout).to.equal(0);
     await sandbox.kubelet.waitFor(victim, 'etcd', 'running');
-    await waitForEtcdHealthy(sandbox, sandbox.nodes.map((n) => n.clientUrl), 60_000);
+    await waitForEtcdHealthy(
+      sandbox,
+      sandbox.nodes.map((n) => n.clientUrl),
+      60_000,
+    );
     await etcd.delete().prefix('/registry/bulk/');
   });
 
@@ -220,8 +253,16 @@ describe('kbur backup on a 3-member TLS etcd', function () {
     const badConfigs: [string, string | undefined, RegExp][] = [
       ['a missing config', undefined, /kbur config .*missing\.yaml does not exist/],
       ['a YAML syntax error', 'cluster: demo\nnodes: [\n', /bad\.yaml:\d+:\d+: YAML syntax error/],
-      ['an unknown key', 'cluster: demo\ntls: {ca: a, cert: b, key: c}\nnodes: [{name: n, agent: 127.0.0.11:7443}]\nrepository: {type: local, path: r}\nstalTimeout: 5\n', /bad\.yaml:5: unknown key "stalTimeout"/],
-      ['a wrong type', 'cluster: demo\ntls: {ca: a, cert: b, key: c}\nnodes: node-1\nrepository: {type: local, path: r}\n', /bad\.yaml:3: "nodes": .*expected array/],
+      [
+        'an unknown key',
+        'cluster: demo\ntls: {ca: a, cert: b, key: c}\nnodes: [{name: n, agent: 127.0.0.11:7443}]\nrepository: {type: local, path: r}\nstalTimeout: 5\n',
+        /bad\.yaml:5: unknown key "stalTimeout"/,
+      ],
+      [
+        'a wrong type',
+        'cluster: demo\ntls: {ca: a, cert: b, key: c}\nnodes: node-1\nrepository: {type: local, path: r}\n',
+        /bad\.yaml:3: "nodes": .*expected array/,
+      ],
     ];
     for (const [what, text, message] of badConfigs) {
       it(`gives one clear error and exit code 2 for ${what}`, async function () {
@@ -233,7 +274,10 @@ describe('kbur backup on a 3-member TLS etcd', function () {
         const lines = run.stderr.trim().split('\n');
         expect(lines[0]).to.match(/^kbur: error: /);
         expect(lines[0]).to.match(message);
-        expect(lines.slice(1).every((l) => /^ {2}(what to do|cause): /.test(l)), run.stderr).to.equal(true);
+        expect(
+          lines.slice(1).every((l) => /^ {2}(what to do|cause): /.test(l)),
+          run.stderr,
+        ).to.equal(true);
       });
     }
 

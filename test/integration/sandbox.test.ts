@@ -94,7 +94,9 @@ describe('sandbox', function () {
     await rename(manifest, aside);
     await sb().kubelet.waitFor(node.name, 'etcd', 'stopped');
     await waitForPortFree(node.ip, 2379, 5_000);
-    const others = sb().nodes.filter((n) => n !== node).map((n) => n.clientUrl);
+    const others = sb()
+      .nodes.filter((n) => n !== node)
+      .map((n) => n.clientUrl);
     await waitForEtcdHealthy(sb(), others, 10_000);
 
     await rename(aside, manifest);
@@ -115,7 +117,11 @@ describe('sandbox', function () {
     expect(sb().kubelet.running(node.name, 'etcd')).to.equal(false);
     await sb().kubelet.waitFor(node.name, 'etcd', 'running', 5_000);
     expect(sb().kubelet.pid(node.name, 'etcd')).to.be.a('number').and.not.equal(before);
-    await waitForEtcdHealthy(sb(), sb().nodes.map((n) => n.clientUrl), 30_000);
+    await waitForEtcdHealthy(
+      sb(),
+      sb().nodes.map((n) => n.clientUrl),
+      30_000,
+    );
   });
 
   it('restarts a static pod whose manifest is replaced by a changed one', async function () {

@@ -46,13 +46,7 @@ export interface SandboxNode {
   healthAddress: string;
 }
 
-export type KburIdentity =
-  | 'kbur-admin'
-  | 'kbur-operator'
-  | 'monitoring'
-  | 'stranger'
-  | 'rogue-admin'
-  | `agent-${string}`;
+export type KburIdentity = 'kbur-admin' | 'kbur-operator' | 'monitoring' | 'stranger' | 'rogue-admin' | `agent-${string}`;
 
 export interface Sandbox {
   root: string;
@@ -279,13 +273,7 @@ async function writeKubeconfigs(node: SandboxNode, endpoint: string): Promise<vo
   );
 }
 
-async function writeNodeFiles(
-  node: SandboxNode,
-  all: SandboxNode[],
-  token: string,
-  quota: number,
-  root: string,
-): Promise<void> {
+async function writeNodeFiles(node: SandboxNode, all: SandboxNode[], token: string, quota: number, root: string): Promise<void> {
   const first = all[0];
   const manifests: [string, unknown][] = [
     ['etcd.yaml', etcdManifest(node, all, token, quota)],
@@ -601,9 +589,7 @@ class LocalSandbox implements Sandbox {
     const deadline = Date.now() + AGENT_READY_TIMEOUT_MS;
     while ((await httpStatus(url)) !== 200) {
       if (gone || Date.now() > deadline) {
-        const why = gone
-          ? `exited (code ${child.exitCode}, signal ${child.signalCode})`
-          : `not ready after ${AGENT_READY_TIMEOUT_MS} ms`;
+        const why = gone ? `exited (code ${child.exitCode}, signal ${child.signalCode})` : `not ready after ${AGENT_READY_TIMEOUT_MS} ms`;
         throw new Error(`agent on ${node.name} ${why}: ${url} never answered 200\n${tail(logFile)}`);
       }
       await sleep(POLL_MS);
@@ -666,7 +652,9 @@ export async function createSandbox(opts: SandboxOptions): Promise<Sandbox> {
   if (!isAbsolute(opts.root)) throw new Error(`sandbox root must be an absolute path, got ${opts.root}`);
   if (!Number.isInteger(count) || count < 1 || count > 9) throw new Error(`sandbox nodes must be 1..9, got ${count}`);
   const root = opts.root;
-  const nodes = Array.from({ length: count }, (_, i) => sandboxNode(root, i + 1, opts.network ?? process.env.KBUR_SANDBOX_NETWORK ?? '127.0.0'));
+  const nodes = Array.from({ length: count }, (_, i) =>
+    sandboxNode(root, i + 1, opts.network ?? process.env.KBUR_SANDBOX_NETWORK ?? '127.0.0'),
+  );
   await refuseBusyPorts(nodes);
 
   await makeDir(join(root, 'repo'), 0o700);

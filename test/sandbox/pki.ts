@@ -117,9 +117,7 @@ async function createClusterCas(pki: string): Promise<void> {
   await Promise.all([chmod(join(pki, 'sa.key'), KEY_MODE), chmod(join(pki, 'sa.pub'), CERT_MODE)]);
 }
 
-const SHARED_FILES = [
-  'ca.crt', 'ca.key', 'front-proxy-ca.crt', 'front-proxy-ca.key', 'sa.key', 'sa.pub', 'etcd/ca.crt', 'etcd/ca.key',
-];
+const SHARED_FILES = ['ca.crt', 'ca.key', 'front-proxy-ca.crt', 'front-proxy-ca.key', 'sa.key', 'sa.pub', 'etcd/ca.crt', 'etcd/ca.key'];
 
 async function copySharedFiles(from: string, to: string): Promise<void> {
   await makeDirs(to, join(to, 'etcd'));
@@ -137,8 +135,15 @@ function createNodeCerts(pki: string, node: PkiNode): Promise<void[]> {
   const etcdDir = join(pki, 'etcd');
   const etcdCa = pair(etcdDir, 'ca');
   const apiserverSans = [
-    `IP:${node.ip}`, 'IP:10.96.0.1', 'IP:127.0.0.1', 'DNS:kubernetes', 'DNS:kubernetes.default',
-    'DNS:kubernetes.default.svc', 'DNS:kubernetes.default.svc.cluster.local', `DNS:${node.name}`, 'DNS:localhost',
+    `IP:${node.ip}`,
+    'IP:10.96.0.1',
+    'IP:127.0.0.1',
+    'DNS:kubernetes',
+    'DNS:kubernetes.default',
+    'DNS:kubernetes.default.svc',
+    'DNS:kubernetes.default.svc.cluster.local',
+    `DNS:${node.name}`,
+    'DNS:localhost',
   ];
   const both: CertSpec['usages'] = ['serverAuth', 'clientAuth'];
   return Promise.all([
@@ -147,14 +152,8 @@ function createNodeCerts(pki: string, node: PkiNode): Promise<void[]> {
       { cn: 'kube-apiserver-kubelet-client', o: ['kubeadm:cluster-admins'], issuer: ca, usages: ['clientAuth'] },
       pair(pki, 'apiserver-kubelet-client'),
     ),
-    issue(
-      { cn: 'kube-apiserver-etcd-client', issuer: etcdCa, usages: ['clientAuth'] },
-      pair(pki, 'apiserver-etcd-client'),
-    ),
-    issue(
-      { cn: 'front-proxy-client', issuer: pair(pki, 'front-proxy-ca'), usages: ['clientAuth'] },
-      pair(pki, 'front-proxy-client'),
-    ),
+    issue({ cn: 'kube-apiserver-etcd-client', issuer: etcdCa, usages: ['clientAuth'] }, pair(pki, 'apiserver-etcd-client')),
+    issue({ cn: 'front-proxy-client', issuer: pair(pki, 'front-proxy-ca'), usages: ['clientAuth'] }, pair(pki, 'front-proxy-client')),
     issue({ cn: node.name, issuer: etcdCa, usages: both, sans: nodeSans(node) }, pair(etcdDir, 'server')),
     issue({ cn: node.name, issuer: etcdCa, usages: both, sans: nodeSans(node) }, pair(etcdDir, 'peer')),
     issue(
@@ -188,10 +187,7 @@ export async function createKburPki(dir: string, nodes: PkiNode[]): Promise<void
   await makeDirs(dir);
   const ca = pair(dir, 'ca');
   const rogueCa = pair(dir, 'rogue-ca');
-  await Promise.all([
-    issue({ cn: 'kbur-ca', isCA: true }, ca),
-    issue({ cn: 'kbur-ca', isCA: true }, rogueCa),
-  ]);
+  await Promise.all([issue({ cn: 'kbur-ca', isCA: true }, ca), issue({ cn: 'kbur-ca', isCA: true }, rogueCa)]);
   await Promise.all([
     ...nodes.map((node) =>
       issue(

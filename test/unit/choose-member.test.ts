@@ -4,8 +4,22 @@ import { MAX_RAFT_LAG, chooseSnapshotMembers } from '../../coordinator/backup/ch
 
 function member(id: string, over: Partial<EtcdMemberStatus> = {}): EtcdMemberStatus {
   return {
-    reachable: true, error: '', memberId: id, name: id, version: '3.4.23', leaderId: 'a', isLeader: id === 'a',
-    dbSize: 1, revision: 10, raftIndex: 5000, raftTerm: 2, clusterId: 'c', endpoint: '', dataDir: '', members: [], ...over,
+    reachable: true,
+    error: '',
+    memberId: id,
+    name: id,
+    version: '3.4.23',
+    leaderId: 'a',
+    isLeader: id === 'a',
+    dbSize: 1,
+    revision: 10,
+    raftIndex: 5000,
+    raftTerm: 2,
+    clusterId: 'c',
+    endpoint: '',
+    dataDir: '',
+    members: [],
+    ...over,
   };
 }
 

@@ -20,7 +20,10 @@ describe('agent config', () => {
     return file;
   };
   const failure = async (file: string): Promise<KburError> => {
-    const err = await loadAgentConfig(file).then(() => undefined, (e: unknown) => e);
+    const err = await loadAgentConfig(file).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(KburError.hasCode(err, 'INVALID_CONFIG'), String(err)).to.equal(true);
     return err as KburError;
   };
@@ -73,7 +76,10 @@ describe('coordinator config', () => {
 
   it('resolves relative paths against the config file', async () => {
     const file = join(dir, 'kbur.yaml');
-    await writeFile(file, 'cluster: demo\ntls: {ca: pki/ca.crt, cert: pki/a.crt, key: pki/a.key}\nnodes:\n  - {name: node-1, agent: 127.0.0.11:7443}\nrepository: {type: local, path: repo}\n');
+    await writeFile(
+      file,
+      'cluster: demo\ntls: {ca: pki/ca.crt, cert: pki/a.crt, key: pki/a.key}\nnodes:\n  - {name: node-1, agent: 127.0.0.11:7443}\nrepository: {type: local, path: repo}\n',
+    );
     const c = await loadCoordinatorConfig(file);
     expect(c.tls.ca).to.equal(join(dir, 'pki/ca.crt'));
     expect(c.repository.path).to.equal(join(dir, 'repo'));
@@ -81,7 +87,10 @@ describe('coordinator config', () => {
 
   it('refuses duplicate node names and a node name that would escape the repository', async () => {
     const file = join(dir, 'kbur.yaml');
-    await writeFile(file, 'cluster: demo\ntls: {ca: a, cert: b, key: c}\nnodes:\n  - {name: ../x, agent: 127.0.0.11:7443}\n  - {name: n, agent: 127.0.0.12:7443}\n  - {name: n, agent: 127.0.0.13:7443}\nrepository: {type: local, path: repo}\n');
+    await writeFile(
+      file,
+      'cluster: demo\ntls: {ca: a, cert: b, key: c}\nnodes:\n  - {name: ../x, agent: 127.0.0.11:7443}\n  - {name: n, agent: 127.0.0.12:7443}\n  - {name: n, agent: 127.0.0.13:7443}\nrepository: {type: local, path: repo}\n',
+    );
     const err = (await loadCoordinatorConfig(file).catch((e: unknown) => e)) as KburError;
     expect(err.message).to.contain('"nodes.0.name": expected a name');
     expect(err.message).to.contain('node names must be unique');
@@ -89,7 +98,10 @@ describe('coordinator config', () => {
 
   it('names an unsupported repository type', async () => {
     const file = join(dir, 'kbur.yaml');
-    await writeFile(file, 'cluster: demo\ntls: {ca: a, cert: b, key: c}\nnodes:\n  - {name: n, agent: 127.0.0.12:7443}\nrepository: {type: ftp, path: repo}\n');
+    await writeFile(
+      file,
+      'cluster: demo\ntls: {ca: a, cert: b, key: c}\nnodes:\n  - {name: n, agent: 127.0.0.12:7443}\nrepository: {type: ftp, path: repo}\n',
+    );
     const err = (await loadCoordinatorConfig(file).catch((e: unknown) => e)) as KburError;
     expect(err.message).to.match(/kbur\.yaml:5: "repository.type"/);
   });
