@@ -54,9 +54,12 @@ export async function runAgent(argv: string[]): Promise<number> {
   void updateReadiness(server, state);
 
   const watcher = watch(opts.config, { ignoreInitial: true, awaitWriteFinish: { stabilityThreshold: 200, pollInterval: 50 } });
+  // One reload at a time, each against the state the previous one left.
+  let reloading = Promise.resolve();
   watcher.on('all', (event) => {
     if (event !== 'add' && event !== 'change') return;
-    void reload(opts.config, state, log).then((next) => {
+    reloading = reloading.then(async () => {
+      const next = await reload(opts.config, state, log);
       if (next) state = next;
     });
   });
