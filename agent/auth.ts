@@ -7,6 +7,14 @@ export const METHOD_ROLES = {
   GetNodeInfo: ['admin', 'operator', 'monitor'],
   SnapshotEtcd: ['admin', 'operator'],
   ArchiveKubernetes: ['admin', 'operator'],
+  PrepareRestore: ['admin'],
+  StageSnapshot: ['admin'],
+  VerifyStagedSnapshot: ['admin'],
+  StopControlPlane: ['admin'],
+  RestoreEtcdMember: ['admin'],
+  StartEtcd: ['admin'],
+  StartControlPlane: ['admin'],
+  RollbackRestore: ['admin'],
 } as const satisfies Record<string, readonly Role[]>;
 
 export type AgentMethod = keyof typeof METHOD_ROLES;

@@ -39,8 +39,14 @@ const schema = z.strictObject({
       key: absPath.optional(),
       dataDir: absPath.optional(),
       name: z.string().min(1).optional(),
+      /** etcd run as a systemd unit instead of a static pod: the unit a restore stops and starts. */
+      unit: z.string().regex(/^[\w@.:-]+$/, { message: 'expected a systemd unit name, e.g. etcd.service' }).optional(),
+      /** The restore tool; default: etcdutl on PATH, else etcdctl (etcd 3.4). */
+      restoreTool: absPath.optional(),
+      /** Seconds a restore waits for etcd to stop or start. */
+      stopTimeout: z.number().int().positive().default(60),
     })
-    .default({}),
+    .default({ stopTimeout: 60 }),
   stateDir: absPath.default('/var/lib/kbur'),
   /** HTTP /healthz and /readyz; plain HTTP, so keep it on loopback or a management network. */
   health: hostPort.default('127.0.0.1:9443'),

@@ -4,12 +4,17 @@ import {
   Server,
   ServerCredentials,
   type ServerErrorResponse,
+  type ServerReadableStream,
   type ServerUnaryCall,
   type ServerWritableStream,
   type sendUnaryData,
 } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
-import { AgentServiceService, type AgentServiceServer } from '../proto/gen/kbur/v1/agent.js';
+import { AgentServiceService, type AgentServiceServer} from '../proto/gen/kbur/v1/agent.js';
+import { startControlPlane, startEtcd, stopControlPlane } from './restore/control-plane.js';
+import { restoreMember, rollbackMember } from './restore/member.js';
+import { prepareRestore } from './restore/prepare.js';
+import { stageSnapshot, verifyStaged } from './restore/stage.js';
 import { KburError, asKburError } from '../shared/errors.js';
 import { GRPC_CODE, META_CODE, META_HINT, Metadata } from '../shared/grpc-status.js';
 import type { Logger } from '../shared/log.js';
@@ -48,6 +53,14 @@ export class AgentServer {
       getNodeInfo: this.unary('GetNodeInfo', (s) => nodeInfo(s.config.node, s.config.stateDir, s.etcd)),
       snapshotEtcd: this.serverStream('SnapshotEtcd', (s, signal) => snapshotMessages(s.etcd, signal)),
       archiveKubernetes: this.serverStream('ArchiveKubernetes', (s, signal) => archiveMessages(s.config.kubernetesDir, signal)),
+      prepareRestore: this.unary('PrepareRestore', prepareRestore),
+      stageSnapshot: this.clientStream('StageSnapshot', stageSnapshot),
+      verifyStagedSnapshot: this.unary('VerifyStagedSnapshot', (s, req) => verifyStaged(s, req.restoreId)),
+      stopControlPlane: this.unary('StopControlPlane', (s, req) => stopControlPlane(s, req.restoreId)),
+      restoreEtcdMember: this.unary('RestoreEtcdMember', (s, req) => restoreMember(s, req)),
+      startEtcd: this.unary('StartEtcd', (s, req) => startEtcd(s, req.restoreId)),
+      startControlPlane: this.unary('StartControlPlane', (s, req) => startControlPlane(s, req.restoreId)),
+      rollbackRestore: this.unary('RollbackRestore', (s, req) => rollbackMember(s, req.restoreId)),
     };
     this.server.addService(AgentServiceService, impl);
     this.health.addToServer(this.server);
@@ -85,27 +98,48 @@ export class AgentServer {
     });
   }
 
-  private unary<Req, Res>(method: AgentMethod, run: (s: AgentState) => Promise<Res>) {
-    return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
-      const s = this.state();
-      const op = opId();
-      const started = Date.now();
-      const release = s.acquire();
-      Promise.resolve()
-        .then(() => {
-          const caller = authorize(call, method, s.config.clients);
-          this.log.debug('call', { op, method, cn: caller.cn, role: caller.role });
-          return run(s);
-        })
-        .then(
-          (res) => callback(null, res),
-          (err: unknown) => {
-            this.log.warn('call failed', { op, method, error: asKburError(err).message, ms: Date.now() - started });
-            callback(toStatus(err));
-          },
-        )
-        .finally(release);
+  private unary<Req, Res>(method: AgentMethod, run: (s: AgentState, req: Req) => Promise<Res>) {
+    return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void =>
+      this.respond(method, call, callback, (s) => run(s, call.request));
+  }
+
+  private clientStream<Req, Res>(method: AgentMethod, run: (s: AgentState, messages: AsyncIterable<Req>, signal: AbortSignal) => Promise<Res>) {
+    return (call: ServerReadableStream<Req, Res>, callback: sendUnaryData<Res>): void => {
+      const abort = new AbortController();
+      call.once('cancelled', () => abort.abort(new KburError('CANCELLED', 'the client cancelled the call')));
+      this.respond(method, call, callback, (s) => run(s, call, abort.signal));
     };
+  }
+
+  /** Authorizes, runs, answers once: the result, or the error as a status. Changes are logged at info. */
+  private respond<Res>(
+    method: AgentMethod,
+    call: ServerUnaryCall<unknown, Res> | ServerReadableStream<unknown, Res>,
+    callback: sendUnaryData<Res>,
+    run: (s: AgentState) => Promise<Res>,
+  ): void {
+    const s = this.state();
+    const op = opId();
+    const started = Date.now();
+    const release = s.acquire();
+    const changes = !READ_ONLY.has(method);
+    Promise.resolve()
+      .then(() => {
+        const caller = authorize(call, method, s.config.clients);
+        this.log.log(changes ? 'info' : 'debug', 'call', { op, method, cn: caller.cn, role: caller.role });
+        return run(s);
+      })
+      .then(
+        (res) => {
+          if (changes) this.log.info('call done', { op, method, ms: Date.now() - started, result: res });
+          callback(null, res);
+        },
+        (err: unknown) => {
+          this.log.warn('call failed', { op, method, error: asKburError(err).message, ms: Date.now() - started });
+          callback(toStatus(err));
+        },
+      )
+      .finally(release);
   }
 
   private serverStream<Req, Res>(method: AgentMethod, run: (s: AgentState, signal: AbortSignal) => AsyncIterable<Res>) {
@@ -149,6 +183,8 @@ export class AgentServer {
     };
   }
 }
+
+const READ_ONLY = new Set<AgentMethod>(['GetNodeInfo', 'SnapshotEtcd', 'ArchiveKubernetes', 'PrepareRestore', 'VerifyStagedSnapshot']);
 
 function opId(): string {
   return randomBytes(4).toString('hex');

@@ -1,9 +1,25 @@
-import { Metadata, credentials, type ChannelCredentials, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
+import { once } from 'node:events';
+import {
+  Metadata,
+  credentials,
+  type CallOptions,
+  type ChannelCredentials,
+  type ClientReadableStream,
+  type ClientWritableStream,
+  type ServiceError,
+} from '@grpc/grpc-js';
 import {
   AgentServiceClient,
   type ArchiveKubernetesResponse,
   type GetNodeInfoResponse,
+  type PrepareRestoreRequest,
+  type PrepareRestoreResponse,
+  type RestoreEtcdMemberRequest,
+  type RestoreStepResponse,
   type SnapshotEtcdResponse,
+  type StageSnapshotHeader,
+  type StageSnapshotRequest,
+  type StageSnapshotResponse,
 } from '../proto/gen/kbur/v1/agent.js';
 import { KburError, type ErrorCode } from '../shared/errors.js';
 import { GRPC_CODE, META_CODE, META_HINT, status } from '../shared/grpc-status.js';
@@ -15,6 +31,10 @@ export interface NodeRef {
 }
 
 const UNARY_DEADLINE_MS = 15_000;
+/** A restore step may restore a multi-GB snapshot or wait for etcd to stop. */
+const STEP_DEADLINE_MS = 30 * 60_000;
+
+export type RestoreStepName = 'StopControlPlane' | 'StartEtcd' | 'StartControlPlane' | 'RollbackRestore';
 const KBUR_CODES = new Set(Object.keys(GRPC_CODE));
 
 /** One node's agent, over mTLS. Unary calls carry a deadline; streams end when the signal aborts. */
@@ -36,11 +56,55 @@ export class AgentClient {
   }
 
   getNodeInfo(deadlineMs = UNARY_DEADLINE_MS): Promise<GetNodeInfoResponse> {
-    return new Promise((resolve, reject) => {
-      this.client.getNodeInfo({}, new Metadata(), { deadline: Date.now() + deadlineMs }, (err, res) =>
-        err ? reject(this.fromStatus(err)) : resolve(res),
-      );
+    return this.unary(this.client.getNodeInfo.bind(this.client), {}, deadlineMs);
+  }
+
+  prepareRestore(req: PrepareRestoreRequest): Promise<PrepareRestoreResponse> {
+    return this.unary(this.client.prepareRestore.bind(this.client), req, UNARY_DEADLINE_MS * 4);
+  }
+
+  verifyStagedSnapshot(restoreId: string): Promise<StageSnapshotResponse> {
+    return this.unary(this.client.verifyStagedSnapshot.bind(this.client), { restoreId }, STEP_DEADLINE_MS);
+  }
+
+  /** One restore step on this node; every step is idempotent on the agent, so a resume calls it again. */
+  restoreStep(step: RestoreStepName, restoreId: string): Promise<RestoreStepResponse> {
+    const fn = {
+      StopControlPlane: this.client.stopControlPlane,
+      StartEtcd: this.client.startEtcd,
+      StartControlPlane: this.client.startControlPlane,
+      RollbackRestore: this.client.rollbackRestore,
+    }[step].bind(this.client);
+    return this.unary(fn, { restoreId }, STEP_DEADLINE_MS);
+  }
+
+  restoreEtcdMember(req: RestoreEtcdMemberRequest): Promise<RestoreStepResponse> {
+    return this.unary(this.client.restoreEtcdMember.bind(this.client), req, STEP_DEADLINE_MS);
+  }
+
+  /** Uploads a snapshot to the agent's state dir: header first, then the bytes at the pace HTTP/2 takes them. */
+  async stageSnapshot(header: StageSnapshotHeader, data: AsyncIterable<Buffer>, signal: AbortSignal): Promise<StageSnapshotResponse> {
+    let call: ClientWritableStream<StageSnapshotRequest> | undefined;
+    const response = new Promise<StageSnapshotResponse>((resolve, reject) => {
+      call = this.client.stageSnapshot(new Metadata(), {}, (err, res) => (err ? reject(this.fromStatus(err)) : resolve(res)));
     });
+    const stream = call!;
+    const onAbort = (): void => stream.cancel();
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      stream.write({ kind: { $case: 'header', value: header } });
+      for await (const chunk of data) {
+        if (!stream.write({ kind: { $case: 'data', value: chunk } })) await once(stream, 'drain', { signal });
+      }
+      stream.end();
+      return await response;
+    } catch (err) {
+      stream.cancel();
+      await response.catch(() => undefined);
+      throw signal.aborted ? signal.reason : err;
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+    }
   }
 
   snapshotEtcd(signal: AbortSignal): AsyncIterable<SnapshotEtcdResponse> {
@@ -53,6 +117,16 @@ export class AgentClient {
 
   close(): void {
     this.client.close();
+  }
+
+  private unary<Req, Res>(
+    fn: (req: Req, md: Metadata, opts: Partial<CallOptions>, cb: (err: ServiceError | null, res: Res) => void) => unknown,
+    req: Req,
+    deadlineMs: number,
+  ): Promise<Res> {
+    return new Promise((resolve, reject) => {
+      fn(req, new Metadata(), { deadline: Date.now() + deadlineMs }, (err, res) => (err ? reject(this.fromStatus(err)) : resolve(res)));
+    });
   }
 
   private async *stream<T>(call: ClientReadableStream<T>, signal: AbortSignal): AsyncGenerator<T> {

@@ -4,6 +4,7 @@ import { KBUR_VERSION } from '../shared/version.js';
 import * as backup from './commands/backup.js';
 import * as describe from './commands/describe.js';
 import * as list from './commands/list.js';
+import * as restore from './commands/restore.js';
 import * as verify from './commands/verify.js';
 import type { GlobalOptions } from './context.js';
 import { ExitCode, exitCodeFor } from './exit-codes.js';
@@ -44,6 +45,17 @@ export async function cli(argv: string[], io: { stderr: NodeJS.WritableStream } 
     .description('show what a backup holds')
     .action(async (id: string) => {
       code = await describe.run({ ...globals(), id });
+    });
+  program
+    .command('restore')
+    .argument('[id]', 'backup id to restore from')
+    .description('restore every etcd member from a backup (preflight, plan, confirmation, journaled steps)')
+    .option('--dry-run', 'run the preflight and print the plan; change nothing')
+    .option('-y, --yes', 'do not ask for confirmation')
+    .option('--resume <restore-id>', 'continue an interrupted restore')
+    .option('--rollback <restore-id>', 'put back the data dirs a restore moved aside, and restart')
+    .action(async (id: string | undefined, o: { dryRun?: boolean; yes?: boolean; resume?: string; rollback?: string }) => {
+      code = await restore.run({ ...globals(), ...o, id, signal });
     });
   program
     .command('verify')

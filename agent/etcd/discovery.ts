@@ -1,5 +1,5 @@
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { access, readFile, readdir } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { parse } from 'yaml';
 import { KburError } from '../../shared/errors.js';
 import type { AgentConfig } from '../config.js';
@@ -14,6 +14,8 @@ export interface EtcdSettings {
   key: string;
   /** The static pod manifest it came from, when it came from one. */
   manifest: string | undefined;
+  /** host:port pairs etcd listens on (client and peer): a stopped etcd leaves them free. */
+  listens: { host: string; port: number }[];
 }
 
 /**
@@ -37,10 +39,11 @@ export async function discoverEtcd(config: AgentConfig): Promise<EtcdSettings> {
       cert: e.cert ?? defaults.cert,
       key: e.key ?? defaults.key,
       manifest: undefined,
+      listens: hostPorts(e.endpoints!),
     };
   }
   const manifest = e.manifest ?? join(config.kubernetesDir, 'manifests/etcd.yaml');
-  const flags = await readEtcdFlags(manifest);
+  const flags = await readEtcdFlags(await heldManifest(manifest));
   const need = (value: string | undefined, flag: string, key: string): string => {
     if (value) return value;
     throw new KburError('INVALID_CONFIG', `${manifest} has no --${flag} in the etcd container's command`, {
@@ -55,7 +58,38 @@ export async function discoverEtcd(config: AgentConfig): Promise<EtcdSettings> {
     cert: e.cert ?? defaults.cert,
     key: e.key ?? defaults.key,
     manifest,
+    listens: hostPorts(
+      ['listen-client-urls', 'listen-peer-urls'].flatMap((f) => (flags.get(f) ?? '').split(',')).filter((u) => u.includes('://')),
+    ),
   };
+}
+
+/** Held by kbur in the middle of a restore: the manifest then sits in a kbur-held-<id> folder beside manifests/. */
+export const HELD_PREFIX = 'kbur-held-';
+
+async function heldManifest(manifest: string): Promise<string> {
+  if (await exists(manifest)) return manifest;
+  const kubernetesDir = dirname(dirname(manifest));
+  const held = (await readdir(kubernetesDir).catch(() => [] as string[])).filter((d) => d.startsWith(HELD_PREFIX)).sort();
+  for (const dir of held.reverse()) {
+    const candidate = join(kubernetesDir, dir, basename(manifest));
+    if (await exists(candidate)) return candidate;
+  }
+  return manifest;
+}
+
+function exists(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+function hostPorts(urls: string[]): { host: string; port: number }[] {
+  return urls.map((u) => {
+    const url = new URL(u.trim());
+    return { host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port || 2379) };
+  });
 }
 
 /** --flag=value pairs of the container named etcd (or the first container). */

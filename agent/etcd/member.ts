@@ -38,7 +38,11 @@ export class LocalEtcd {
   async status(): Promise<EtcdMemberStatus> {
     const base = { endpoint: this.settings.endpoint, dataDir: this.settings.dataDir, name: this.settings.name };
     try {
-      const [st, list] = await Promise.all([this.client.maintenance.status(), this.client.cluster.memberList({ linearizable: false })]);
+      const [st, list, keyCount] = await Promise.all([
+        this.client.maintenance.status(),
+        this.client.cluster.memberList({ linearizable: false }),
+        this.countKeys(0),
+      ]);
       const memberId = hexId(st.header.member_id);
       return {
         ...base,
@@ -53,6 +57,7 @@ export class LocalEtcd {
         raftIndex: Number(st.raftIndex),
         raftTerm: Number(st.raftTerm),
         clusterId: hexId(st.header.cluster_id),
+        keyCount,
         members: list.members.map((m) => ({
           id: hexId(m.ID),
           name: m.name,
@@ -76,6 +81,7 @@ export class LocalEtcd {
         raftTerm: 0,
         clusterId: '',
         members: [],
+        keyCount: -1,
       };
     }
   }
@@ -105,7 +111,7 @@ export class LocalEtcd {
     return { header: { member, revision, keyCount }, data };
   }
 
-  /** Keys in the whole keyspace at a revision, read from this member only; -1 if it cannot tell. */
+  /** Keys in the whole keyspace at a revision (0: the latest), read from this member only; -1 if it cannot tell. */
   private async countKeys(revision: number): Promise<number> {
     try {
       const res = await this.client.kv.range({

@@ -118,13 +118,22 @@ export class LocalRepository implements Repository {
     }
   }
 
+  async writeJournal(cluster: string, restoreId: string, journal: string): Promise<void> {
+    const dir = join(this.location, cluster, 'restores', checkId(restoreId, 'restore'));
+    await mkdir(dir, { recursive: true, mode: DIR_MODE });
+    await writeFileAtomic(join(dir, 'journal.json'), journal);
+  }
+
+  async readJournal(cluster: string, restoreId: string): Promise<string | undefined> {
+    const file = join(this.location, cluster, 'restores', checkId(restoreId, 'restore'), 'journal.json');
+    return readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return undefined;
+      throw err;
+    });
+  }
+
   private backupDir(cluster: string, id: string): string {
-    if (!BACKUP_ID.test(id)) {
-      throw new KburError('INVALID_ARGUMENT', `"${id}" is not a backup id (expected e.g. 20261125T234512Z-3fa9)`, {
-        hint: 'kbur list shows the ids',
-      });
-    }
-    return join(this.location, cluster, 'backups', id);
+    return join(this.location, cluster, 'backups', checkId(id, 'backup'));
   }
 
   /** A path from a manifest, kept inside the backup folder whatever it says. */
@@ -137,6 +146,13 @@ export class LocalRepository implements Repository {
     }
     return path;
   }
+}
+
+function checkId(id: string, what: 'backup' | 'restore'): string {
+  if (BACKUP_ID.test(id)) return id;
+  throw new KburError('INVALID_ARGUMENT', `"${id}" is not a ${what} id (expected e.g. 20261125T234512Z-3fa9)`, {
+    hint: what === 'backup' ? 'kbur list shows the ids' : 'the restore id is printed when a restore starts, and is the folder name under restores/',
+  });
 }
 
 function safeJson(text: string): unknown {

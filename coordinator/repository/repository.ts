@@ -37,4 +37,8 @@ export interface Repository {
   artifactLocation(cluster: string, id: string, relPath: string): string;
   writeVerification(cluster: string, id: string, verification: Verification): Promise<void>;
   readVerification(cluster: string, id: string): Promise<Verification | undefined>;
+  /** <root>/<cluster>/restores/<restoreId>/journal.json, replaced atomically on every change. */
+  writeJournal(cluster: string, restoreId: string, journal: string): Promise<void>;
+  /** The journal's text, or undefined when there is none. */
+  readJournal(cluster: string, restoreId: string): Promise<string | undefined>;
 }

@@ -19,6 +19,7 @@ function member(id: string, over: Partial<EtcdMemberStatus> = {}): EtcdMemberSta
     endpoint: '',
     dataDir: '',
     members: [],
+    keyCount: 0,
     ...over,
   };
 }

@@ -13,6 +13,8 @@ import {
   type ClientOptions,
   type ClientReadableStream,
   type ClientUnaryCall,
+  type ClientWritableStream,
+  type handleClientStreamingCall,
   type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
@@ -69,6 +71,8 @@ export interface EtcdMemberStatus {
   endpoint: string;
   dataDir: string;
   members: EtcdMember[];
+  /** Live keys in the whole keyspace, counted on this member (-1 when it could not count). */
+  keyCount: number;
 }
 
 export interface EtcdMember {
@@ -121,6 +125,75 @@ export interface ArchiveTrailer {
   /** Files (relative to the kubernetes dir) that hold a kubeadm ClusterConfiguration. */
   kubeadmConfigFiles: string[];
   kubernetesDir: string;
+}
+
+export interface PrepareRestoreRequest {
+  restoreId: string;
+  /** Bytes the staged snapshot will take. */
+  snapshotSize: number;
+}
+
+export interface PrepareRestoreResponse {
+  node: string;
+  memberName: string;
+  dataDir: string;
+  /** How etcd runs here: "static-pod" or "systemd". */
+  etcdMode: string;
+  /** The tool that will restore ("etcdutl" or "etcdctl"), its path and version. */
+  restoreTool: string;
+  restoreToolPath: string;
+  restoreToolVersion: string;
+  /** Whether the tool can bump the revision and mark it compacted (etcdutl >= 3.5.x). */
+  canBumpRevision: boolean;
+  /** Control-plane manifests present in manifests/ (or already held by this restore). */
+  manifests: string[];
+  stateDisk?: DiskSpace | undefined;
+  dataDisk?:
+    | DiskSpace
+    | undefined;
+  /** Bytes the staged snapshot plus a restored data dir need on each disk. */
+  neededBytes: number;
+  /** Problems that forbid the restore on this node; empty when it can go ahead. */
+  problems: string[];
+  dataDirBytes: number;
+}
+
+export interface StageSnapshotRequest {
+  kind?: { $case: "header"; value: StageSnapshotHeader } | { $case: "data"; value: Buffer } | undefined;
+}
+
+export interface StageSnapshotHeader {
+  restoreId: string;
+  size: number;
+  sha256: string;
+}
+
+export interface StageSnapshotResponse {
+  path: string;
+  size: number;
+  sha256: string;
+}
+
+export interface RestoreStepRequest {
+  restoreId: string;
+}
+
+export interface RestoreEtcdMemberRequest {
+  restoreId: string;
+  /** This member's name and peer URLs, and the whole new cluster: name=peerURL,... */
+  name: string;
+  initialAdvertisePeerUrls: string[];
+  initialCluster: string;
+  initialClusterToken: string;
+  /** Bump the revision by this much and mark it compacted (0: do not); only with etcdutl. */
+  bumpRevision: number;
+}
+
+export interface RestoreStepResponse {
+  /** What the step did, for the journal and the operator ("moved etcd.yaml to ..."). */
+  done: string[];
+  /** True when the step had already been done (a resumed restore). */
+  alreadyDone: boolean;
 }
 
 function createBaseGetNodeInfoRequest(): GetNodeInfoRequest {
@@ -525,6 +598,7 @@ function createBaseEtcdMemberStatus(): EtcdMemberStatus {
     endpoint: "",
     dataDir: "",
     members: [],
+    keyCount: 0,
   };
 }
 
@@ -574,6 +648,9 @@ export const EtcdMemberStatus: MessageFns<EtcdMemberStatus> = {
     }
     for (const v of message.members) {
       EtcdMember.encode(v!, writer.uint32(122).fork()).join();
+    }
+    if (message.keyCount !== 0) {
+      writer.uint32(128).int64(message.keyCount);
     }
     return writer;
   },
@@ -711,6 +788,14 @@ export const EtcdMemberStatus: MessageFns<EtcdMemberStatus> = {
             message.members.push(EtcdMember.decode(reader, reader.uint32()));
             continue;
           }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.keyCount = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -774,6 +859,11 @@ export const EtcdMemberStatus: MessageFns<EtcdMemberStatus> = {
       members: globalThis.Array.isArray(object?.members)
         ? object.members.map((e: any) => EtcdMember.fromJSON(e))
         : [],
+      keyCount: isSet(object.keyCount)
+        ? globalThis.Number(object.keyCount)
+        : isSet(object.key_count)
+        ? globalThis.Number(object.key_count)
+        : 0,
     };
   },
 
@@ -824,6 +914,9 @@ export const EtcdMemberStatus: MessageFns<EtcdMemberStatus> = {
     if (message.members?.length) {
       obj.members = message.members.map((e) => EtcdMember.toJSON(e));
     }
+    if (message.keyCount !== 0) {
+      obj.keyCount = Math.round(message.keyCount);
+    }
     return obj;
   },
 
@@ -847,6 +940,7 @@ export const EtcdMemberStatus: MessageFns<EtcdMemberStatus> = {
     message.endpoint = object.endpoint ?? "";
     message.dataDir = object.dataDir ?? "";
     message.members = object.members?.map((e) => EtcdMember.fromPartial(e)) || [];
+    message.keyCount = object.keyCount ?? 0;
     return message;
   },
 };
@@ -1660,6 +1754,1088 @@ export const ArchiveTrailer: MessageFns<ArchiveTrailer> = {
   },
 };
 
+function createBasePrepareRestoreRequest(): PrepareRestoreRequest {
+  return { restoreId: "", snapshotSize: 0 };
+}
+
+export const PrepareRestoreRequest: MessageFns<PrepareRestoreRequest> = {
+  encode(message: PrepareRestoreRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.restoreId !== "") {
+      writer.uint32(10).string(message.restoreId);
+    }
+    if (message.snapshotSize !== 0) {
+      writer.uint32(16).int64(message.snapshotSize);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PrepareRestoreRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePrepareRestoreRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.restoreId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.snapshotSize = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PrepareRestoreRequest {
+    return {
+      restoreId: isSet(object.restoreId)
+        ? globalThis.String(object.restoreId)
+        : isSet(object.restore_id)
+        ? globalThis.String(object.restore_id)
+        : "",
+      snapshotSize: isSet(object.snapshotSize)
+        ? globalThis.Number(object.snapshotSize)
+        : isSet(object.snapshot_size)
+        ? globalThis.Number(object.snapshot_size)
+        : 0,
+    };
+  },
+
+  toJSON(message: PrepareRestoreRequest): unknown {
+    const obj: any = {};
+    if (message.restoreId !== "") {
+      obj.restoreId = message.restoreId;
+    }
+    if (message.snapshotSize !== 0) {
+      obj.snapshotSize = Math.round(message.snapshotSize);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PrepareRestoreRequest>, I>>(base?: I): PrepareRestoreRequest {
+    return PrepareRestoreRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PrepareRestoreRequest>, I>>(object: I): PrepareRestoreRequest {
+    const message = createBasePrepareRestoreRequest();
+    message.restoreId = object.restoreId ?? "";
+    message.snapshotSize = object.snapshotSize ?? 0;
+    return message;
+  },
+};
+
+function createBasePrepareRestoreResponse(): PrepareRestoreResponse {
+  return {
+    node: "",
+    memberName: "",
+    dataDir: "",
+    etcdMode: "",
+    restoreTool: "",
+    restoreToolPath: "",
+    restoreToolVersion: "",
+    canBumpRevision: false,
+    manifests: [],
+    stateDisk: undefined,
+    dataDisk: undefined,
+    neededBytes: 0,
+    problems: [],
+    dataDirBytes: 0,
+  };
+}
+
+export const PrepareRestoreResponse: MessageFns<PrepareRestoreResponse> = {
+  encode(message: PrepareRestoreResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.node !== "") {
+      writer.uint32(10).string(message.node);
+    }
+    if (message.memberName !== "") {
+      writer.uint32(18).string(message.memberName);
+    }
+    if (message.dataDir !== "") {
+      writer.uint32(26).string(message.dataDir);
+    }
+    if (message.etcdMode !== "") {
+      writer.uint32(34).string(message.etcdMode);
+    }
+    if (message.restoreTool !== "") {
+      writer.uint32(42).string(message.restoreTool);
+    }
+    if (message.restoreToolPath !== "") {
+      writer.uint32(50).string(message.restoreToolPath);
+    }
+    if (message.restoreToolVersion !== "") {
+      writer.uint32(58).string(message.restoreToolVersion);
+    }
+    if (message.canBumpRevision !== false) {
+      writer.uint32(64).bool(message.canBumpRevision);
+    }
+    for (const v of message.manifests) {
+      writer.uint32(74).string(v!);
+    }
+    if (message.stateDisk !== undefined) {
+      DiskSpace.encode(message.stateDisk, writer.uint32(82).fork()).join();
+    }
+    if (message.dataDisk !== undefined) {
+      DiskSpace.encode(message.dataDisk, writer.uint32(90).fork()).join();
+    }
+    if (message.neededBytes !== 0) {
+      writer.uint32(96).int64(message.neededBytes);
+    }
+    for (const v of message.problems) {
+      writer.uint32(106).string(v!);
+    }
+    if (message.dataDirBytes !== 0) {
+      writer.uint32(112).int64(message.dataDirBytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PrepareRestoreResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePrepareRestoreResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.node = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.memberName = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.dataDir = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.etcdMode = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.restoreTool = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.restoreToolPath = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.restoreToolVersion = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.canBumpRevision = reader.bool();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.manifests.push(reader.string());
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.stateDisk = DiskSpace.decode(reader, reader.uint32());
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.dataDisk = DiskSpace.decode(reader, reader.uint32());
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.neededBytes = longToNumber(reader.int64());
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.problems.push(reader.string());
+            continue;
+          }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.dataDirBytes = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PrepareRestoreResponse {
+    return {
+      node: isSet(object.node) ? globalThis.String(object.node) : "",
+      memberName: isSet(object.memberName)
+        ? globalThis.String(object.memberName)
+        : isSet(object.member_name)
+        ? globalThis.String(object.member_name)
+        : "",
+      dataDir: isSet(object.dataDir)
+        ? globalThis.String(object.dataDir)
+        : isSet(object.data_dir)
+        ? globalThis.String(object.data_dir)
+        : "",
+      etcdMode: isSet(object.etcdMode)
+        ? globalThis.String(object.etcdMode)
+        : isSet(object.etcd_mode)
+        ? globalThis.String(object.etcd_mode)
+        : "",
+      restoreTool: isSet(object.restoreTool)
+        ? globalThis.String(object.restoreTool)
+        : isSet(object.restore_tool)
+        ? globalThis.String(object.restore_tool)
+        : "",
+      restoreToolPath: isSet(object.restoreToolPath)
+        ? globalThis.String(object.restoreToolPath)
+        : isSet(object.restore_tool_path)
+        ? globalThis.String(object.restore_tool_path)
+        : "",
+      restoreToolVersion: isSet(object.restoreToolVersion)
+        ? globalThis.String(object.restoreToolVersion)
+        : isSet(object.restore_tool_version)
+        ? globalThis.String(object.restore_tool_version)
+        : "",
+      canBumpRevision: isSet(object.canBumpRevision)
+        ? globalThis.Boolean(object.canBumpRevision)
+        : isSet(object.can_bump_revision)
+        ? globalThis.Boolean(object.can_bump_revision)
+        : false,
+      manifests: globalThis.Array.isArray(object?.manifests)
+        ? object.manifests.map((e: any) => globalThis.String(e))
+        : [],
+      stateDisk: isSet(object.stateDisk)
+        ? DiskSpace.fromJSON(object.stateDisk)
+        : isSet(object.state_disk)
+        ? DiskSpace.fromJSON(object.state_disk)
+        : undefined,
+      dataDisk: isSet(object.dataDisk)
+        ? DiskSpace.fromJSON(object.dataDisk)
+        : isSet(object.data_disk)
+        ? DiskSpace.fromJSON(object.data_disk)
+        : undefined,
+      neededBytes: isSet(object.neededBytes)
+        ? globalThis.Number(object.neededBytes)
+        : isSet(object.needed_bytes)
+        ? globalThis.Number(object.needed_bytes)
+        : 0,
+      problems: globalThis.Array.isArray(object?.problems)
+        ? object.problems.map((e: any) => globalThis.String(e))
+        : [],
+      dataDirBytes: isSet(object.dataDirBytes)
+        ? globalThis.Number(object.dataDirBytes)
+        : isSet(object.data_dir_bytes)
+        ? globalThis.Number(object.data_dir_bytes)
+        : 0,
+    };
+  },
+
+  toJSON(message: PrepareRestoreResponse): unknown {
+    const obj: any = {};
+    if (message.node !== "") {
+      obj.node = message.node;
+    }
+    if (message.memberName !== "") {
+      obj.memberName = message.memberName;
+    }
+    if (message.dataDir !== "") {
+      obj.dataDir = message.dataDir;
+    }
+    if (message.etcdMode !== "") {
+      obj.etcdMode = message.etcdMode;
+    }
+    if (message.restoreTool !== "") {
+      obj.restoreTool = message.restoreTool;
+    }
+    if (message.restoreToolPath !== "") {
+      obj.restoreToolPath = message.restoreToolPath;
+    }
+    if (message.restoreToolVersion !== "") {
+      obj.restoreToolVersion = message.restoreToolVersion;
+    }
+    if (message.canBumpRevision !== false) {
+      obj.canBumpRevision = message.canBumpRevision;
+    }
+    if (message.manifests?.length) {
+      obj.manifests = message.manifests;
+    }
+    if (message.stateDisk !== undefined) {
+      obj.stateDisk = DiskSpace.toJSON(message.stateDisk);
+    }
+    if (message.dataDisk !== undefined) {
+      obj.dataDisk = DiskSpace.toJSON(message.dataDisk);
+    }
+    if (message.neededBytes !== 0) {
+      obj.neededBytes = Math.round(message.neededBytes);
+    }
+    if (message.problems?.length) {
+      obj.problems = message.problems;
+    }
+    if (message.dataDirBytes !== 0) {
+      obj.dataDirBytes = Math.round(message.dataDirBytes);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PrepareRestoreResponse>, I>>(base?: I): PrepareRestoreResponse {
+    return PrepareRestoreResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PrepareRestoreResponse>, I>>(object: I): PrepareRestoreResponse {
+    const message = createBasePrepareRestoreResponse();
+    message.node = object.node ?? "";
+    message.memberName = object.memberName ?? "";
+    message.dataDir = object.dataDir ?? "";
+    message.etcdMode = object.etcdMode ?? "";
+    message.restoreTool = object.restoreTool ?? "";
+    message.restoreToolPath = object.restoreToolPath ?? "";
+    message.restoreToolVersion = object.restoreToolVersion ?? "";
+    message.canBumpRevision = object.canBumpRevision ?? false;
+    message.manifests = object.manifests?.map((e) => e) || [];
+    message.stateDisk = (object.stateDisk !== undefined && object.stateDisk !== null)
+      ? DiskSpace.fromPartial(object.stateDisk)
+      : undefined;
+    message.dataDisk = (object.dataDisk !== undefined && object.dataDisk !== null)
+      ? DiskSpace.fromPartial(object.dataDisk)
+      : undefined;
+    message.neededBytes = object.neededBytes ?? 0;
+    message.problems = object.problems?.map((e) => e) || [];
+    message.dataDirBytes = object.dataDirBytes ?? 0;
+    return message;
+  },
+};
+
+function createBaseStageSnapshotRequest(): StageSnapshotRequest {
+  return { kind: undefined };
+}
+
+export const StageSnapshotRequest: MessageFns<StageSnapshotRequest> = {
+  encode(message: StageSnapshotRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.kind?.$case) {
+      case "header":
+        StageSnapshotHeader.encode(message.kind.value, writer.uint32(10).fork()).join();
+        break;
+      case "data":
+        writer.uint32(18).bytes(message.kind.value);
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StageSnapshotRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStageSnapshotRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.kind = { $case: "header", value: StageSnapshotHeader.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.kind = { $case: "data", value: Buffer.from(reader.bytes()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StageSnapshotRequest {
+    return {
+      kind: isSet(object.header)
+        ? { $case: "header", value: StageSnapshotHeader.fromJSON(object.header) }
+        : isSet(object.data)
+        ? { $case: "data", value: Buffer.from(bytesFromBase64(object.data)) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: StageSnapshotRequest): unknown {
+    const obj: any = {};
+    if (message.kind?.$case === "header") {
+      obj.header = StageSnapshotHeader.toJSON(message.kind.value);
+    } else if (message.kind?.$case === "data") {
+      obj.data = base64FromBytes(message.kind.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StageSnapshotRequest>, I>>(base?: I): StageSnapshotRequest {
+    return StageSnapshotRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StageSnapshotRequest>, I>>(object: I): StageSnapshotRequest {
+    const message = createBaseStageSnapshotRequest();
+    switch (object.kind?.$case) {
+      case "header": {
+        if (object.kind?.value !== undefined && object.kind?.value !== null) {
+          message.kind = { $case: "header", value: StageSnapshotHeader.fromPartial(object.kind.value) };
+        }
+        break;
+      }
+      case "data": {
+        if (object.kind?.value !== undefined && object.kind?.value !== null) {
+          message.kind = { $case: "data", value: object.kind.value };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseStageSnapshotHeader(): StageSnapshotHeader {
+  return { restoreId: "", size: 0, sha256: "" };
+}
+
+export const StageSnapshotHeader: MessageFns<StageSnapshotHeader> = {
+  encode(message: StageSnapshotHeader, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.restoreId !== "") {
+      writer.uint32(10).string(message.restoreId);
+    }
+    if (message.size !== 0) {
+      writer.uint32(16).int64(message.size);
+    }
+    if (message.sha256 !== "") {
+      writer.uint32(26).string(message.sha256);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StageSnapshotHeader {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStageSnapshotHeader();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.restoreId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.size = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.sha256 = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StageSnapshotHeader {
+    return {
+      restoreId: isSet(object.restoreId)
+        ? globalThis.String(object.restoreId)
+        : isSet(object.restore_id)
+        ? globalThis.String(object.restore_id)
+        : "",
+      size: isSet(object.size) ? globalThis.Number(object.size) : 0,
+      sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
+    };
+  },
+
+  toJSON(message: StageSnapshotHeader): unknown {
+    const obj: any = {};
+    if (message.restoreId !== "") {
+      obj.restoreId = message.restoreId;
+    }
+    if (message.size !== 0) {
+      obj.size = Math.round(message.size);
+    }
+    if (message.sha256 !== "") {
+      obj.sha256 = message.sha256;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StageSnapshotHeader>, I>>(base?: I): StageSnapshotHeader {
+    return StageSnapshotHeader.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StageSnapshotHeader>, I>>(object: I): StageSnapshotHeader {
+    const message = createBaseStageSnapshotHeader();
+    message.restoreId = object.restoreId ?? "";
+    message.size = object.size ?? 0;
+    message.sha256 = object.sha256 ?? "";
+    return message;
+  },
+};
+
+function createBaseStageSnapshotResponse(): StageSnapshotResponse {
+  return { path: "", size: 0, sha256: "" };
+}
+
+export const StageSnapshotResponse: MessageFns<StageSnapshotResponse> = {
+  encode(message: StageSnapshotResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.path !== "") {
+      writer.uint32(10).string(message.path);
+    }
+    if (message.size !== 0) {
+      writer.uint32(16).int64(message.size);
+    }
+    if (message.sha256 !== "") {
+      writer.uint32(26).string(message.sha256);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StageSnapshotResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStageSnapshotResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.size = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.sha256 = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StageSnapshotResponse {
+    return {
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      size: isSet(object.size) ? globalThis.Number(object.size) : 0,
+      sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
+    };
+  },
+
+  toJSON(message: StageSnapshotResponse): unknown {
+    const obj: any = {};
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.size !== 0) {
+      obj.size = Math.round(message.size);
+    }
+    if (message.sha256 !== "") {
+      obj.sha256 = message.sha256;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StageSnapshotResponse>, I>>(base?: I): StageSnapshotResponse {
+    return StageSnapshotResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StageSnapshotResponse>, I>>(object: I): StageSnapshotResponse {
+    const message = createBaseStageSnapshotResponse();
+    message.path = object.path ?? "";
+    message.size = object.size ?? 0;
+    message.sha256 = object.sha256 ?? "";
+    return message;
+  },
+};
+
+function createBaseRestoreStepRequest(): RestoreStepRequest {
+  return { restoreId: "" };
+}
+
+export const RestoreStepRequest: MessageFns<RestoreStepRequest> = {
+  encode(message: RestoreStepRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.restoreId !== "") {
+      writer.uint32(10).string(message.restoreId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RestoreStepRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRestoreStepRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.restoreId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RestoreStepRequest {
+    return {
+      restoreId: isSet(object.restoreId)
+        ? globalThis.String(object.restoreId)
+        : isSet(object.restore_id)
+        ? globalThis.String(object.restore_id)
+        : "",
+    };
+  },
+
+  toJSON(message: RestoreStepRequest): unknown {
+    const obj: any = {};
+    if (message.restoreId !== "") {
+      obj.restoreId = message.restoreId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RestoreStepRequest>, I>>(base?: I): RestoreStepRequest {
+    return RestoreStepRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RestoreStepRequest>, I>>(object: I): RestoreStepRequest {
+    const message = createBaseRestoreStepRequest();
+    message.restoreId = object.restoreId ?? "";
+    return message;
+  },
+};
+
+function createBaseRestoreEtcdMemberRequest(): RestoreEtcdMemberRequest {
+  return {
+    restoreId: "",
+    name: "",
+    initialAdvertisePeerUrls: [],
+    initialCluster: "",
+    initialClusterToken: "",
+    bumpRevision: 0,
+  };
+}
+
+export const RestoreEtcdMemberRequest: MessageFns<RestoreEtcdMemberRequest> = {
+  encode(message: RestoreEtcdMemberRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.restoreId !== "") {
+      writer.uint32(10).string(message.restoreId);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    for (const v of message.initialAdvertisePeerUrls) {
+      writer.uint32(26).string(v!);
+    }
+    if (message.initialCluster !== "") {
+      writer.uint32(34).string(message.initialCluster);
+    }
+    if (message.initialClusterToken !== "") {
+      writer.uint32(42).string(message.initialClusterToken);
+    }
+    if (message.bumpRevision !== 0) {
+      writer.uint32(48).int64(message.bumpRevision);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RestoreEtcdMemberRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRestoreEtcdMemberRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.restoreId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.initialAdvertisePeerUrls.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.initialCluster = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.initialClusterToken = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.bumpRevision = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RestoreEtcdMemberRequest {
+    return {
+      restoreId: isSet(object.restoreId)
+        ? globalThis.String(object.restoreId)
+        : isSet(object.restore_id)
+        ? globalThis.String(object.restore_id)
+        : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      initialAdvertisePeerUrls: globalThis.Array.isArray(object?.initialAdvertisePeerUrls)
+        ? object.initialAdvertisePeerUrls.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.initial_advertise_peer_urls)
+        ? object.initial_advertise_peer_urls.map((e: any) => globalThis.String(e))
+        : [],
+      initialCluster: isSet(object.initialCluster)
+        ? globalThis.String(object.initialCluster)
+        : isSet(object.initial_cluster)
+        ? globalThis.String(object.initial_cluster)
+        : "",
+      initialClusterToken: isSet(object.initialClusterToken)
+        ? globalThis.String(object.initialClusterToken)
+        : isSet(object.initial_cluster_token)
+        ? globalThis.String(object.initial_cluster_token)
+        : "",
+      bumpRevision: isSet(object.bumpRevision)
+        ? globalThis.Number(object.bumpRevision)
+        : isSet(object.bump_revision)
+        ? globalThis.Number(object.bump_revision)
+        : 0,
+    };
+  },
+
+  toJSON(message: RestoreEtcdMemberRequest): unknown {
+    const obj: any = {};
+    if (message.restoreId !== "") {
+      obj.restoreId = message.restoreId;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.initialAdvertisePeerUrls?.length) {
+      obj.initialAdvertisePeerUrls = message.initialAdvertisePeerUrls;
+    }
+    if (message.initialCluster !== "") {
+      obj.initialCluster = message.initialCluster;
+    }
+    if (message.initialClusterToken !== "") {
+      obj.initialClusterToken = message.initialClusterToken;
+    }
+    if (message.bumpRevision !== 0) {
+      obj.bumpRevision = Math.round(message.bumpRevision);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RestoreEtcdMemberRequest>, I>>(base?: I): RestoreEtcdMemberRequest {
+    return RestoreEtcdMemberRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RestoreEtcdMemberRequest>, I>>(object: I): RestoreEtcdMemberRequest {
+    const message = createBaseRestoreEtcdMemberRequest();
+    message.restoreId = object.restoreId ?? "";
+    message.name = object.name ?? "";
+    message.initialAdvertisePeerUrls = object.initialAdvertisePeerUrls?.map((e) => e) || [];
+    message.initialCluster = object.initialCluster ?? "";
+    message.initialClusterToken = object.initialClusterToken ?? "";
+    message.bumpRevision = object.bumpRevision ?? 0;
+    return message;
+  },
+};
+
+function createBaseRestoreStepResponse(): RestoreStepResponse {
+  return { done: [], alreadyDone: false };
+}
+
+export const RestoreStepResponse: MessageFns<RestoreStepResponse> = {
+  encode(message: RestoreStepResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.done) {
+      writer.uint32(10).string(v!);
+    }
+    if (message.alreadyDone !== false) {
+      writer.uint32(16).bool(message.alreadyDone);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RestoreStepResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRestoreStepResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.done.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.alreadyDone = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RestoreStepResponse {
+    return {
+      done: globalThis.Array.isArray(object?.done) ? object.done.map((e: any) => globalThis.String(e)) : [],
+      alreadyDone: isSet(object.alreadyDone)
+        ? globalThis.Boolean(object.alreadyDone)
+        : isSet(object.already_done)
+        ? globalThis.Boolean(object.already_done)
+        : false,
+    };
+  },
+
+  toJSON(message: RestoreStepResponse): unknown {
+    const obj: any = {};
+    if (message.done?.length) {
+      obj.done = message.done;
+    }
+    if (message.alreadyDone !== false) {
+      obj.alreadyDone = message.alreadyDone;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RestoreStepResponse>, I>>(base?: I): RestoreStepResponse {
+    return RestoreStepResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RestoreStepResponse>, I>>(object: I): RestoreStepResponse {
+    const message = createBaseRestoreStepResponse();
+    message.done = object.done?.map((e) => e) || [];
+    message.alreadyDone = object.alreadyDone ?? false;
+    return message;
+  },
+};
+
 export type AgentServiceService = typeof AgentServiceService;
 export const AgentServiceService = {
   /** What this node is and how its local etcd member is doing. Roles: monitor, operator, admin. */
@@ -1698,6 +2874,107 @@ export const AgentServiceService = {
       Buffer.from(ArchiveKubernetesResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ArchiveKubernetesResponse => ArchiveKubernetesResponse.decode(value),
   },
+  /**
+   * Restore steps. Every one is admin only, named by a restore id, idempotent (a resumed restore
+   * calls it again) and recorded in the agent's state dir, so that a rollback knows what moved.
+   * What a restore of this node would need, and whether it has it. Changes nothing.
+   */
+  prepareRestore: {
+    path: "/kbur.v1.AgentService/PrepareRestore" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: PrepareRestoreRequest): Buffer =>
+      Buffer.from(PrepareRestoreRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PrepareRestoreRequest => PrepareRestoreRequest.decode(value),
+    responseSerialize: (value: PrepareRestoreResponse): Buffer =>
+      Buffer.from(PrepareRestoreResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PrepareRestoreResponse => PrepareRestoreResponse.decode(value),
+  },
+  /**
+   * Client stream: a header with the expected size and sha256, then the snapshot's bytes. The agent
+   * keeps it in its state dir only when size, sha256 and the snapshot's own hash hold.
+   */
+  stageSnapshot: {
+    path: "/kbur.v1.AgentService/StageSnapshot" as const,
+    requestStream: true as const,
+    responseStream: false as const,
+    requestSerialize: (value: StageSnapshotRequest): Buffer => Buffer.from(StageSnapshotRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): StageSnapshotRequest => StageSnapshotRequest.decode(value),
+    responseSerialize: (value: StageSnapshotResponse): Buffer =>
+      Buffer.from(StageSnapshotResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): StageSnapshotResponse => StageSnapshotResponse.decode(value),
+  },
+  /** Rechecks the staged copy (size, sha256, integrity hash) right before anything is stopped. */
+  verifyStagedSnapshot: {
+    path: "/kbur.v1.AgentService/VerifyStagedSnapshot" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RestoreStepRequest): Buffer => Buffer.from(RestoreStepRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RestoreStepRequest => RestoreStepRequest.decode(value),
+    responseSerialize: (value: StageSnapshotResponse): Buffer =>
+      Buffer.from(StageSnapshotResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): StageSnapshotResponse => StageSnapshotResponse.decode(value),
+  },
+  /**
+   * Moves the apiserver, controller-manager and scheduler manifests, then etcd's, out of manifests/
+   * (or stops the etcd unit) and waits until etcd is gone and its ports are free.
+   */
+  stopControlPlane: {
+    path: "/kbur.v1.AgentService/StopControlPlane" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RestoreStepRequest): Buffer => Buffer.from(RestoreStepRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RestoreStepRequest => RestoreStepRequest.decode(value),
+    responseSerialize: (value: RestoreStepResponse): Buffer => Buffer.from(RestoreStepResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RestoreStepResponse => RestoreStepResponse.decode(value),
+  },
+  /**
+   * Restores the staged snapshot into a new dir, moves the data dir aside as <dataDir>.kbur-<id>,
+   * puts the restored one in its place.
+   */
+  restoreEtcdMember: {
+    path: "/kbur.v1.AgentService/RestoreEtcdMember" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RestoreEtcdMemberRequest): Buffer =>
+      Buffer.from(RestoreEtcdMemberRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RestoreEtcdMemberRequest => RestoreEtcdMemberRequest.decode(value),
+    responseSerialize: (value: RestoreStepResponse): Buffer => Buffer.from(RestoreStepResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RestoreStepResponse => RestoreStepResponse.decode(value),
+  },
+  /** Puts etcd's manifest back (or starts the unit) and waits until the local member answers. */
+  startEtcd: {
+    path: "/kbur.v1.AgentService/StartEtcd" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RestoreStepRequest): Buffer => Buffer.from(RestoreStepRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RestoreStepRequest => RestoreStepRequest.decode(value),
+    responseSerialize: (value: RestoreStepResponse): Buffer => Buffer.from(RestoreStepResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RestoreStepResponse => RestoreStepResponse.decode(value),
+  },
+  /** Puts the other control-plane manifests back. */
+  startControlPlane: {
+    path: "/kbur.v1.AgentService/StartControlPlane" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RestoreStepRequest): Buffer => Buffer.from(RestoreStepRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RestoreStepRequest => RestoreStepRequest.decode(value),
+    responseSerialize: (value: RestoreStepResponse): Buffer => Buffer.from(RestoreStepResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RestoreStepResponse => RestoreStepResponse.decode(value),
+  },
+  /**
+   * Undoes what this restore changed on this node: the moved-aside data dir back, then starts etcd
+   * and the control plane. The restored data dir is kept aside as <dataDir>.kbur-<id>-restored.
+   */
+  rollbackRestore: {
+    path: "/kbur.v1.AgentService/RollbackRestore" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RestoreStepRequest): Buffer => Buffer.from(RestoreStepRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RestoreStepRequest => RestoreStepRequest.decode(value),
+    responseSerialize: (value: RestoreStepResponse): Buffer => Buffer.from(RestoreStepResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RestoreStepResponse => RestoreStepResponse.decode(value),
+  },
 } as const;
 
 export interface AgentServiceServer extends UntypedServiceImplementation {
@@ -1710,6 +2987,38 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
    * data chunks, then one trailer. Roles: operator, admin.
    */
   archiveKubernetes: handleServerStreamingCall<ArchiveKubernetesRequest, ArchiveKubernetesResponse>;
+  /**
+   * Restore steps. Every one is admin only, named by a restore id, idempotent (a resumed restore
+   * calls it again) and recorded in the agent's state dir, so that a rollback knows what moved.
+   * What a restore of this node would need, and whether it has it. Changes nothing.
+   */
+  prepareRestore: handleUnaryCall<PrepareRestoreRequest, PrepareRestoreResponse>;
+  /**
+   * Client stream: a header with the expected size and sha256, then the snapshot's bytes. The agent
+   * keeps it in its state dir only when size, sha256 and the snapshot's own hash hold.
+   */
+  stageSnapshot: handleClientStreamingCall<StageSnapshotRequest, StageSnapshotResponse>;
+  /** Rechecks the staged copy (size, sha256, integrity hash) right before anything is stopped. */
+  verifyStagedSnapshot: handleUnaryCall<RestoreStepRequest, StageSnapshotResponse>;
+  /**
+   * Moves the apiserver, controller-manager and scheduler manifests, then etcd's, out of manifests/
+   * (or stops the etcd unit) and waits until etcd is gone and its ports are free.
+   */
+  stopControlPlane: handleUnaryCall<RestoreStepRequest, RestoreStepResponse>;
+  /**
+   * Restores the staged snapshot into a new dir, moves the data dir aside as <dataDir>.kbur-<id>,
+   * puts the restored one in its place.
+   */
+  restoreEtcdMember: handleUnaryCall<RestoreEtcdMemberRequest, RestoreStepResponse>;
+  /** Puts etcd's manifest back (or starts the unit) and waits until the local member answers. */
+  startEtcd: handleUnaryCall<RestoreStepRequest, RestoreStepResponse>;
+  /** Puts the other control-plane manifests back. */
+  startControlPlane: handleUnaryCall<RestoreStepRequest, RestoreStepResponse>;
+  /**
+   * Undoes what this restore changed on this node: the moved-aside data dir back, then starts etcd
+   * and the control plane. The restored data dir is kept aside as <dataDir>.kbur-<id>-restored.
+   */
+  rollbackRestore: handleUnaryCall<RestoreStepRequest, RestoreStepResponse>;
 }
 
 export interface AgentServiceClient extends Client {
@@ -1752,6 +3061,151 @@ export interface AgentServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<ArchiveKubernetesResponse>;
+  /**
+   * Restore steps. Every one is admin only, named by a restore id, idempotent (a resumed restore
+   * calls it again) and recorded in the agent's state dir, so that a rollback knows what moved.
+   * What a restore of this node would need, and whether it has it. Changes nothing.
+   */
+  prepareRestore(
+    request: PrepareRestoreRequest,
+    callback: (error: ServiceError | null, response: PrepareRestoreResponse) => void,
+  ): ClientUnaryCall;
+  prepareRestore(
+    request: PrepareRestoreRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: PrepareRestoreResponse) => void,
+  ): ClientUnaryCall;
+  prepareRestore(
+    request: PrepareRestoreRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PrepareRestoreResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Client stream: a header with the expected size and sha256, then the snapshot's bytes. The agent
+   * keeps it in its state dir only when size, sha256 and the snapshot's own hash hold.
+   */
+  stageSnapshot(
+    callback: (error: ServiceError | null, response: StageSnapshotResponse) => void,
+  ): ClientWritableStream<StageSnapshotRequest>;
+  stageSnapshot(
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: StageSnapshotResponse) => void,
+  ): ClientWritableStream<StageSnapshotRequest>;
+  stageSnapshot(
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: StageSnapshotResponse) => void,
+  ): ClientWritableStream<StageSnapshotRequest>;
+  stageSnapshot(
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: StageSnapshotResponse) => void,
+  ): ClientWritableStream<StageSnapshotRequest>;
+  /** Rechecks the staged copy (size, sha256, integrity hash) right before anything is stopped. */
+  verifyStagedSnapshot(
+    request: RestoreStepRequest,
+    callback: (error: ServiceError | null, response: StageSnapshotResponse) => void,
+  ): ClientUnaryCall;
+  verifyStagedSnapshot(
+    request: RestoreStepRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: StageSnapshotResponse) => void,
+  ): ClientUnaryCall;
+  verifyStagedSnapshot(
+    request: RestoreStepRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: StageSnapshotResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Moves the apiserver, controller-manager and scheduler manifests, then etcd's, out of manifests/
+   * (or stops the etcd unit) and waits until etcd is gone and its ports are free.
+   */
+  stopControlPlane(
+    request: RestoreStepRequest,
+    callback: (error: ServiceError | null, response: RestoreStepResponse) => void,
+  ): ClientUnaryCall;
+  stopControlPlane(
+    request: RestoreStepRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RestoreStepResponse) => void,
+  ): ClientUnaryCall;
+  stopControlPlane(
+    request: RestoreStepRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RestoreStepResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Restores the staged snapshot into a new dir, moves the data dir aside as <dataDir>.kbur-<id>,
+   * puts the restored one in its place.
+   */
+  restoreEtcdMember(
+    request: RestoreEtcdMemberRequest,
+    callback: (error: ServiceError | null, response: RestoreStepResponse) => void,
+  ): ClientUnaryCall;
+  restoreEtcdMember(
+    request: RestoreEtcdMemberRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RestoreStepResponse) => void,
+  ): ClientUnaryCall;
+  restoreEtcdMember(
+    request: RestoreEtcdMemberRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RestoreStepResponse) => void,
+  ): ClientUnaryCall;
+  /** Puts etcd's manifest back (or starts the unit) and waits until the local member answers. */
+  startEtcd(
+    request: RestoreStepRequest,
+    callback: (error: ServiceError | null, response: RestoreStepResponse) => void,
+  ): ClientUnaryCall;
+  startEtcd(
+    request: RestoreStepRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RestoreStepResponse) => void,
+  ): ClientUnaryCall;
+  startEtcd(
+    request: RestoreStepRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RestoreStepResponse) => void,
+  ): ClientUnaryCall;
+  /** Puts the other control-plane manifests back. */
+  startControlPlane(
+    request: RestoreStepRequest,
+    callback: (error: ServiceError | null, response: RestoreStepResponse) => void,
+  ): ClientUnaryCall;
+  startControlPlane(
+    request: RestoreStepRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RestoreStepResponse) => void,
+  ): ClientUnaryCall;
+  startControlPlane(
+    request: RestoreStepRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RestoreStepResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Undoes what this restore changed on this node: the moved-aside data dir back, then starts etcd
+   * and the control plane. The restored data dir is kept aside as <dataDir>.kbur-<id>-restored.
+   */
+  rollbackRestore(
+    request: RestoreStepRequest,
+    callback: (error: ServiceError | null, response: RestoreStepResponse) => void,
+  ): ClientUnaryCall;
+  rollbackRestore(
+    request: RestoreStepRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RestoreStepResponse) => void,
+  ): ClientUnaryCall;
+  rollbackRestore(
+    request: RestoreStepRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RestoreStepResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const AgentServiceClient = makeGenericClientConstructor(

@@ -1,0 +1,199 @@
+import { execFile } from 'node:child_process';
+import { access, mkdir, readFile, readdir, rename, rmdir } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { basename, dirname, join } from 'node:path';
+import { promisify } from 'node:util';
+import { KburError } from '../../shared/errors.js';
+import { fsyncDir } from '../../shared/streams.js';
+import type { AgentState } from '../state.js';
+import { HELD_PREFIX } from '../etcd/discovery.js';
+import { readRecord, writeRecord, type RestoreRecord } from './record.js';
+
+const run = promisify(execFile);
+
+/** Stopped first and started last, so that nothing runs on stale or missing etcd data. */
+export const CONTROL_PLANE_MANIFESTS = ['kube-apiserver.yaml', 'kube-controller-manager.yaml', 'kube-scheduler.yaml'];
+const ETCD_MANIFEST = 'etcd.yaml';
+
+export function manifestsDir(s: AgentState): string {
+  return s.etcd.settings.manifest ? dirname(s.etcd.settings.manifest) : join(s.config.kubernetesDir, 'manifests');
+}
+
+/** Beside manifests/ (same filesystem, so moves are renames) and outside the kubelet's sight. */
+export function heldDir(s: AgentState, restoreId: string): string {
+  return join(s.config.kubernetesDir, `${HELD_PREFIX}${restoreId}`);
+}
+
+export function etcdMode(s: AgentState): 'static-pod' | 'systemd' {
+  return s.config.etcd.unit ? 'systemd' : 'static-pod';
+}
+
+/** The control-plane manifests in manifests/ now, and those this restore already holds. */
+export async function presentManifests(s: AgentState, restoreId: string): Promise<string[]> {
+  const wanted = [...CONTROL_PLANE_MANIFESTS, ...(etcdMode(s) === 'static-pod' ? [ETCD_MANIFEST] : [])];
+  const here = new Set([...(await readdir(manifestsDir(s)).catch(() => [])), ...(await readdir(heldDir(s, restoreId)).catch(() => []))]);
+  return wanted.filter((m) => here.has(m));
+}
+
+/** Moves the control plane's manifests out (etcd's last) or stops the etcd unit, then waits until etcd is gone. */
+export async function stopControlPlane(s: AgentState, restoreId: string): Promise<{ done: string[]; alreadyDone: boolean }> {
+  const record = await readRecord(s.config.stateDir, restoreId);
+  const done: string[] = [];
+  const names = [...CONTROL_PLANE_MANIFESTS, ...(etcdMode(s) === 'static-pod' ? [ETCD_MANIFEST] : [])];
+  for (const name of names) {
+    if (await holdManifest(s, record, name)) done.push(`moved ${name} out of ${manifestsDir(s)}`);
+  }
+  if (etcdMode(s) === 'systemd' && !record.unitStopped) {
+    await systemctl('stop', s.config.etcd.unit!);
+    record.unitStopped = true;
+    await writeRecord(s.config.stateDir, record);
+    done.push(`stopped ${s.config.etcd.unit}`);
+  }
+  await waitEtcdStopped(s);
+  return { done, alreadyDone: done.length === 0 };
+}
+
+/** Puts etcd's manifest back (or starts the unit) and waits until the local member answers. */
+export async function startEtcd(s: AgentState, restoreId: string): Promise<{ done: string[]; alreadyDone: boolean }> {
+  const record = await readRecord(s.config.stateDir, restoreId);
+  const done: string[] = [];
+  if (etcdMode(s) === 'systemd') {
+    if (record.unitStopped) {
+      await systemctl('start', s.config.etcd.unit!);
+      record.unitStopped = false;
+      await writeRecord(s.config.stateDir, record);
+      done.push(`started ${s.config.etcd.unit}`);
+    }
+  } else if (await releaseManifest(s, record, ETCD_MANIFEST)) {
+    done.push(`moved ${ETCD_MANIFEST} back into ${manifestsDir(s)}`);
+  }
+  await waitEtcdAnswers(s);
+  return { done, alreadyDone: done.length === 0 };
+}
+
+export async function startControlPlane(s: AgentState, restoreId: string): Promise<{ done: string[]; alreadyDone: boolean }> {
+  const record = await readRecord(s.config.stateDir, restoreId);
+  const done: string[] = [];
+  for (const name of CONTROL_PLANE_MANIFESTS) {
+    if (await releaseManifest(s, record, name)) done.push(`moved ${name} back into ${manifestsDir(s)}`);
+  }
+  // The held folder is kbur's own; once empty it has no reason to stay.
+  await rmdir(heldDir(s, restoreId)).catch(() => undefined);
+  return { done, alreadyDone: done.length === 0 };
+}
+
+/** Moves one manifest out of manifests/ into the held folder; false when it is not there (already held, or none). */
+export async function holdManifest(s: AgentState, record: RestoreRecord, name: string): Promise<boolean> {
+  const from = join(manifestsDir(s), name);
+  if (!(await exists(from))) return false;
+  const dir = heldDir(s, record.restoreId);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const to = join(dir, name);
+  if (await exists(to)) {
+    throw new KburError('FAILED_PRECONDITION', `${name} is both in ${manifestsDir(s)} and in ${dir}`, {
+      hint: `someone put a manifest back by hand during restore ${record.restoreId}; decide which one is right, remove the other, then resume`,
+    });
+  }
+  // Recorded before the move: a crash between the two leaves a record that says where to look.
+  record.held = [...record.held.filter((h) => h.name !== name), { name, from, to }];
+  await writeRecord(s.config.stateDir, record);
+  await rename(from, to);
+  await fsyncDir(dirname(from));
+  return true;
+}
+
+async function releaseManifest(s: AgentState, record: RestoreRecord, name: string): Promise<boolean> {
+  const held = record.held.find((h) => h.name === name);
+  if (!held || !(await exists(held.to))) return false;
+  if (await exists(held.from)) {
+    throw new KburError('FAILED_PRECONDITION', `${held.from} exists again while kbur still holds ${held.to}`, {
+      hint: 'someone put a manifest back by hand; decide which one is right, remove the other, then resume',
+    });
+  }
+  await rename(held.to, held.from);
+  await fsyncDir(dirname(held.from));
+  return true;
+}
+
+/** Waits until no etcd process runs on this data dir and every port etcd listens on is free. */
+export async function waitEtcdStopped(s: AgentState): Promise<void> {
+  const deadline = Date.now() + s.config.etcd.stopTimeout * 1000;
+  for (;;) {
+    const pids = await etcdPids(s.etcd.settings.dataDir);
+    const busy = pids.length ? [] : await busyPorts(s.etcd.settings.listens);
+    if (pids.length === 0 && busy.length === 0) return;
+    if (Date.now() > deadline) {
+      throw new KburError(
+        'FAILED_PRECONDITION',
+        pids.length
+          ? `etcd (pid ${pids.join(', ')}) still runs on ${s.etcd.settings.dataDir} ${s.config.etcd.stopTimeout} s after it was told to stop`
+          : `etcd's ports ${busy.join(', ')} are still in use ${s.config.etcd.stopTimeout} s after it stopped`,
+        { hint: 'find out why etcd does not stop (crictl ps, journalctl -u kubelet), stop it, then run kbur restore --resume' },
+      );
+    }
+    await sleep(200);
+  }
+}
+
+async function waitEtcdAnswers(s: AgentState): Promise<void> {
+  const deadline = Date.now() + s.config.etcd.stopTimeout * 1000;
+  for (;;) {
+    const st = await s.etcd.status();
+    if (st.reachable) return;
+    if (Date.now() > deadline) {
+      throw new KburError('UNAVAILABLE', `etcd on ${s.etcd.settings.endpoint} does not answer ${s.config.etcd.stopTimeout} s after it was started: ${st.error}`, {
+        hint: 'look at etcd\'s log on this node (crictl logs, journalctl -u etcd); kbur restore --resume retries, --rollback puts the old data back',
+      });
+    }
+    await sleep(250);
+  }
+}
+
+/** Processes whose program is etcd and whose --data-dir is this one. */
+export async function etcdPids(dataDir: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const argv = (await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '')).split('\0');
+    if (basename(argv[0] ?? '') !== 'etcd') continue;
+    const i = argv.indexOf('--data-dir');
+    const dir = argv.find((a) => a.startsWith('--data-dir='))?.slice('--data-dir='.length) ?? (i >= 0 ? argv[i + 1] : undefined);
+    if (dir === dataDir) pids.push(Number(entry));
+  }
+  return pids;
+}
+
+async function busyPorts(listens: { host: string; port: number }[]): Promise<string[]> {
+  const busy: string[] = [];
+  for (const { host, port } of listens) {
+    const free = await new Promise<boolean>((resolve) => {
+      const server = createServer();
+      server.once('error', (err: NodeJS.ErrnoException) => resolve(err.code !== 'EADDRINUSE'));
+      server.listen({ host, port, exclusive: true }, () => server.close(() => resolve(true)));
+    });
+    if (!free) busy.push(`${host}:${port}`);
+  }
+  return busy;
+}
+
+async function systemctl(verb: 'start' | 'stop', unit: string): Promise<void> {
+  try {
+    await run('systemctl', [verb, unit], { timeout: 120_000 });
+  } catch (err) {
+    throw new KburError('FAILED_PRECONDITION', `systemctl ${verb} ${unit} failed: ${(err as { stderr?: string }).stderr?.trim() || (err as Error).message}`, {
+      cause: err,
+      hint: `check the unit (systemctl status ${unit}); then kbur restore --resume`,
+    });
+  }
+}
+
+export function exists(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

@@ -1,0 +1,121 @@
+import { execFile } from 'node:child_process';
+import { chmod, chown, readdir, rename, rm, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { promisify } from 'node:util';
+import type { RestoreEtcdMemberRequest } from '../../proto/gen/kbur/v1/agent.js';
+import { KburError } from '../../shared/errors.js';
+import { fsyncDir } from '../../shared/streams.js';
+import type { AgentState } from '../state.js';
+import { CONTROL_PLANE_MANIFESTS, etcdMode, exists, holdManifest, startControlPlane, startEtcd, waitEtcdStopped } from './control-plane.js';
+import { readRecord, writeRecord } from './record.js';
+import { findRestoreTool, toolEnv } from './tool.js';
+
+const run = promisify(execFile);
+
+/** Where the old data dir goes: beside it, named after the restore, never deleted by kbur. */
+export const asideDir = (dataDir: string, restoreId: string): string => `${dataDir}.kbur-${restoreId}`;
+const workDir = (dataDir: string, restoreId: string): string => `${dataDir}.kbur-restore-${restoreId}`;
+
+/**
+ * Restores the staged snapshot into a new dir with the new cluster's membership and token, then
+ * moves the data dir aside and puts the restored one in its place, owned and moded as the old one.
+ */
+export async function restoreMember(s: AgentState, req: RestoreEtcdMemberRequest): Promise<{ done: string[]; alreadyDone: boolean }> {
+  const { stateDir } = s.config;
+  const dataDir = s.etcd.settings.dataDir;
+  const record = await readRecord(stateDir, req.restoreId);
+  if (record.restored) return { done: [], alreadyDone: true };
+  if (!record.staged || !(await exists(record.staged.path))) {
+    throw new KburError('FAILED_PRECONDITION', `no staged snapshot for restore ${req.restoreId} on this node`, { hint: 'stage it first (kbur restore does)' });
+  }
+  await waitEtcdStopped(s);
+  const tool = await findRestoreTool(s.config.etcd.restoreTool);
+  const work = workDir(dataDir, req.restoreId);
+  // Our own output of an interrupted attempt; never the user's data (that is dataDir or the aside dir).
+  await rm(work, { recursive: true, force: true });
+  const args = [
+    'snapshot',
+    'restore',
+    record.staged.path,
+    '--name',
+    req.name,
+    '--initial-cluster',
+    req.initialCluster,
+    '--initial-cluster-token',
+    req.initialClusterToken,
+    '--initial-advertise-peer-urls',
+    req.initialAdvertisePeerUrls.join(','),
+    '--data-dir',
+    work,
+  ];
+  if (req.bumpRevision > 0) {
+    if (!tool.canBumpRevision) {
+      throw new KburError('FAILED_PRECONDITION', `${tool.path} (${tool.version}) cannot bump the revision`, { hint: 'restore without a revision bump, or install etcdutl >= 3.5.10' });
+    }
+    args.push('--bump-revision', String(req.bumpRevision), '--mark-compacted');
+  }
+  try {
+    await run(tool.path, args, { env: toolEnv(), timeout: 30 * 60_000, maxBuffer: 16 << 20 });
+  } catch (err) {
+    await rm(work, { recursive: true, force: true });
+    const stderr = String((err as { stderr?: string }).stderr ?? '').trim().split('\n').slice(-5).join(' | ');
+    throw new KburError('INTERNAL', `${tool.kind} snapshot restore failed: ${stderr || (err as Error).message}`, {
+      cause: err,
+      hint: 'nothing was changed on this node yet; read the error, fix it, then kbur restore --resume',
+    });
+  }
+
+  const done = [`restored the snapshot with ${tool.kind} ${tool.version} into ${work}`];
+  const aside = asideDir(dataDir, req.restoreId);
+  const owner = (await stat(dataDir).catch(() => undefined)) ?? (await stat(dirname(dataDir)));
+  if (!record.dataDirAside && (await exists(dataDir))) {
+    record.dataDirAside = aside;
+    await writeRecord(stateDir, record);
+    await rename(dataDir, aside);
+    done.push(`moved ${dataDir} aside to ${aside}`);
+  }
+  await rename(work, dataDir);
+  await chmod(dataDir, 0o700);
+  await chownTree(dataDir, owner.uid, owner.gid);
+  await fsyncDir(dirname(dataDir));
+  record.restored = true;
+  await writeRecord(stateDir, record);
+  done.push(`put the restored data dir in place at ${dataDir}`);
+  return { done, alreadyDone: false };
+}
+
+/** Puts this node back as it was before the restore: the old data dir in place, etcd and the control plane started. */
+export async function rollbackMember(s: AgentState, restoreId: string): Promise<{ done: string[]; alreadyDone: boolean }> {
+  const { stateDir } = s.config;
+  const dataDir = s.etcd.settings.dataDir;
+  const record = await readRecord(stateDir, restoreId);
+  if (record.rolledBack) return { done: [], alreadyDone: true };
+  const done: string[] = [];
+  if (etcdMode(s) === 'static-pod') {
+    for (const name of [...CONTROL_PLANE_MANIFESTS, 'etcd.yaml']) if (await holdManifest(s, record, name)) done.push(`moved ${name} out to stop it`);
+  }
+  await waitEtcdStopped(s);
+  if (record.restored && (await exists(dataDir))) {
+    const restoredAside = `${asideDir(dataDir, restoreId)}-restored`;
+    await rename(dataDir, restoredAside);
+    done.push(`moved the restored data dir aside to ${restoredAside}`);
+  }
+  if (record.dataDirAside && (await exists(record.dataDirAside))) {
+    await rename(record.dataDirAside, dataDir);
+    done.push(`moved ${record.dataDirAside} back to ${dataDir}`);
+  }
+  await fsyncDir(dirname(dataDir));
+  record.restored = false;
+  await writeRecord(stateDir, record);
+  done.push(...(await startEtcd(s, restoreId)).done, ...(await startControlPlane(s, restoreId)).done);
+  record.rolledBack = true;
+  await writeRecord(stateDir, record);
+  return { done, alreadyDone: false };
+}
+
+async function chownTree(path: string, uid: number, gid: number): Promise<void> {
+  await chown(path, uid, gid);
+  for (const entry of await readdir(path, { recursive: true, withFileTypes: true })) {
+    await chown(join(entry.parentPath, entry.name), uid, gid);
+  }
+}

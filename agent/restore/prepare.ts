@@ -1,0 +1,60 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import si from 'systeminformation';
+import type { PrepareRestoreRequest, PrepareRestoreResponse } from '../../proto/gen/kbur/v1/agent.js';
+import { asKburError } from '../../shared/errors.js';
+import { diskOf } from '../node-info.js';
+import type { AgentState } from '../state.js';
+import { assertRestoreId } from './record.js';
+import { etcdMode, presentManifests } from './control-plane.js';
+import { findRestoreTool } from './tool.js';
+
+const run = promisify(execFile);
+/** A restored member's WAL and snap files on top of the db. */
+const WAL_ALLOWANCE = 128 << 20;
+
+/** Everything a restore of this node needs, checked without changing anything. */
+export async function prepareRestore(s: AgentState, req: PrepareRestoreRequest): Promise<PrepareRestoreResponse> {
+  assertRestoreId(req.restoreId);
+  const problems: string[] = [];
+  const tool = await findRestoreTool(s.config.etcd.restoreTool).catch((err: unknown) => {
+    problems.push(asKburError(err).message);
+    return undefined;
+  });
+  const mounts = await si.fsSize();
+  const stateDisk = diskOf(s.config.stateDir, mounts);
+  const dataDisk = diskOf(s.etcd.settings.dataDir, mounts);
+  const restored = req.snapshotSize + WAL_ALLOWANCE;
+  const needed = stateDisk.mount === dataDisk.mount ? { [dataDisk.mount]: req.snapshotSize + restored } : { [stateDisk.mount]: req.snapshotSize, [dataDisk.mount]: restored };
+  for (const disk of [stateDisk, dataDisk]) {
+    const need = needed[disk.mount] ?? 0;
+    if (disk.freeBytes < need) problems.push(`${disk.mount} has ${disk.freeBytes} bytes free; the restore needs ${need} there (staged snapshot and restored data dir)`);
+  }
+  const manifests = await presentManifests(s, req.restoreId);
+  if (etcdMode(s) === 'static-pod' && !manifests.includes('etcd.yaml')) problems.push(`no etcd.yaml in ${s.config.kubernetesDir}/manifests: cannot stop or start etcd here`);
+  return {
+    node: s.config.node,
+    memberName: s.etcd.settings.name,
+    dataDir: s.etcd.settings.dataDir,
+    etcdMode: etcdMode(s),
+    restoreTool: tool?.kind ?? '',
+    restoreToolPath: tool?.path ?? '',
+    restoreToolVersion: tool?.version ?? '',
+    canBumpRevision: tool?.canBumpRevision ?? false,
+    manifests,
+    stateDisk,
+    dataDisk,
+    neededBytes: Object.values(needed).reduce((a, b) => a + b, 0),
+    problems,
+    dataDirBytes: await duBytes(s.etcd.settings.dataDir),
+  };
+}
+
+async function duBytes(path: string): Promise<number> {
+  try {
+    const { stdout } = await run('du', ['-sb', path], { timeout: 30_000 });
+    return Number(stdout.split('\t')[0]) || 0;
+  } catch {
+    return 0;
+  }
+}

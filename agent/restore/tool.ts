@@ -1,0 +1,54 @@
+import { execFile } from 'node:child_process';
+import { access, constants } from 'node:fs/promises';
+import { delimiter, join } from 'node:path';
+import { promisify } from 'node:util';
+import { KburError } from '../../shared/errors.js';
+
+const run = promisify(execFile);
+
+export interface RestoreTool {
+  kind: 'etcdutl' | 'etcdctl';
+  path: string;
+  version: string;
+  /** etcdutl of etcd 3.5.10 and later: --bump-revision and --mark-compacted. */
+  canBumpRevision: boolean;
+}
+
+/** Only PATH: an ETCD_... or ETCDCTL_... variable that shadows a flag makes etcd tools refuse to run. */
+export function toolEnv(): NodeJS.ProcessEnv {
+  return { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', ETCDCTL_API: '3' };
+}
+
+/** etcdutl when there is one (etcd >= 3.5), else `etcdctl snapshot restore` (etcd 3.4); or the configured one. */
+export async function findRestoreTool(configured: string | undefined): Promise<RestoreTool> {
+  const candidates = configured ? [configured] : [await onPath('etcdutl'), await onPath('etcdctl')].filter((p): p is string => Boolean(p));
+  if (candidates.length === 0) {
+    throw new KburError('FAILED_PRECONDITION', 'no etcd restore tool on this node: neither etcdutl nor etcdctl is on PATH', {
+      hint: 'install etcdutl (etcd >= 3.5) or etcdctl (etcd 3.4) on the node, or set etcd.restoreTool in the agent config',
+    });
+  }
+  const path = candidates[0]!;
+  const kind = path.endsWith('etcdutl') ? 'etcdutl' : 'etcdctl';
+  let version: string;
+  try {
+    const { stdout } = await run(path, ['version'], { env: toolEnv(), timeout: 10_000 });
+    version = /(?:etcdutl|etcdctl) version:\s*(\S+)/.exec(stdout)?.[1] ?? stdout.trim().split('\n')[0] ?? '';
+  } catch (err) {
+    throw new KburError('FAILED_PRECONDITION', `${path} does not run: ${(err as Error).message}`, {
+      cause: err,
+      hint: 'check the etcd restore tool on this node, or set etcd.restoreTool in the agent config',
+    });
+  }
+  // Asked of the tool itself rather than guessed from its version (the flags came to 3.5 in a patch release).
+  const help = kind === 'etcdutl' ? await run(path, ['snapshot', 'restore', '--help'], { env: toolEnv(), timeout: 10_000 }).catch(() => ({ stdout: '' })) : { stdout: '' };
+  const canBumpRevision = /--bump-revision/.test(help.stdout) && /--mark-compacted/.test(help.stdout);
+  return { kind, path, version, canBumpRevision };
+}
+
+async function onPath(name: string): Promise<string | undefined> {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    const p = join(dir, name);
+    if (await access(p, constants.X_OK).then(() => true, () => false)) return p;
+  }
+  return undefined;
+}

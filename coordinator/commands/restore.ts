@@ -1,0 +1,87 @@
+import { createInterface } from 'node:readline/promises';
+import { KburError } from '../../shared/errors.js';
+import { newBackupId } from '../../shared/manifest.js';
+import { connectAgents, loadContext, type Context, type GlobalOptions } from '../context.js';
+import { ExitCode } from '../exit-codes.js';
+import { Journal } from '../restore/journal.js';
+import { describePlan, preflight } from '../restore/plan.js';
+import { executeRestore, executeRollback } from '../restore/run.js';
+
+export interface RestoreOptions extends GlobalOptions {
+  id?: string;
+  resume?: string;
+  rollback?: string;
+  yes?: boolean;
+  dryRun?: boolean;
+  signal: AbortSignal;
+}
+
+/**
+ * kbur restore ID: preflight (changes nothing), the plan, a confirmation, then the journaled steps.
+ * kbur restore --resume RID continues; kbur restore --rollback RID puts the previous data back.
+ */
+export async function run(opts: RestoreOptions): Promise<ExitCode> {
+  const modes = [opts.id, opts.resume, opts.rollback].filter(Boolean).length;
+  if (modes !== 1) {
+    throw new KburError('INVALID_ARGUMENT', 'give exactly one of: a backup id, --resume RESTORE_ID, --rollback RESTORE_ID', { hint: 'kbur restore --help' });
+  }
+  const ctx = await loadContext(opts);
+  const agents = await connectAgents(ctx);
+  const say = (line: string): void => void ctx.out.write(`${line}\n`);
+  try {
+    const base = { agents, repository: ctx.repository, log: ctx.log, signal: opts.signal, say };
+    if (opts.resume || opts.rollback) {
+      const journal = await Journal.load(ctx.repository, ctx.config.cluster, (opts.resume ?? opts.rollback)!);
+      say(describePlan(journal.plan));
+      say(`journal: ${journal.data.status}, ${journal.data.entries.filter((e) => e.state === 'done').length} steps done`);
+      if (!(await confirm(ctx, opts, opts.resume ? 'resume this restore' : 'roll this restore back'))) return ExitCode.CANCELLED;
+      if (opts.resume) {
+        await executeRestore({ ...base, journal });
+        say(`restore ${journal.plan.restoreId}: completed. The old data dirs are kept as <dataDir>.kbur-${journal.plan.restoreId}.`);
+      } else {
+        await executeRollback({ ...base, journal });
+        say(`restore ${journal.plan.restoreId}: rolled back; the restored data dirs are kept as <dataDir>.kbur-${journal.plan.restoreId}-restored.`);
+      }
+      return ExitCode.OK;
+    }
+
+    const restoreId = newBackupId();
+    const check = await preflight({ repository: ctx.repository, cluster: ctx.config.cluster, backupId: opts.id!, restoreId, agents, signal: opts.signal });
+    if (check.plan) say(describePlan(check.plan));
+    if (check.problems.length) {
+      throw new KburError('FAILED_PRECONDITION', `preflight found ${check.problems.length} problem(s); nothing was changed:\n  - ${check.problems.join('\n  - ')}`, {
+        hint: 'fix them and run kbur restore again',
+      });
+    }
+    const plan = check.plan!;
+    if (opts.dryRun) {
+      say('dry run: preflight passed; nothing was changed');
+      return ExitCode.OK;
+    }
+    if (!(await confirm(ctx, opts, `restore ${plan.nodes.length} members from backup ${plan.backupId}; this stops the control plane`))) return ExitCode.CANCELLED;
+    const journal = await Journal.create(ctx.repository, plan);
+    say(`restore ${restoreId} started; if it is interrupted: kbur restore --resume ${restoreId} (or --rollback ${restoreId})`);
+    await executeRestore({ ...base, journal });
+    say(`restore ${restoreId}: completed and verified. The old data dirs are kept as <dataDir>.kbur-${restoreId}; kbur restore --rollback ${restoreId} puts them back.`);
+    return ExitCode.OK;
+  } finally {
+    for (const a of agents) a.close();
+  }
+}
+
+/** --yes, or a yes typed on a terminal; anything else refuses. */
+async function confirm(ctx: Context, opts: RestoreOptions, what: string): Promise<boolean> {
+  if (opts.yes) return true;
+  if (!process.stdin.isTTY) {
+    throw new KburError('INVALID_ARGUMENT', `refusing to ${what} without confirmation`, { hint: 'run it on a terminal, or pass --yes' });
+  }
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    const answer = await rl.question(`\n${what}? type yes to go on: `);
+    if (answer.trim() === 'yes') return true;
+    ctx.out.write('not confirmed; nothing was changed\n');
+    return false;
+  } finally {
+    rl.close();
+  }
+}

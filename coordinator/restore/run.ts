@@ -1,0 +1,228 @@
+import type { Readable } from 'node:stream';
+import { KburError, asKburError } from '../../shared/errors.js';
+import type { Logger } from '../../shared/log.js';
+import type { AgentClient } from '../agent-client.js';
+import type { Repository } from '../repository/repository.js';
+import { STEPS, type Journal, type StepName } from './journal.js';
+
+export interface RestoreRun {
+  journal: Journal;
+  agents: AgentClient[];
+  repository: Repository;
+  log: Logger;
+  signal: AbortSignal;
+  /** One line per event, for the operator. */
+  say: (line: string) => void;
+  quorumTimeoutMs?: number;
+}
+
+/**
+ * Runs (or resumes) a restore from its journal: every step not yet done, in order, on every node.
+ * Steps are idempotent on the agents, so a step that started but did not finish runs again.
+ */
+export async function executeRestore(r: RestoreRun): Promise<void> {
+  const { journal } = r;
+  await journal.setStatus('running');
+  try {
+    for (const step of STEPS) {
+      await runStep(r, step);
+      failpoint(step);
+    }
+    await journal.setStatus('completed');
+  } catch (err) {
+    await journal.setStatus('failed');
+    throw err;
+  }
+}
+
+async function runStep(r: RestoreRun, step: StepName): Promise<void> {
+  const plan = r.journal.plan;
+  const agent = (node: string): AgentClient => {
+    const a = r.agents.find((x) => x.node.name === node);
+    if (!a) throw new KburError('INVALID_CONFIG', `node ${node} of the restore plan is not in kbur.yaml`, { hint: 'resume with the kbur.yaml the restore started with' });
+    return a;
+  };
+  switch (step) {
+    case 'stage':
+      return perNode(r, step, async (node) => {
+        const stream: Readable = await r.repository.openArtifact(plan.cluster, plan.backupId, plan.snapshot.path);
+        const got = await agent(node).stageSnapshot({ restoreId: plan.restoreId, size: plan.snapshot.size, sha256: plan.snapshot.sha256 }, stream, r.signal);
+        return [`staged ${got.path} (${got.size} bytes, sha256 checked on the node)`];
+      });
+    case 'verify-staged':
+      return perNode(r, step, async (node) => [`staged copy rechecked: ${(await agent(node).verifyStagedSnapshot(plan.restoreId)).sha256}`]);
+    case 'stop':
+      // The leader last: stopped while its followers stop, it waits for a leadership transfer that cannot happen.
+      return perNode(r, step, async (node) => (await agent(node).restoreStep('StopControlPlane', plan.restoreId)).done, await leaderLast(r));
+    case 'restore':
+      return perNode(r, step, async (node) => {
+        const n = plan.nodes.find((x) => x.node === node)!;
+        const res = await agent(node).restoreEtcdMember({
+          restoreId: plan.restoreId,
+          name: n.memberName,
+          initialAdvertisePeerUrls: n.peerUrls,
+          initialCluster: plan.initialCluster,
+          initialClusterToken: plan.token,
+          bumpRevision: plan.bumpRevision,
+        });
+        return res.done;
+      });
+    case 'start-etcd':
+      return perNode(r, step, async (node) => (await agent(node).restoreStep('StartEtcd', plan.restoreId)).done);
+    case 'wait-quorum':
+      return clusterStep(r, step, () => waitForQuorum(r));
+    case 'verify':
+      return clusterStep(r, step, () => verifyRestored(r));
+    case 'start-control-plane':
+      return perNode(r, step, async (node) => (await agent(node).restoreStep('StartControlPlane', plan.restoreId)).done);
+  }
+}
+
+/** Runs a step on every node where it is not done yet, in parallel (or in `order`'s groups); all must succeed. */
+async function perNode(r: RestoreRun, step: StepName, work: (node: string) => Promise<string[]>, order?: string[][]): Promise<void> {
+  const groups = order ?? [r.journal.plan.nodes.map((n) => n.node)];
+  for (const group of groups) {
+    const results = await Promise.allSettled(
+      group.filter((node) => !r.journal.isDone(step, node)).map(async (node) => {
+        await r.journal.begin(step, node);
+        try {
+          const detail = await work(node);
+          await r.journal.done(step, node, detail);
+          r.say(`${step} ${node}: ${detail.length ? detail.join('; ') : 'already done'}`);
+        } catch (err) {
+          const e = asKburError(err);
+          await r.journal.fail(step, node, e.message);
+          r.say(`${step} ${node}: FAILED: ${e.message}`);
+          throw e;
+        }
+      }),
+    );
+    const failed = results.find((x): x is PromiseRejectedResult => x.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
+}
+
+async function clusterStep(r: RestoreRun, step: StepName, work: () => Promise<string[]>): Promise<void> {
+  if (r.journal.isDone(step, '*')) return;
+  await r.journal.begin(step, '*');
+  try {
+    const detail = await work();
+    await r.journal.done(step, '*', detail);
+    r.say(`${step}: ${detail.join('; ')}`);
+  } catch (err) {
+    const e = asKburError(err);
+    await r.journal.fail(step, '*', e.message);
+    r.say(`${step}: FAILED: ${e.message}`);
+    throw e;
+  }
+}
+
+async function leaderLast(r: RestoreRun): Promise<string[][]> {
+  const nodes = r.journal.plan.nodes.map((n) => n.node);
+  const infos = await Promise.all(r.agents.filter((a) => nodes.includes(a.node.name)).map((a) => a.getNodeInfo().catch(() => undefined)));
+  const leader = infos.find((i) => i?.etcd?.isLeader)?.node;
+  return leader ? [nodes.filter((n) => n !== leader), [leader]] : [nodes];
+}
+
+/** Every planned member answers, all see the same leader and the planned member list. */
+async function waitForQuorum(r: RestoreRun): Promise<string[]> {
+  const plan = r.journal.plan;
+  const deadline = Date.now() + (r.quorumTimeoutMs ?? 120_000);
+  const planned = plan.nodes.map((n) => n.memberName).sort();
+  let last = '';
+  for (;;) {
+    r.signal.throwIfAborted();
+    const infos = await Promise.all(plan.nodes.map((n) => r.agents.find((a) => a.node.name === n.node)!.getNodeInfo().catch((err: unknown) => asKburError(err))));
+    const problems: string[] = [];
+    const leaders = new Set<string>();
+    infos.forEach((info, i) => {
+      const node = plan.nodes[i]!.node;
+      if (info instanceof Error) return problems.push(info.message);
+      const e = info.etcd;
+      if (!e?.reachable) return problems.push(`${node}: etcd not answering: ${e?.error}`);
+      if (!e.leaderId || e.leaderId === '0') return problems.push(`${node}: no leader yet`);
+      leaders.add(e.leaderId);
+      const names = e.members.map((m) => m.name).sort();
+      if (names.join() !== planned.join()) problems.push(`${node}: members ${names.join(',')}, planned ${planned.join(',')}`);
+    });
+    if (leaders.size > 1) problems.push(`members disagree on the leader: ${[...leaders].join(', ')}`);
+    if (problems.length === 0) return [`${plan.nodes.length} members healthy, leader ${[...leaders][0]}, members ${planned.join(', ')}`];
+    last = problems.join('; ');
+    if (Date.now() > deadline) {
+      throw new KburError('UNAVAILABLE', `etcd did not come back with quorum: ${last}`, {
+        hint: `look at etcd's logs on the nodes; then kbur restore --resume ${plan.restoreId}, or --rollback ${plan.restoreId} to put the old data back`,
+      });
+    }
+    await new Promise((res) => setTimeout(res, 500));
+  }
+}
+
+/** Revision at least the backup's (plus the bump), key count equal to the backup's at that revision. */
+async function verifyRestored(r: RestoreRun): Promise<string[]> {
+  const plan = r.journal.plan;
+  const infos = await Promise.all(plan.nodes.map((n) => r.agents.find((a) => a.node.name === n.node)!.getNodeInfo()));
+  const problems: string[] = [];
+  const detail: string[] = [];
+  const want = plan.snapshot.revision + plan.bumpRevision;
+  for (const info of infos) {
+    const e = info.etcd!;
+    if (e.revision < want) problems.push(`${info.node}: revision ${e.revision}, below the backup's ${want}`);
+    // At the very revision of the backup the keyspace must be exactly the backup's.
+    if (e.revision === want && e.keyCount !== plan.snapshot.keyCount) problems.push(`${info.node}: ${e.keyCount} keys, the backup had ${plan.snapshot.keyCount}`);
+  }
+  const first = infos[0]!.etcd!;
+  detail.push(`revision ${first.revision} (backup ${plan.snapshot.revision}${plan.bumpRevision ? ` + ${plan.bumpRevision}` : ''})`, `${first.keyCount} keys (backup ${plan.snapshot.keyCount})`);
+  if (problems.length) {
+    throw new KburError('DATA_LOSS', `the restored cluster does not match the backup: ${problems.join('; ')}`, {
+      hint: `etcd runs on the restored data but the control plane was not started; inspect it, then kbur restore --rollback ${plan.restoreId} or --resume`,
+    });
+  }
+  return detail;
+}
+
+/** Puts every node back as it was before the restore, from the journal. */
+export async function executeRollback(r: RestoreRun): Promise<void> {
+  const { journal } = r;
+  if (!journal.hasStarted('stop')) {
+    r.say('rollback: the restore never stopped anything; nothing to put back');
+    await journal.setStatus('rolled-back');
+    return;
+  }
+  await journal.setStatus('rolling-back');
+  const nodes = journal.plan.nodes.map((n) => n.node);
+  const results = await Promise.allSettled(
+    nodes.map(async (node) => {
+      const res = await r.agents.find((a) => a.node.name === node)!.restoreStep('RollbackRestore', journal.plan.restoreId);
+      r.say(`rollback ${node}: ${res.done.length ? res.done.join('; ') : 'already done'}`);
+    }),
+  );
+  const failed = results.find((x): x is PromiseRejectedResult => x.status === 'rejected');
+  if (failed) {
+    await journal.setStatus('failed');
+    throw failed.reason;
+  }
+  // The members restarted on their old data dirs: the old cluster, old member list.
+  const detail = await waitForOldQuorum(r);
+  r.say(`rollback: ${detail}`);
+  await journal.setStatus('rolled-back');
+}
+
+async function waitForOldQuorum(r: RestoreRun): Promise<string> {
+  const deadline = Date.now() + (r.quorumTimeoutMs ?? 120_000);
+  for (;;) {
+    const infos = await Promise.all(r.journal.plan.nodes.map((n) => r.agents.find((a) => a.node.name === n.node)!.getNodeInfo().catch(() => undefined)));
+    const ok = infos.filter((i) => i?.etcd?.reachable && i.etcd.leaderId && i.etcd.leaderId !== '0');
+    if (ok.length === infos.length) return `${ok.length} members back on their previous data, revision ${ok[0]!.etcd!.revision}`;
+    if (Date.now() > deadline) {
+      throw new KburError('UNAVAILABLE', `after the rollback only ${ok.length} of ${infos.length} members answer with a leader`, {
+        hint: 'the previous data dirs are back in place; look at etcd\'s logs on the nodes',
+      });
+    }
+    await new Promise((res) => setTimeout(res, 500));
+  }
+}
+
+/** A test hook, like etcd's gofail: KBUR_FAILPOINT=crash-after:<step> kills the coordinator right after that step. */
+function failpoint(step: StepName): void {
+  if (process.env.KBUR_FAILPOINT === `crash-after:${step}`) process.kill(process.pid, 'SIGKILL');
+}
