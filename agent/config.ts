@@ -40,7 +40,10 @@ const schema = z.strictObject({
       dataDir: absPath.optional(),
       name: z.string().min(1).optional(),
       /** etcd run as a systemd unit instead of a static pod: the unit a restore stops and starts. */
-      unit: z.string().regex(/^[\w@.:-]+$/, { message: 'expected a systemd unit name, e.g. etcd.service' }).optional(),
+      unit: z
+        .string()
+        .regex(/^[\w@.:-]+$/, { message: 'expected a systemd unit name, e.g. etcd.service' })
+        .optional(),
       /** The restore tool; default: etcdutl on PATH, else etcdctl (etcd 3.4). */
       restoreTool: absPath.optional(),
       /** Seconds a restore waits for etcd to stop or start. */

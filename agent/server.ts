@@ -10,7 +10,7 @@ import {
   type sendUnaryData,
 } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
-import { AgentServiceService, type AgentServiceServer} from '../proto/gen/kbur/v1/agent.js';
+import { AgentServiceService, type AgentServiceServer } from '../proto/gen/kbur/v1/agent.js';
 import { startControlPlane, startEtcd, stopControlPlane } from './restore/control-plane.js';
 import { restoreMember, rollbackMember } from './restore/member.js';
 import { prepareRestore } from './restore/prepare.js';
@@ -103,7 +103,10 @@ export class AgentServer {
       this.respond(method, call, callback, (s) => run(s, call.request));
   }
 
-  private clientStream<Req, Res>(method: AgentMethod, run: (s: AgentState, messages: AsyncIterable<Req>, signal: AbortSignal) => Promise<Res>) {
+  private clientStream<Req, Res>(
+    method: AgentMethod,
+    run: (s: AgentState, messages: AsyncIterable<Req>, signal: AbortSignal) => Promise<Res>,
+  ) {
     return (call: ServerReadableStream<Req, Res>, callback: sendUnaryData<Res>): void => {
       const abort = new AbortController();
       call.once('cancelled', () => abort.abort(new KburError('CANCELLED', 'the client cancelled the call')));

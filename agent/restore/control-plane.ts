@@ -141,9 +141,13 @@ async function waitEtcdAnswers(s: AgentState): Promise<void> {
     const st = await s.etcd.status();
     if (st.reachable) return;
     if (Date.now() > deadline) {
-      throw new KburError('UNAVAILABLE', `etcd on ${s.etcd.settings.endpoint} does not answer ${s.config.etcd.stopTimeout} s after it was started: ${st.error}`, {
-        hint: 'look at etcd\'s log on this node (crictl logs, journalctl -u etcd); kbur restore --resume retries, --rollback puts the old data back',
-      });
+      throw new KburError(
+        'UNAVAILABLE',
+        `etcd on ${s.etcd.settings.endpoint} does not answer ${s.config.etcd.stopTimeout} s after it was started: ${st.error}`,
+        {
+          hint: "look at etcd's log on this node (crictl logs, journalctl -u etcd); kbur restore --resume retries, --rollback puts the old data back",
+        },
+      );
     }
     await sleep(250);
   }
@@ -180,10 +184,14 @@ async function systemctl(verb: 'start' | 'stop', unit: string): Promise<void> {
   try {
     await run('systemctl', [verb, unit], { timeout: 120_000 });
   } catch (err) {
-    throw new KburError('FAILED_PRECONDITION', `systemctl ${verb} ${unit} failed: ${(err as { stderr?: string }).stderr?.trim() || (err as Error).message}`, {
-      cause: err,
-      hint: `check the unit (systemctl status ${unit}); then kbur restore --resume`,
-    });
+    throw new KburError(
+      'FAILED_PRECONDITION',
+      `systemctl ${verb} ${unit} failed: ${(err as { stderr?: string }).stderr?.trim() || (err as Error).message}`,
+      {
+        cause: err,
+        hint: `check the unit (systemctl status ${unit}); then kbur restore --resume`,
+      },
+    );
   }
 }
 

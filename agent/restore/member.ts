@@ -26,7 +26,9 @@ export async function restoreMember(s: AgentState, req: RestoreEtcdMemberRequest
   const record = await readRecord(stateDir, req.restoreId);
   if (record.restored) return { done: [], alreadyDone: true };
   if (!record.staged || !(await exists(record.staged.path))) {
-    throw new KburError('FAILED_PRECONDITION', `no staged snapshot for restore ${req.restoreId} on this node`, { hint: 'stage it first (kbur restore does)' });
+    throw new KburError('FAILED_PRECONDITION', `no staged snapshot for restore ${req.restoreId} on this node`, {
+      hint: 'stage it first (kbur restore does)',
+    });
   }
   await waitEtcdStopped(s);
   const tool = await findRestoreTool(s.config.etcd.restoreTool);
@@ -50,7 +52,9 @@ export async function restoreMember(s: AgentState, req: RestoreEtcdMemberRequest
   ];
   if (req.bumpRevision > 0) {
     if (!tool.canBumpRevision) {
-      throw new KburError('FAILED_PRECONDITION', `${tool.path} (${tool.version}) cannot bump the revision`, { hint: 'restore without a revision bump, or install etcdutl >= 3.5.10' });
+      throw new KburError('FAILED_PRECONDITION', `${tool.path} (${tool.version}) cannot bump the revision`, {
+        hint: 'restore without a revision bump, or install etcdutl >= 3.5.10',
+      });
     }
     args.push('--bump-revision', String(req.bumpRevision), '--mark-compacted');
   }
@@ -58,7 +62,11 @@ export async function restoreMember(s: AgentState, req: RestoreEtcdMemberRequest
     await run(tool.path, args, { env: toolEnv(), timeout: 30 * 60_000, maxBuffer: 16 << 20 });
   } catch (err) {
     await rm(work, { recursive: true, force: true });
-    const stderr = String((err as { stderr?: string }).stderr ?? '').trim().split('\n').slice(-5).join(' | ');
+    const stderr = String((err as { stderr?: string }).stderr ?? '')
+      .trim()
+      .split('\n')
+      .slice(-5)
+      .join(' | ');
     throw new KburError('INTERNAL', `${tool.kind} snapshot restore failed: ${stderr || (err as Error).message}`, {
       cause: err,
       hint: 'nothing was changed on this node yet; read the error, fix it, then kbur restore --resume',
@@ -92,7 +100,8 @@ export async function rollbackMember(s: AgentState, restoreId: string): Promise<
   if (record.rolledBack) return { done: [], alreadyDone: true };
   const done: string[] = [];
   if (etcdMode(s) === 'static-pod') {
-    for (const name of [...CONTROL_PLANE_MANIFESTS, 'etcd.yaml']) if (await holdManifest(s, record, name)) done.push(`moved ${name} out to stop it`);
+    for (const name of [...CONTROL_PLANE_MANIFESTS, 'etcd.yaml'])
+      if (await holdManifest(s, record, name)) done.push(`moved ${name} out to stop it`);
   }
   await waitEtcdStopped(s);
   if (record.restored && (await exists(dataDir))) {

@@ -25,13 +25,20 @@ export async function prepareRestore(s: AgentState, req: PrepareRestoreRequest):
   const stateDisk = diskOf(s.config.stateDir, mounts);
   const dataDisk = diskOf(s.etcd.settings.dataDir, mounts);
   const restored = req.snapshotSize + WAL_ALLOWANCE;
-  const needed = stateDisk.mount === dataDisk.mount ? { [dataDisk.mount]: req.snapshotSize + restored } : { [stateDisk.mount]: req.snapshotSize, [dataDisk.mount]: restored };
+  const needed =
+    stateDisk.mount === dataDisk.mount
+      ? { [dataDisk.mount]: req.snapshotSize + restored }
+      : { [stateDisk.mount]: req.snapshotSize, [dataDisk.mount]: restored };
   for (const disk of [stateDisk, dataDisk]) {
     const need = needed[disk.mount] ?? 0;
-    if (disk.freeBytes < need) problems.push(`${disk.mount} has ${disk.freeBytes} bytes free; the restore needs ${need} there (staged snapshot and restored data dir)`);
+    if (disk.freeBytes < need)
+      problems.push(
+        `${disk.mount} has ${disk.freeBytes} bytes free; the restore needs ${need} there (staged snapshot and restored data dir)`,
+      );
   }
   const manifests = await presentManifests(s, req.restoreId);
-  if (etcdMode(s) === 'static-pod' && !manifests.includes('etcd.yaml')) problems.push(`no etcd.yaml in ${s.config.kubernetesDir}/manifests: cannot stop or start etcd here`);
+  if (etcdMode(s) === 'static-pod' && !manifests.includes('etcd.yaml'))
+    problems.push(`no etcd.yaml in ${s.config.kubernetesDir}/manifests: cannot stop or start etcd here`);
   return {
     node: s.config.node,
     memberName: s.etcd.settings.name,

@@ -11,19 +11,28 @@ import { readRecord, restoreDir, writeRecord } from './record.js';
  * Receives a snapshot for a restore into the state dir. It is kept (and recorded) only when its
  * size and sha256 are those the coordinator announced and etcd's own integrity hash holds.
  */
-export async function stageSnapshot(s: AgentState, messages: AsyncIterable<StageSnapshotRequest>, signal: AbortSignal): Promise<StageSnapshotResponse> {
+export async function stageSnapshot(
+  s: AgentState,
+  messages: AsyncIterable<StageSnapshotRequest>,
+  signal: AbortSignal,
+): Promise<StageSnapshotResponse> {
   const iterator = messages[Symbol.asyncIterator]();
   const first = await iterator.next();
   const header = !first.done && first.value.kind?.$case === 'header' ? first.value.kind.value : undefined;
   if (!header) throw new KburError('INVALID_ARGUMENT', 'StageSnapshot must start with a header (restore id, size, sha256)');
-  if (!/^[0-9a-f]{64}$/.test(header.sha256) || header.size <= 0) throw new KburError('INVALID_ARGUMENT', 'StageSnapshot header needs a size > 0 and a sha256');
+  if (!/^[0-9a-f]{64}$/.test(header.sha256) || header.size <= 0)
+    throw new KburError('INVALID_ARGUMENT', 'StageSnapshot header needs a size > 0 and a sha256');
   const dir = restoreDir(s.config.stateDir, header.restoreId);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const fs = await statfs(dir);
   if (fs.bavail * fs.bsize < header.size) {
-    throw new KburError('FAILED_PRECONDITION', `not enough free space in ${dir} for the ${header.size}-byte snapshot (${fs.bavail * fs.bsize} free)`, {
-      hint: 'free space in the agent\'s stateDir or point stateDir elsewhere',
-    });
+    throw new KburError(
+      'FAILED_PRECONDITION',
+      `not enough free space in ${dir} for the ${header.size}-byte snapshot (${fs.bavail * fs.bsize} free)`,
+      {
+        hint: "free space in the agent's stateDir or point stateDir elsewhere",
+      },
+    );
   }
   const path = join(dir, 'snapshot.db');
   const file = new AtomicFile(path);
@@ -41,7 +50,10 @@ export async function stageSnapshot(s: AgentState, messages: AsyncIterable<Stage
     if (integrity) throw integrity;
     const sha256 = digest.sha256();
     if (digest.size !== header.size || sha256 !== header.sha256) {
-      throw new KburError('DATA_LOSS', `staged snapshot has ${digest.size} bytes with sha256 ${sha256}; expected ${header.size} bytes with sha256 ${header.sha256}`);
+      throw new KburError(
+        'DATA_LOSS',
+        `staged snapshot has ${digest.size} bytes with sha256 ${sha256}; expected ${header.size} bytes with sha256 ${header.sha256}`,
+      );
     }
     await file.commit();
   } catch (err) {
@@ -57,17 +69,27 @@ export async function stageSnapshot(s: AgentState, messages: AsyncIterable<Stage
 /** Rereads the staged copy: the last check before anything is stopped. */
 export async function verifyStaged(s: AgentState, restoreId: string): Promise<StageSnapshotResponse> {
   const record = await readRecord(s.config.stateDir, restoreId);
-  if (!record.staged) throw new KburError('FAILED_PRECONDITION', `no snapshot staged for restore ${restoreId} on this node`, { hint: 'kbur restore stages it first' });
+  if (!record.staged)
+    throw new KburError('FAILED_PRECONDITION', `no snapshot staged for restore ${restoreId} on this node`, {
+      hint: 'kbur restore stages it first',
+    });
   let got;
   try {
     got = await digestFile(record.staged.path, { snapshot: true });
   } catch (err) {
-    throw new KburError('DATA_LOSS', `staged snapshot ${record.staged.path} is damaged: ${(err as Error).message}`, { cause: err, hint: 'start a new restore; nothing was stopped' });
+    throw new KburError('DATA_LOSS', `staged snapshot ${record.staged.path} is damaged: ${(err as Error).message}`, {
+      cause: err,
+      hint: 'start a new restore; nothing was stopped',
+    });
   }
   if (got.size !== record.staged.size || got.sha256 !== record.staged.sha256) {
-    throw new KburError('DATA_LOSS', `staged snapshot ${record.staged.path} changed on disk: sha256 ${got.sha256}, staged as ${record.staged.sha256}`, {
-      hint: 'check this node\'s disk; start a new restore; nothing was stopped',
-    });
+    throw new KburError(
+      'DATA_LOSS',
+      `staged snapshot ${record.staged.path} changed on disk: sha256 ${got.sha256}, staged as ${record.staged.sha256}`,
+      {
+        hint: "check this node's disk; start a new restore; nothing was stopped",
+      },
+    );
   }
   return { path: record.staged.path, size: got.size, sha256: got.sha256 };
 }

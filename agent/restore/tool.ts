@@ -40,7 +40,10 @@ export async function findRestoreTool(configured: string | undefined): Promise<R
     });
   }
   // Asked of the tool itself rather than guessed from its version (the flags came to 3.5 in a patch release).
-  const help = kind === 'etcdutl' ? await run(path, ['snapshot', 'restore', '--help'], { env: toolEnv(), timeout: 10_000 }).catch(() => ({ stdout: '' })) : { stdout: '' };
+  const help =
+    kind === 'etcdutl'
+      ? await run(path, ['snapshot', 'restore', '--help'], { env: toolEnv(), timeout: 10_000 }).catch(() => ({ stdout: '' }))
+      : { stdout: '' };
   const canBumpRevision = /--bump-revision/.test(help.stdout) && /--mark-compacted/.test(help.stdout);
   return { kind, path, version, canBumpRevision };
 }
@@ -48,7 +51,13 @@ export async function findRestoreTool(configured: string | undefined): Promise<R
 async function onPath(name: string): Promise<string | undefined> {
   for (const dir of (process.env.PATH ?? '').split(delimiter)) {
     const p = join(dir, name);
-    if (await access(p, constants.X_OK).then(() => true, () => false)) return p;
+    if (
+      await access(p, constants.X_OK).then(
+        () => true,
+        () => false,
+      )
+    )
+      return p;
   }
   return undefined;
 }

@@ -23,7 +23,9 @@ export interface RestoreOptions extends GlobalOptions {
 export async function run(opts: RestoreOptions): Promise<ExitCode> {
   const modes = [opts.id, opts.resume, opts.rollback].filter(Boolean).length;
   if (modes !== 1) {
-    throw new KburError('INVALID_ARGUMENT', 'give exactly one of: a backup id, --resume RESTORE_ID, --rollback RESTORE_ID', { hint: 'kbur restore --help' });
+    throw new KburError('INVALID_ARGUMENT', 'give exactly one of: a backup id, --resume RESTORE_ID, --rollback RESTORE_ID', {
+      hint: 'kbur restore --help',
+    });
   }
   const ctx = await loadContext(opts);
   const agents = await connectAgents(ctx);
@@ -40,29 +42,45 @@ export async function run(opts: RestoreOptions): Promise<ExitCode> {
         say(`restore ${journal.plan.restoreId}: completed. The old data dirs are kept as <dataDir>.kbur-${journal.plan.restoreId}.`);
       } else {
         await executeRollback({ ...base, journal });
-        say(`restore ${journal.plan.restoreId}: rolled back; the restored data dirs are kept as <dataDir>.kbur-${journal.plan.restoreId}-restored.`);
+        say(
+          `restore ${journal.plan.restoreId}: rolled back; the restored data dirs are kept as <dataDir>.kbur-${journal.plan.restoreId}-restored.`,
+        );
       }
       return ExitCode.OK;
     }
 
     const restoreId = newBackupId();
-    const check = await preflight({ repository: ctx.repository, cluster: ctx.config.cluster, backupId: opts.id!, restoreId, agents, signal: opts.signal });
+    const check = await preflight({
+      repository: ctx.repository,
+      cluster: ctx.config.cluster,
+      backupId: opts.id!,
+      restoreId,
+      agents,
+      signal: opts.signal,
+    });
     if (check.plan) say(describePlan(check.plan));
     if (check.problems.length) {
-      throw new KburError('FAILED_PRECONDITION', `preflight found ${check.problems.length} problem(s); nothing was changed:\n  - ${check.problems.join('\n  - ')}`, {
-        hint: 'fix them and run kbur restore again',
-      });
+      throw new KburError(
+        'FAILED_PRECONDITION',
+        `preflight found ${check.problems.length} problem(s); nothing was changed:\n  - ${check.problems.join('\n  - ')}`,
+        {
+          hint: 'fix them and run kbur restore again',
+        },
+      );
     }
     const plan = check.plan!;
     if (opts.dryRun) {
       say('dry run: preflight passed; nothing was changed');
       return ExitCode.OK;
     }
-    if (!(await confirm(ctx, opts, `restore ${plan.nodes.length} members from backup ${plan.backupId}; this stops the control plane`))) return ExitCode.CANCELLED;
+    if (!(await confirm(ctx, opts, `restore ${plan.nodes.length} members from backup ${plan.backupId}; this stops the control plane`)))
+      return ExitCode.CANCELLED;
     const journal = await Journal.create(ctx.repository, plan);
     say(`restore ${restoreId} started; if it is interrupted: kbur restore --resume ${restoreId} (or --rollback ${restoreId})`);
     await executeRestore({ ...base, journal });
-    say(`restore ${restoreId}: completed and verified. The old data dirs are kept as <dataDir>.kbur-${restoreId}; kbur restore --rollback ${restoreId} puts them back.`);
+    say(
+      `restore ${restoreId}: completed and verified. The old data dirs are kept as <dataDir>.kbur-${restoreId}; kbur restore --rollback ${restoreId} puts them back.`,
+    );
     return ExitCode.OK;
   } finally {
     for (const a of agents) a.close();

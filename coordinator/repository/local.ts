@@ -151,7 +151,10 @@ export class LocalRepository implements Repository {
 function checkId(id: string, what: 'backup' | 'restore'): string {
   if (BACKUP_ID.test(id)) return id;
   throw new KburError('INVALID_ARGUMENT', `"${id}" is not a ${what} id (expected e.g. 20261125T234512Z-3fa9)`, {
-    hint: what === 'backup' ? 'kbur list shows the ids' : 'the restore id is printed when a restore starts, and is the folder name under restores/',
+    hint:
+      what === 'backup'
+        ? 'kbur list shows the ids'
+        : 'the restore id is printed when a restore starts, and is the folder name under restores/',
   });
 }
 

@@ -72,7 +72,9 @@ export class Journal {
       parsed = undefined;
     }
     if (!parsed?.success) {
-      throw new KburError('DATA_LOSS', `journal of restore ${restoreId} is not readable`, { hint: 'inspect it by hand; do not resume blindly' });
+      throw new KburError('DATA_LOSS', `journal of restore ${restoreId} is not readable`, {
+        hint: 'inspect it by hand; do not resume blindly',
+      });
     }
     return new Journal(repository, parsed.data);
   }

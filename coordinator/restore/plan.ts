@@ -45,40 +45,67 @@ export interface Preflight {
  * its snapshot whole, every agent answers with the admin role and has the disk and the tool, and
  * every node runs a member of the backup's cluster.
  */
-export async function preflight(opts: { repository: Repository; cluster: string; backupId: string; restoreId: string; agents: AgentClient[]; signal: AbortSignal }): Promise<Preflight> {
+export async function preflight(opts: {
+  repository: Repository;
+  cluster: string;
+  backupId: string;
+  restoreId: string;
+  agents: AgentClient[];
+  signal: AbortSignal;
+}): Promise<Preflight> {
   const problems: string[] = [];
   const manifest = await opts.repository.readManifest(opts.cluster, opts.backupId);
   const snapshot = manifest.artifacts.find((a) => a.kind === 'etcd-snapshot');
-  if (manifest.phase !== 'Completed') problems.push(`backup ${manifest.id} is ${manifest.phase}, not Completed: ${manifest.failures.map((f) => `${f.part}: ${f.message}`).join('; ')}`);
+  if (manifest.phase !== 'Completed')
+    problems.push(
+      `backup ${manifest.id} is ${manifest.phase}, not Completed: ${manifest.failures.map((f) => `${f.part}: ${f.message}`).join('; ')}`,
+    );
   if (!snapshot || !manifest.etcd) return { plan: undefined, problems: [...problems, `backup ${manifest.id} has no etcd snapshot`] };
 
   const [digest, prepared] = await Promise.all([
-    digestFile(opts.repository.artifactLocation(opts.cluster, manifest.id, snapshot.path), { snapshot: true, signal: opts.signal }).catch((err: unknown) => asKburError(err)),
-    Promise.all(opts.agents.map((a) => a.prepareRestore({ restoreId: opts.restoreId, snapshotSize: snapshot.size }).catch((err: unknown) => asKburError(err)))),
+    digestFile(opts.repository.artifactLocation(opts.cluster, manifest.id, snapshot.path), { snapshot: true, signal: opts.signal }).catch(
+      (err: unknown) => asKburError(err),
+    ),
+    Promise.all(
+      opts.agents.map((a) =>
+        a.prepareRestore({ restoreId: opts.restoreId, snapshotSize: snapshot.size }).catch((err: unknown) => asKburError(err)),
+      ),
+    ),
   ]);
   if (digest instanceof Error) problems.push(`snapshot ${snapshot.path}: ${digest.message}`);
   else if (digest.sha256 !== snapshot.sha256 || digest.size !== snapshot.size) {
-    problems.push(`snapshot ${snapshot.path} does not match its manifest: sha256 ${digest.sha256} (${digest.size} bytes), manifest says ${snapshot.sha256} (${snapshot.size} bytes)`);
+    problems.push(
+      `snapshot ${snapshot.path} does not match its manifest: sha256 ${digest.sha256} (${digest.size} bytes), manifest says ${snapshot.sha256} (${snapshot.size} bytes)`,
+    );
   }
 
   const nodes: RestorePlan['nodes'] = [];
   prepared.forEach((p, i) => {
     const agent = opts.agents[i]!;
-    if (p instanceof Error) return problems.push(p.code === 'PERMISSION_DENIED' ? `${p.message} (a restore needs the admin role)` : p.message);
+    if (p instanceof Error)
+      return problems.push(p.code === 'PERMISSION_DENIED' ? `${p.message} (a restore needs the admin role)` : p.message);
     if (p.node !== agent.node.name) problems.push(`${agent.node.agent} answers as node ${p.node}, kbur.yaml calls it ${agent.node.name}`);
     problems.push(...p.problems.map((x) => `${agent.node.name}: ${x}`));
     const member = manifest.etcd!.members.find((m) => m.name === p.memberName);
-    if (!member) return problems.push(`${agent.node.name} runs etcd member ${p.memberName}, which is not a member of the backup's cluster (${manifest.etcd!.members.map((m) => m.name).join(', ')})`);
+    if (!member)
+      return problems.push(
+        `${agent.node.name} runs etcd member ${p.memberName}, which is not a member of the backup's cluster (${manifest.etcd!.members.map((m) => m.name).join(', ')})`,
+      );
     nodes.push(toPlanNode(agent, p, member.peerUrls));
   });
   const notes: string[] = [];
   for (const m of manifest.etcd.members) {
-    if (!nodes.some((n) => n.memberName === m.name)) notes.push(`member ${m.name} of the backup has no node in kbur.yaml: the restored cluster has ${nodes.length} members`);
+    if (!nodes.some((n) => n.memberName === m.name))
+      notes.push(`member ${m.name} of the backup has no node in kbur.yaml: the restored cluster has ${nodes.length} members`);
   }
   const canBump = prepared.every((p) => !(p instanceof Error) && p.canBumpRevision);
   if (!canBump) {
-    const tools = prepared.filter((p): p is PrepareRestoreResponse => !(p instanceof Error) && !p.canBumpRevision).map((p) => `${p.node}: ${p.restoreTool} ${p.restoreToolVersion}`);
-    notes.push(`the revision will not be bumped nor marked compacted (needs etcdutl >= 3.5.10 on every node; ${tools.join(', ')}): clients that watch may see revisions go back; restart controllers and kubelets after the restore, as etcd's recovery guide advises`);
+    const tools = prepared
+      .filter((p): p is PrepareRestoreResponse => !(p instanceof Error) && !p.canBumpRevision)
+      .map((p) => `${p.node}: ${p.restoreTool} ${p.restoreToolVersion}`);
+    notes.push(
+      `the revision will not be bumped nor marked compacted (needs etcdutl >= 3.5.10 on every node; ${tools.join(', ')}): clients that watch may see revisions go back; restart controllers and kubelets after the restore, as etcd's recovery guide advises`,
+    );
   }
   return {
     problems,
@@ -89,7 +116,13 @@ export async function preflight(opts: { repository: Repository; cluster: string;
       token: `kbur-${opts.restoreId}`,
       initialCluster: nodes.map((n) => n.peerUrls.map((u) => `${n.memberName}=${u}`).join(',')).join(','),
       bumpRevision: canBump ? REVISION_BUMP : 0,
-      snapshot: { path: SNAPSHOT_PATH, size: snapshot.size, sha256: snapshot.sha256, revision: manifest.etcd.revision, keyCount: manifest.etcd.keyCount },
+      snapshot: {
+        path: SNAPSHOT_PATH,
+        size: snapshot.size,
+        sha256: snapshot.sha256,
+        revision: manifest.etcd.revision,
+        keyCount: manifest.etcd.keyCount,
+      },
       nodes,
       notes,
     },
@@ -117,7 +150,7 @@ export function describePlan(plan: RestorePlan, manifest?: Pick<Manifest, 'start
     `  new cluster token: ${plan.token}`,
     `  revision bump: ${plan.bumpRevision ? `+${plan.bumpRevision}, marked compacted` : 'no'}`,
     '  on every node, in this order:',
-    '    1. stage the snapshot in the agent\'s state dir and check it there',
+    "    1. stage the snapshot in the agent's state dir and check it there",
     '    2. stop: move out of manifests/ the control plane, then etcd (or stop the etcd unit); wait until etcd is gone',
     '    3. restore the member from the snapshot into a new dir; move the data dir aside as <dataDir>.kbur-<restore-id> (never deleted); put the restored one in place',
     '    4. start etcd; wait for quorum; verify revision, key count and member list',

@@ -39,21 +39,35 @@ async function runStep(r: RestoreRun, step: StepName): Promise<void> {
   const plan = r.journal.plan;
   const agent = (node: string): AgentClient => {
     const a = r.agents.find((x) => x.node.name === node);
-    if (!a) throw new KburError('INVALID_CONFIG', `node ${node} of the restore plan is not in kbur.yaml`, { hint: 'resume with the kbur.yaml the restore started with' });
+    if (!a)
+      throw new KburError('INVALID_CONFIG', `node ${node} of the restore plan is not in kbur.yaml`, {
+        hint: 'resume with the kbur.yaml the restore started with',
+      });
     return a;
   };
   switch (step) {
     case 'stage':
       return perNode(r, step, async (node) => {
         const stream: Readable = await r.repository.openArtifact(plan.cluster, plan.backupId, plan.snapshot.path);
-        const got = await agent(node).stageSnapshot({ restoreId: plan.restoreId, size: plan.snapshot.size, sha256: plan.snapshot.sha256 }, stream, r.signal);
+        const got = await agent(node).stageSnapshot(
+          { restoreId: plan.restoreId, size: plan.snapshot.size, sha256: plan.snapshot.sha256 },
+          stream,
+          r.signal,
+        );
         return [`staged ${got.path} (${got.size} bytes, sha256 checked on the node)`];
       });
     case 'verify-staged':
-      return perNode(r, step, async (node) => [`staged copy rechecked: ${(await agent(node).verifyStagedSnapshot(plan.restoreId)).sha256}`]);
+      return perNode(r, step, async (node) => [
+        `staged copy rechecked: ${(await agent(node).verifyStagedSnapshot(plan.restoreId)).sha256}`,
+      ]);
     case 'stop':
       // The leader last: stopped while its followers stop, it waits for a leadership transfer that cannot happen.
-      return perNode(r, step, async (node) => (await agent(node).restoreStep('StopControlPlane', plan.restoreId)).done, await leaderLast(r));
+      return perNode(
+        r,
+        step,
+        async (node) => (await agent(node).restoreStep('StopControlPlane', plan.restoreId)).done,
+        await leaderLast(r),
+      );
     case 'restore':
       return perNode(r, step, async (node) => {
         const n = plan.nodes.find((x) => x.node === node)!;
@@ -83,19 +97,21 @@ async function perNode(r: RestoreRun, step: StepName, work: (node: string) => Pr
   const groups = order ?? [r.journal.plan.nodes.map((n) => n.node)];
   for (const group of groups) {
     const results = await Promise.allSettled(
-      group.filter((node) => !r.journal.isDone(step, node)).map(async (node) => {
-        await r.journal.begin(step, node);
-        try {
-          const detail = await work(node);
-          await r.journal.done(step, node, detail);
-          r.say(`${step} ${node}: ${detail.length ? detail.join('; ') : 'already done'}`);
-        } catch (err) {
-          const e = asKburError(err);
-          await r.journal.fail(step, node, e.message);
-          r.say(`${step} ${node}: FAILED: ${e.message}`);
-          throw e;
-        }
-      }),
+      group
+        .filter((node) => !r.journal.isDone(step, node))
+        .map(async (node) => {
+          await r.journal.begin(step, node);
+          try {
+            const detail = await work(node);
+            await r.journal.done(step, node, detail);
+            r.say(`${step} ${node}: ${detail.length ? detail.join('; ') : 'already done'}`);
+          } catch (err) {
+            const e = asKburError(err);
+            await r.journal.fail(step, node, e.message);
+            r.say(`${step} ${node}: FAILED: ${e.message}`);
+            throw e;
+          }
+        }),
     );
     const failed = results.find((x): x is PromiseRejectedResult => x.status === 'rejected');
     if (failed) throw failed.reason;
@@ -132,7 +148,14 @@ async function waitForQuorum(r: RestoreRun): Promise<string[]> {
   let last = '';
   for (;;) {
     r.signal.throwIfAborted();
-    const infos = await Promise.all(plan.nodes.map((n) => r.agents.find((a) => a.node.name === n.node)!.getNodeInfo().catch((err: unknown) => asKburError(err))));
+    const infos = await Promise.all(
+      plan.nodes.map((n) =>
+        r.agents
+          .find((a) => a.node.name === n.node)!
+          .getNodeInfo()
+          .catch((err: unknown) => asKburError(err)),
+      ),
+    );
     const problems: string[] = [];
     const leaders = new Set<string>();
     infos.forEach((info, i) => {
@@ -168,10 +191,14 @@ async function verifyRestored(r: RestoreRun): Promise<string[]> {
     const e = info.etcd!;
     if (e.revision < want) problems.push(`${info.node}: revision ${e.revision}, below the backup's ${want}`);
     // At the very revision of the backup the keyspace must be exactly the backup's.
-    if (e.revision === want && e.keyCount !== plan.snapshot.keyCount) problems.push(`${info.node}: ${e.keyCount} keys, the backup had ${plan.snapshot.keyCount}`);
+    if (e.revision === want && e.keyCount !== plan.snapshot.keyCount)
+      problems.push(`${info.node}: ${e.keyCount} keys, the backup had ${plan.snapshot.keyCount}`);
   }
   const first = infos[0]!.etcd!;
-  detail.push(`revision ${first.revision} (backup ${plan.snapshot.revision}${plan.bumpRevision ? ` + ${plan.bumpRevision}` : ''})`, `${first.keyCount} keys (backup ${plan.snapshot.keyCount})`);
+  detail.push(
+    `revision ${first.revision} (backup ${plan.snapshot.revision}${plan.bumpRevision ? ` + ${plan.bumpRevision}` : ''})`,
+    `${first.keyCount} keys (backup ${plan.snapshot.keyCount})`,
+  );
   if (problems.length) {
     throw new KburError('DATA_LOSS', `the restored cluster does not match the backup: ${problems.join('; ')}`, {
       hint: `etcd runs on the restored data but the control plane was not started; inspect it, then kbur restore --rollback ${plan.restoreId} or --resume`,
@@ -210,12 +237,19 @@ export async function executeRollback(r: RestoreRun): Promise<void> {
 async function waitForOldQuorum(r: RestoreRun): Promise<string> {
   const deadline = Date.now() + (r.quorumTimeoutMs ?? 120_000);
   for (;;) {
-    const infos = await Promise.all(r.journal.plan.nodes.map((n) => r.agents.find((a) => a.node.name === n.node)!.getNodeInfo().catch(() => undefined)));
+    const infos = await Promise.all(
+      r.journal.plan.nodes.map((n) =>
+        r.agents
+          .find((a) => a.node.name === n.node)!
+          .getNodeInfo()
+          .catch(() => undefined),
+      ),
+    );
     const ok = infos.filter((i) => i?.etcd?.reachable && i.etcd.leaderId && i.etcd.leaderId !== '0');
     if (ok.length === infos.length) return `${ok.length} members back on their previous data, revision ${ok[0]!.etcd!.revision}`;
     if (Date.now() > deadline) {
       throw new KburError('UNAVAILABLE', `after the rollback only ${ok.length} of ${infos.length} members answer with a leader`, {
-        hint: 'the previous data dirs are back in place; look at etcd\'s logs on the nodes',
+        hint: "the previous data dirs are back in place; look at etcd's logs on the nodes",
       });
     }
     await new Promise((res) => setTimeout(res, 500));

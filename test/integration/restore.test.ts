@@ -1,0 +1,215 @@
+import { createHash } from 'node:crypto';
+import { open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { expect } from 'chai';
+import type { Manifest } from '../../shared/manifest.js';
+import { createSandbox, waitForEtcdHealthy, type Sandbox } from '../sandbox/cluster.js';
+import { runKbur } from '../helpers/kbur.js';
+
+async function sha256(file: string): Promise<string> {
+  return createHash('sha256')
+    .update(await readFile(file))
+    .digest('hex');
+}
+
+async function flipByte(file: string, at: number): Promise<void> {
+  const f = await open(file, 'r+');
+  const b = Buffer.alloc(1);
+  await f.read(b, 0, 1, at);
+  await f.write(Buffer.from([b[0]! ^ 0xff]), 0, 1, at);
+  await f.close();
+}
+
+describe('kbur restore on a 3-member TLS etcd', function () {
+  this.timeout(240_000);
+  let root: string;
+  let sandbox: Sandbox;
+  const kbur = (...args: string[]) => runKbur(['--config', sandbox.coordinatorConfig, ...args]);
+  const keys = async (): Promise<string[]> =>
+    (await sandbox.etcdctl(['get', '--prefix', '/registry/', '--keys-only'])).split('\n').filter(Boolean).sort();
+
+  async function backup(): Promise<Manifest> {
+    const run = await kbur('backup', '--json');
+    expect(run.code, run.stderr).to.equal(0);
+    return JSON.parse(run.stdout) as Manifest;
+  }
+
+  /** Everything a restore could touch: manifests (with content), data dirs (with content), etcd processes. */
+  async function fingerprint(): Promise<Record<string, string>> {
+    const out: Record<string, string> = {};
+    for (const node of sandbox.nodes) {
+      out[`${node.name} node dir`] = (await readdir(node.dir)).sort().join(',');
+      out[`${node.name} etcd pid`] = String(sandbox.kubelet.pid(node.name, 'etcd'));
+      for (const dir of [node.manifestsDir, node.dataDir]) {
+        for (const e of await readdir(dir, { recursive: true, withFileTypes: true })) {
+          const p = join(e.parentPath, e.name);
+          out[relative(root, p)] = e.isFile() ? await sha256(p) : `inode ${(await stat(p)).ino}`;
+        }
+      }
+    }
+    return out;
+  }
+
+  async function restoreIdFrom(stdout: string): Promise<string> {
+    const id = /restore (\S+) started/.exec(stdout)?.[1];
+    expect(id, stdout).to.be.a('string');
+    return id!;
+  }
+
+  async function waitHealthy(): Promise<void> {
+    await waitForEtcdHealthy(
+      sandbox,
+      sandbox.nodes.map((n) => n.clientUrl),
+      60_000,
+    );
+  }
+
+  before(async function () {
+    root = await mkdtemp(join(tmpdir(), 'kbur-restore-test-'));
+    sandbox = await createSandbox({ root });
+    await sandbox.startAgents();
+  });
+
+  after(async function () {
+    await sandbox?.stop();
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('restores every member from one snapshot after a disaster, keeps the old data dirs and proves the keys are back', async function () {
+    const before = await keys();
+    const m = await backup();
+    // The disaster: a namespace's objects deleted, and one member's data dir wiped.
+    await sandbox.etcdctl(['del', '--prefix', '/registry/configmaps/demo/']);
+    const victim = sandbox.nodes[2]!;
+    await rename(join(victim.manifestsDir, 'etcd.yaml'), join(victim.dir, 'etcd.yaml'));
+    await sandbox.kubelet.waitFor(victim.name, 'etcd', 'stopped');
+    await rm(victim.dataDir, { recursive: true, force: true });
+    await rename(join(victim.dir, 'etcd.yaml'), join(victim.manifestsDir, 'etcd.yaml'));
+    expect(await keys()).to.not.deep.equal(before);
+
+    const run = await kbur('restore', m.id, '--yes');
+    expect(run.code, run.stdout + run.stderr).to.equal(0);
+    const rid = await restoreIdFrom(run.stdout);
+    expect(run.stdout).to.match(/verify: revision \d+ \(backup \d+\); \d+ keys \(backup \d+\)/);
+    await waitHealthy();
+    expect(await keys()).to.deep.equal(before);
+    for (const node of sandbox.nodes) {
+      expect(await keys(), node.name).to.deep.equal(before);
+      const names = await readdir(node.dir);
+      if (node !== victim) expect(names, node.name).to.include(`etcd-data.kbur-${rid}`);
+      expect(sandbox.kubelet.running(node.name, 'kube-apiserver'), `${node.name} apiserver back`).to.equal(true);
+    }
+    const members = JSON.parse((await sandbox.etcdctl(['member', 'list', '-w', 'json'])).replace(/:(\d{16,})/g, ':"$1"')) as {
+      members: { name: string }[];
+    };
+    expect(members.members.map((x) => x.name).sort()).to.deep.equal(['node-1', 'node-2', 'node-3']);
+    const journal = JSON.parse(await readFile(join(sandbox.repoDir, 'sandbox', 'restores', rid, 'journal.json'), 'utf8')) as {
+      status: string;
+    };
+    expect(journal.status).to.equal('completed');
+  });
+
+  it('--dry-run runs the preflight, prints the plan and changes nothing', async function () {
+    const m = await backup();
+    const before = await fingerprint();
+    const run = await kbur('restore', m.id, '--dry-run');
+    expect(run.code, run.stderr).to.equal(0);
+    expect(run.stdout).to.contain('dry run: preflight passed; nothing was changed');
+    expect(run.stdout).to.match(/node-2 \(.*\): member node-2, peers https:\/\/.*:2380/);
+    expect(await fingerprint()).to.deep.equal(before);
+  });
+
+  it('refuses, touching nothing, when one agent is down at preflight', async function () {
+    const m = await backup();
+    await sandbox.stopAgent('node-2');
+    try {
+      const before = await fingerprint();
+      const run = await kbur('restore', m.id, '--yes');
+      expect(run.code).to.equal(9);
+      expect(run.stderr).to.match(/preflight found \d+ problem\(s\); nothing was changed/);
+      expect(run.stderr).to.match(/node-2 .*agent not reachable/);
+      expect(await fingerprint()).to.deep.equal(before);
+    } finally {
+      await sandbox.startAgents(['node-2']);
+    }
+  });
+
+  it('refuses a snapshot with one byte flipped in the repository before anything stops', async function () {
+    const m = await backup();
+    await flipByte(join(sandbox.repoDir, 'sandbox', 'backups', m.id, 'etcd', 'snapshot.db'), 2048);
+    const before = await fingerprint();
+    const run = await kbur('restore', m.id, '--yes');
+    expect(run.code).to.equal(9);
+    expect(run.stderr).to.match(/snapshot etcd\/snapshot\.db: etcd snapshot integrity hash mismatch/);
+    expect(await fingerprint()).to.deep.equal(before);
+  });
+
+  it('stops before the stop step when a staged copy is corrupted on one node', async function () {
+    const m = await backup();
+    const before = await fingerprint();
+    const crashed = await runKbur(['--config', sandbox.coordinatorConfig, 'restore', m.id, '--yes'], {
+      KBUR_FAILPOINT: 'crash-after:stage',
+    });
+    expect(crashed.code).to.not.equal(0);
+    const rid = await restoreIdFrom(crashed.stdout);
+    await flipByte(join(sandbox.nodes[1]!.stateDir, 'restores', rid, 'snapshot.db'), 1000);
+
+    const run = await kbur('restore', '--resume', rid, '--yes');
+    expect(run.code).to.equal(5);
+    expect(run.stdout).to.match(/verify-staged node-2: FAILED: .*staged snapshot .* is damaged/);
+    expect(run.stdout).to.not.match(/^stop /m);
+    expect(await fingerprint()).to.deep.equal(before);
+    const rollback = await kbur('restore', '--rollback', rid, '--yes');
+    expect(rollback.code).to.equal(0);
+    expect(rollback.stdout).to.contain('nothing to put back');
+    expect(await fingerprint()).to.deep.equal(before);
+  });
+
+  it('resumes to completion after the coordinator is SIGKILLed right after the stop step', async function () {
+    const wanted = await keys();
+    const m = await backup();
+    await sandbox.etcdctl(['put', '/registry/configmaps/demo/after-backup', 'x']);
+    const crashed = await runKbur(['--config', sandbox.coordinatorConfig, 'restore', m.id, '--yes'], {
+      KBUR_FAILPOINT: 'crash-after:stop',
+    });
+    expect(crashed.code).to.not.equal(0);
+    const rid = await restoreIdFrom(crashed.stdout);
+    for (const node of sandbox.nodes) expect(sandbox.kubelet.running(node.name, 'etcd'), `${node.name} etcd stopped`).to.equal(false);
+
+    const run = await kbur('restore', '--resume', rid, '--yes');
+    expect(run.code, run.stdout + run.stderr).to.equal(0);
+    await waitHealthy();
+    expect(await keys()).to.deep.equal(wanted);
+  });
+
+  it('--rollback after a restore gives back the data as it was before the restore', async function () {
+    const m = await backup();
+    await sandbox.etcdctl(['put', '/registry/configmaps/demo/written-after-backup', 'y']);
+    const current = await keys();
+    const run = await kbur('restore', m.id, '--yes');
+    expect(run.code, run.stderr).to.equal(0);
+    const rid = await restoreIdFrom(run.stdout);
+    await waitHealthy();
+    expect(await keys()).to.not.include('/registry/configmaps/demo/written-after-backup');
+
+    const rollback = await kbur('restore', '--rollback', rid, '--yes');
+    expect(rollback.code, rollback.stdout + rollback.stderr).to.equal(0);
+    await waitHealthy();
+    expect(await keys()).to.deep.equal(current);
+    for (const node of sandbox.nodes) {
+      expect(await readdir(node.dir), node.name).to.include(`etcd-data.kbur-${rid}-restored`);
+      expect(sandbox.kubelet.running(node.name, 'kube-apiserver')).to.equal(true);
+    }
+  });
+
+  it('refuses to restore without --yes when not on a terminal', async function () {
+    const m = await backup();
+    const before = await fingerprint();
+    const run = await kbur('restore', m.id);
+    expect(run.code).to.equal(2);
+    expect(run.stderr).to.match(/refusing to restore .* without confirmation/);
+    expect(await fingerprint()).to.deep.equal(before);
+  });
+});
