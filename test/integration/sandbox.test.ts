@@ -42,18 +42,12 @@ describe('sandbox', function () {
   it('runs three healthy etcd members that all know each other', async function () {
     const health = await sb().etcdctl(['endpoint', 'health', '-w', 'json']);
     const endpoints = JSON.parse(health) as { endpoint: string; health: boolean }[];
-    expect(endpoints.map((e) => [e.endpoint, e.health])).to.have.deep.members([
-      ['https://127.0.0.11:2379', true],
-      ['https://127.0.0.12:2379', true],
-      ['https://127.0.0.13:2379', true],
-    ]);
+    expect(endpoints.map((e) => [e.endpoint, e.health])).to.have.deep.members([...sb().nodes.map((n) => [n.clientUrl, true])]);
     const members = JSON.parse(await sb().etcdctl(['member', 'list', '-w', 'json'])) as {
       members: { name: string; peerURLs: string[]; clientURLs: string[] }[];
     };
     expect(members.members.map((m) => [m.name, m.peerURLs, m.clientURLs])).to.have.deep.members([
-      ['node-1', ['https://127.0.0.11:2380'], ['https://127.0.0.11:2379']],
-      ['node-2', ['https://127.0.0.12:2380'], ['https://127.0.0.12:2379']],
-      ['node-3', ['https://127.0.0.13:2380'], ['https://127.0.0.13:2379']],
+      ...sb().nodes.map((n) => [n.name, [n.peerUrl], [n.clientUrl]]),
     ]);
   });
 
