@@ -12,6 +12,7 @@ export const METHOD_ROLES = {
   VerifyStagedSnapshot: ['admin'],
   StopControlPlane: ['admin'],
   RestoreEtcdMember: ['admin'],
+  RestoreKubernetesDir: ['admin'],
   StartEtcd: ['admin'],
   StartControlPlane: ['admin'],
   RollbackRestore: ['admin'],

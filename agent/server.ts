@@ -12,6 +12,7 @@ import {
 import { HealthImplementation } from 'grpc-health-check';
 import { AgentServiceService, type AgentServiceServer } from '../proto/gen/kbur/v1/agent.js';
 import { startControlPlane, startEtcd, stopControlPlane } from './restore/control-plane.js';
+import { restoreKubernetesDir } from './kubernetes/restore.js';
 import { restoreMember, rollbackMember } from './restore/member.js';
 import { prepareRestore } from './restore/prepare.js';
 import { stageSnapshot, verifyStaged } from './restore/stage.js';
@@ -58,6 +59,7 @@ export class AgentServer {
       verifyStagedSnapshot: this.unary('VerifyStagedSnapshot', (s, req) => verifyStaged(s, req.restoreId)),
       stopControlPlane: this.unary('StopControlPlane', (s, req) => stopControlPlane(s, req.restoreId)),
       restoreEtcdMember: this.unary('RestoreEtcdMember', (s, req) => restoreMember(s, req)),
+      restoreKubernetesDir: this.clientStream('RestoreKubernetesDir', restoreKubernetesDir),
       startEtcd: this.unary('StartEtcd', (s, req) => startEtcd(s, req.restoreId)),
       startControlPlane: this.unary('StartControlPlane', (s, req) => startControlPlane(s, req.restoreId)),
       rollbackRestore: this.unary('RollbackRestore', (s, req) => rollbackMember(s, req.restoreId)),

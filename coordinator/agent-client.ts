@@ -83,10 +83,28 @@ export class AgentClient {
   }
 
   /** Uploads a snapshot to the agent's state dir: header first, then the bytes at the pace HTTP/2 takes them. */
-  async stageSnapshot(header: StageSnapshotHeader, data: AsyncIterable<Buffer>, signal: AbortSignal): Promise<StageSnapshotResponse> {
+  stageSnapshot(header: StageSnapshotHeader, data: AsyncIterable<Buffer>, signal: AbortSignal): Promise<StageSnapshotResponse> {
+    return this.upload(this.client.stageSnapshot.bind(this.client), header, data, signal);
+  }
+
+  /** Uploads the node's kubernetes dir archive, which the agent checks and puts in place. */
+  restoreKubernetesDir(header: StageSnapshotHeader, data: AsyncIterable<Buffer>, signal: AbortSignal): Promise<RestoreStepResponse> {
+    return this.upload(this.client.restoreKubernetesDir.bind(this.client), header, data, signal);
+  }
+
+  private async upload<Res>(
+    start: (
+      md: Metadata,
+      opts: Partial<CallOptions>,
+      cb: (err: ServiceError | null, res: Res) => void,
+    ) => ClientWritableStream<StageSnapshotRequest>,
+    header: StageSnapshotHeader,
+    data: AsyncIterable<Buffer>,
+    signal: AbortSignal,
+  ): Promise<Res> {
     let call: ClientWritableStream<StageSnapshotRequest> | undefined;
-    const response = new Promise<StageSnapshotResponse>((resolve, reject) => {
-      call = this.client.stageSnapshot(new Metadata(), {}, (err, res) => (err ? reject(this.fromStatus(err)) : resolve(res)));
+    const response = new Promise<Res>((resolve, reject) => {
+      call = start(new Metadata(), {}, (err, res) => (err ? reject(this.fromStatus(err)) : resolve(res)));
     });
     const stream = call!;
     const onAbort = (): void => stream.cancel();

@@ -5,6 +5,7 @@ import { promisify } from 'node:util';
 import type { RestoreEtcdMemberRequest } from '../../proto/gen/kbur/v1/agent.js';
 import { KburError } from '../../shared/errors.js';
 import { fsyncDir } from '../../shared/streams.js';
+import { rollbackKubernetesDir } from '../kubernetes/restore.js';
 import type { AgentState } from '../state.js';
 import { CONTROL_PLANE_MANIFESTS, etcdMode, exists, holdManifest, startControlPlane, startEtcd, waitEtcdStopped } from './control-plane.js';
 import { readRecord, writeRecord } from './record.js';
@@ -116,6 +117,7 @@ export async function rollbackMember(s: AgentState, restoreId: string): Promise<
   await fsyncDir(dirname(dataDir));
   record.restored = false;
   await writeRecord(stateDir, record);
+  done.push(...(await rollbackKubernetesDir(s, record)));
   done.push(...(await startEtcd(s, restoreId)).done, ...(await startControlPlane(s, restoreId)).done);
   record.rolledBack = true;
   await writeRecord(stateDir, record);

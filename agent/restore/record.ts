@@ -20,6 +20,8 @@ export interface RestoreRecord {
   /** True once the restored data dir is in place. */
   restored?: boolean;
   rolledBack?: boolean;
+  /** --with-kubernetes-dir: files (relative to the kubernetes dir) the archive replaced or added. */
+  kubernetes?: { aside: string; replaced: string[]; added: string[]; done: boolean };
 }
 
 const RESTORE_ID = /^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{4}$/;

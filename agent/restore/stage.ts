@@ -7,52 +7,55 @@ import { AtomicFile, StreamDigest, digestFile } from '../../shared/streams.js';
 import type { AgentState } from '../state.js';
 import { readRecord, restoreDir, writeRecord } from './record.js';
 
+export interface UploadHeader {
+  restoreId: string;
+  size: number;
+  sha256: string;
+}
+
 /**
- * Receives a snapshot for a restore into the state dir. It is kept (and recorded) only when its
- * size and sha256 are those the coordinator announced and etcd's own integrity hash holds.
+ * Receives an upload (a header, then bytes) into `name` in the restore's folder of the state dir.
+ * It is kept only when size and sha256 are those announced and, for a snapshot, etcd's own
+ * integrity hash holds; otherwise nothing stays on disk.
  */
-export async function stageSnapshot(
+export async function receiveUpload(
   s: AgentState,
-  messages: AsyncIterable<StageSnapshotRequest>,
-  signal: AbortSignal,
-): Promise<StageSnapshotResponse> {
+  messages: AsyncIterable<{ kind?: { $case: 'header'; value: UploadHeader } | { $case: 'data'; value: Buffer } | undefined }>,
+  opts: { name: string; snapshot: boolean; signal: AbortSignal },
+): Promise<UploadHeader & { path: string }> {
   const iterator = messages[Symbol.asyncIterator]();
   const first = await iterator.next();
   const header = !first.done && first.value.kind?.$case === 'header' ? first.value.kind.value : undefined;
-  if (!header) throw new KburError('INVALID_ARGUMENT', 'StageSnapshot must start with a header (restore id, size, sha256)');
+  if (!header) throw new KburError('INVALID_ARGUMENT', 'an upload must start with a header (restore id, size, sha256)');
   if (!/^[0-9a-f]{64}$/.test(header.sha256) || header.size <= 0)
-    throw new KburError('INVALID_ARGUMENT', 'StageSnapshot header needs a size > 0 and a sha256');
+    throw new KburError('INVALID_ARGUMENT', 'an upload header needs a size > 0 and a sha256');
   const dir = restoreDir(s.config.stateDir, header.restoreId);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const fs = await statfs(dir);
   if (fs.bavail * fs.bsize < header.size) {
-    throw new KburError(
-      'FAILED_PRECONDITION',
-      `not enough free space in ${dir} for the ${header.size}-byte snapshot (${fs.bavail * fs.bsize} free)`,
-      {
-        hint: "free space in the agent's stateDir or point stateDir elsewhere",
-      },
-    );
+    throw new KburError('FAILED_PRECONDITION', `not enough free space in ${dir} for ${header.size} bytes (${fs.bavail * fs.bsize} free)`, {
+      hint: "free space in the agent's stateDir or point stateDir elsewhere",
+    });
   }
-  const path = join(dir, 'snapshot.db');
+  const path = join(dir, opts.name);
   const file = new AtomicFile(path);
   const digest = new StreamDigest();
   try {
     for (let next = await iterator.next(); !next.done; next = await iterator.next()) {
-      signal.throwIfAborted();
+      opts.signal.throwIfAborted();
       const kind = next.value.kind;
-      if (kind?.$case !== 'data') throw new KburError('INVALID_ARGUMENT', 'StageSnapshot sent a second header');
+      if (kind?.$case !== 'data') throw new KburError('INVALID_ARGUMENT', 'an upload sent a second header');
       digest.update(kind.value);
-      if (digest.size > header.size) throw new KburError('DATA_LOSS', `staged snapshot is longer than the announced ${header.size} bytes`);
-      if (!file.stream.write(kind.value)) await once(file.stream, 'drain', { signal });
+      if (digest.size > header.size) throw new KburError('DATA_LOSS', `${opts.name} is longer than the announced ${header.size} bytes`);
+      if (!file.stream.write(kind.value)) await once(file.stream, 'drain', { signal: opts.signal });
     }
-    const integrity = digest.snapshotIntegrityError();
+    const integrity = opts.snapshot ? digest.snapshotIntegrityError() : null;
     if (integrity) throw integrity;
     const sha256 = digest.sha256();
     if (digest.size !== header.size || sha256 !== header.sha256) {
       throw new KburError(
         'DATA_LOSS',
-        `staged snapshot has ${digest.size} bytes with sha256 ${sha256}; expected ${header.size} bytes with sha256 ${header.sha256}`,
+        `${opts.name} arrived with ${digest.size} bytes and sha256 ${sha256}; expected ${header.size} bytes with sha256 ${header.sha256}`,
       );
     }
     await file.commit();
@@ -60,10 +63,20 @@ export async function stageSnapshot(
     await file.abort();
     throw err;
   }
-  const record = await readRecord(s.config.stateDir, header.restoreId);
-  record.staged = { path, size: header.size, sha256: header.sha256 };
+  return { ...header, path };
+}
+
+/** Stages the snapshot of a restore in the state dir, checked on arrival. */
+export async function stageSnapshot(
+  s: AgentState,
+  messages: AsyncIterable<StageSnapshotRequest>,
+  signal: AbortSignal,
+): Promise<StageSnapshotResponse> {
+  const got = await receiveUpload(s, messages, { name: 'snapshot.db', snapshot: true, signal });
+  const record = await readRecord(s.config.stateDir, got.restoreId);
+  record.staged = { path: got.path, size: got.size, sha256: got.sha256 };
   await writeRecord(s.config.stateDir, record);
-  return { path, size: header.size, sha256: header.sha256 };
+  return { path: got.path, size: got.size, sha256: got.sha256 };
 }
 
 /** Rereads the staged copy: the last check before anything is stopped. */

@@ -13,6 +13,7 @@ export interface RestoreOptions extends GlobalOptions {
   rollback?: string;
   yes?: boolean;
   dryRun?: boolean;
+  withKubernetesDir?: boolean;
   signal: AbortSignal;
 }
 
@@ -56,6 +57,7 @@ export async function run(opts: RestoreOptions): Promise<ExitCode> {
       backupId: opts.id!,
       restoreId,
       agents,
+      withKubernetesDir: Boolean(opts.withKubernetesDir),
       signal: opts.signal,
     });
     if (check.plan) say(describePlan(check.plan));

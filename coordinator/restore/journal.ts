@@ -4,7 +4,17 @@ import type { Repository } from '../repository/repository.js';
 import { planSchema, type RestorePlan } from './plan.js';
 
 /** The steps of a restore, in order. Per-node steps run on every node of the plan in parallel. */
-export const STEPS = ['stage', 'verify-staged', 'stop', 'restore', 'start-etcd', 'wait-quorum', 'verify', 'start-control-plane'] as const;
+export const STEPS = [
+  'stage',
+  'verify-staged',
+  'stop',
+  'restore',
+  'restore-kubernetes',
+  'start-etcd',
+  'wait-quorum',
+  'verify',
+  'start-control-plane',
+] as const;
 export type StepName = (typeof STEPS)[number];
 
 const entry = z.object({

@@ -15,6 +15,8 @@ export const planSchema = z.object({
   token: z.string(),
   initialCluster: z.string(),
   bumpRevision: z.number().int(),
+  /** Also put each node's /etc/kubernetes back from its archive. */
+  withKubernetesDir: z.boolean(),
   snapshot: z.object({ path: z.string(), size: z.number(), sha256: z.string(), revision: z.number(), keyCount: z.number() }),
   nodes: z.array(
     z.object({
@@ -51,6 +53,7 @@ export async function preflight(opts: {
   backupId: string;
   restoreId: string;
   agents: AgentClient[];
+  withKubernetesDir: boolean;
   signal: AbortSignal;
 }): Promise<Preflight> {
   const problems: string[] = [];
@@ -79,6 +82,7 @@ export async function preflight(opts: {
     );
   }
 
+  if (opts.withKubernetesDir) problems.push(...(await checkNodeArchives(opts, manifest)));
   const nodes: RestorePlan['nodes'] = [];
   prepared.forEach((p, i) => {
     const agent = opts.agents[i]!;
@@ -116,6 +120,7 @@ export async function preflight(opts: {
       token: `kbur-${opts.restoreId}`,
       initialCluster: nodes.map((n) => n.peerUrls.map((u) => `${n.memberName}=${u}`).join(',')).join(','),
       bumpRevision: canBump ? REVISION_BUMP : 0,
+      withKubernetesDir: opts.withKubernetesDir,
       snapshot: {
         path: SNAPSHOT_PATH,
         size: snapshot.size,
@@ -127,6 +132,28 @@ export async function preflight(opts: {
       notes,
     },
   };
+}
+
+/** Every node of the plan has its archive in the backup, whole. */
+async function checkNodeArchives(
+  opts: { repository: Repository; cluster: string; agents: AgentClient[]; signal: AbortSignal },
+  manifest: Manifest,
+): Promise<string[]> {
+  const problems: string[] = [];
+  for (const agent of opts.agents) {
+    const archive = manifest.artifacts.find((a) => a.kind === 'kubernetes-dir' && a.node === agent.node.name);
+    if (!archive) {
+      problems.push(`backup ${manifest.id} has no kubernetes dir archive of ${agent.node.name}: restore without --with-kubernetes-dir`);
+      continue;
+    }
+    const got = await digestFile(opts.repository.artifactLocation(opts.cluster, manifest.id, archive.path), { signal: opts.signal }).catch(
+      (err: unknown) => asKburError(err),
+    );
+    if (got instanceof Error) problems.push(`${archive.path}: ${got.message}`);
+    else if (got.sha256 !== archive.sha256 || got.size !== archive.size)
+      problems.push(`${archive.path} does not match its manifest (sha256 ${got.sha256}, manifest says ${archive.sha256})`);
+  }
+  return problems;
 }
 
 function toPlanNode(agent: AgentClient, p: PrepareRestoreResponse, peerUrls: string[]): RestorePlan['nodes'][number] {
@@ -153,6 +180,11 @@ export function describePlan(plan: RestorePlan, manifest?: Pick<Manifest, 'start
     "    1. stage the snapshot in the agent's state dir and check it there",
     '    2. stop: move out of manifests/ the control plane, then etcd (or stop the etcd unit); wait until etcd is gone',
     '    3. restore the member from the snapshot into a new dir; move the data dir aside as <dataDir>.kbur-<restore-id> (never deleted); put the restored one in place',
+    ...(plan.withKubernetesDir
+      ? [
+          "       then put back /etc/kubernetes from the node's archive; files it replaces are moved aside to <kubernetesDir>.kbur-<restore-id>/",
+        ]
+      : []),
     '    4. start etcd; wait for quorum; verify revision, key count and member list',
     '    5. put the control-plane manifests back',
     '  nodes:',

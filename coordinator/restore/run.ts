@@ -81,6 +81,20 @@ async function runStep(r: RestoreRun, step: StepName): Promise<void> {
         });
         return res.done;
       });
+    case 'restore-kubernetes':
+      if (!plan.withKubernetesDir) return;
+      return perNode(r, step, async (node) => {
+        const manifest = await r.repository.readManifest(plan.cluster, plan.backupId);
+        const archive = manifest.artifacts.find((a) => a.kind === 'kubernetes-dir' && a.node === node)!;
+        const stream = await r.repository.openArtifact(plan.cluster, plan.backupId, archive.path);
+        return (
+          await agent(node).restoreKubernetesDir(
+            { restoreId: plan.restoreId, size: archive.size, sha256: archive.sha256 },
+            stream,
+            r.signal,
+          )
+        ).done;
+      });
     case 'start-etcd':
       return perNode(r, step, async (node) => (await agent(node).restoreStep('StartEtcd', plan.restoreId)).done);
     case 'wait-quorum':

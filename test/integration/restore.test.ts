@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
-import { open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
+import { open, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { expect } from 'chai';
 import type { Manifest } from '../../shared/manifest.js';
-import { createSandbox, waitForEtcdHealthy, type Sandbox } from '../sandbox/cluster.js';
+import { createSandbox, waitForEtcdHealthy, type Sandbox, type SandboxNode } from '../sandbox/cluster.js';
 import { runKbur } from '../helpers/kbur.js';
 
 async function sha256(file: string): Promise<string> {
@@ -201,6 +201,35 @@ describe('kbur restore on a 3-member TLS etcd', function () {
     for (const node of sandbox.nodes) {
       expect(await readdir(node.dir), node.name).to.include(`etcd-data.kbur-${rid}-restored`);
       expect(sandbox.kubelet.running(node.name, 'kube-apiserver')).to.equal(true);
+    }
+  });
+
+  it("--with-kubernetes-dir puts back each node's /etc/kubernetes, moving every replaced file aside first", async function () {
+    const [n1, n2, n3] = sandbox.nodes as [SandboxNode, SandboxNode, SandboxNode];
+    const adminConf = join(n1.kubernetesDir, 'admin.conf');
+    const original = await readFile(adminConf, 'utf8');
+    const m = await backup();
+    // A rebuilt machine: a kubeconfig rewritten, a CA gone, and a file the backup never had.
+    await writeFile(adminConf, 'rewritten by someone\n');
+    await rm(join(n2.kubernetesDir, 'pki', 'ca.crt'));
+    await writeFile(join(n3.kubernetesDir, 'notes.txt'), 'local notes\n');
+
+    const run = await kbur('restore', m.id, '--yes', '--with-kubernetes-dir');
+    expect(run.code, run.stdout + run.stderr).to.equal(0);
+    const rid = await restoreIdFrom(run.stdout);
+    expect(run.stdout).to.match(/restore-kubernetes node-1: restored .* 1 files replaced/);
+    await waitHealthy();
+    expect(await readFile(adminConf, 'utf8')).to.equal(original);
+    expect((await stat(adminConf)).mode & 0o777).to.equal(0o600);
+    expect(await readFile(join(`${n1.kubernetesDir}.kbur-${rid}`, 'admin.conf'), 'utf8')).to.equal('rewritten by someone\n');
+    expect((await stat(join(n2.kubernetesDir, 'pki', 'ca.crt'))).isFile()).to.equal(true);
+    expect(await readFile(join(n3.kubernetesDir, 'notes.txt'), 'utf8')).to.equal('local notes\n');
+    for (const node of sandbox.nodes) {
+      expect(sandbox.kubelet.running(node.name, 'kube-apiserver'), node.name).to.equal(true);
+      expect(
+        (await readdir(node.kubernetesDir)).filter((d) => d.startsWith('kbur-held-')),
+        `${node.name} held folder cleaned`,
+      ).to.deep.equal([]);
     }
   });
 

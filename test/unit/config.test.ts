@@ -36,7 +36,7 @@ describe('agent config', () => {
     const c = await loadAgentConfig(await write(GOOD_AGENT));
     expect(c.kubernetesDir).to.equal('/etc/kubernetes');
     expect(c.stateDir).to.equal('/var/lib/kbur');
-    expect(c.etcd).to.deep.equal({});
+    expect(c.etcd).to.deep.equal({ stopTimeout: 60 });
     expect(c.clients).to.deep.equal({ 'kbur-admin': 'admin', monitoring: 'monitor' });
   });
 

@@ -2942,6 +2942,20 @@ export const AgentServiceService = {
     responseSerialize: (value: RestoreStepResponse): Buffer => Buffer.from(RestoreStepResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RestoreStepResponse => RestoreStepResponse.decode(value),
   },
+  /**
+   * Client stream: a header (restore id, size, sha256), then the node's kubernetes dir archive.
+   * Checked, then unpacked beside the kubernetes dir; every file it would replace is moved aside
+   * to <kubernetesDir>.kbur-<id>/ first. Manifests this restore holds are replaced where they are held.
+   */
+  restoreKubernetesDir: {
+    path: "/kbur.v1.AgentService/RestoreKubernetesDir" as const,
+    requestStream: true as const,
+    responseStream: false as const,
+    requestSerialize: (value: StageSnapshotRequest): Buffer => Buffer.from(StageSnapshotRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): StageSnapshotRequest => StageSnapshotRequest.decode(value),
+    responseSerialize: (value: RestoreStepResponse): Buffer => Buffer.from(RestoreStepResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RestoreStepResponse => RestoreStepResponse.decode(value),
+  },
   /** Puts etcd's manifest back (or starts the unit) and waits until the local member answers. */
   startEtcd: {
     path: "/kbur.v1.AgentService/StartEtcd" as const,
@@ -3010,6 +3024,12 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
    * puts the restored one in its place.
    */
   restoreEtcdMember: handleUnaryCall<RestoreEtcdMemberRequest, RestoreStepResponse>;
+  /**
+   * Client stream: a header (restore id, size, sha256), then the node's kubernetes dir archive.
+   * Checked, then unpacked beside the kubernetes dir; every file it would replace is moved aside
+   * to <kubernetesDir>.kbur-<id>/ first. Manifests this restore holds are replaced where they are held.
+   */
+  restoreKubernetesDir: handleClientStreamingCall<StageSnapshotRequest, RestoreStepResponse>;
   /** Puts etcd's manifest back (or starts the unit) and waits until the local member answers. */
   startEtcd: handleUnaryCall<RestoreStepRequest, RestoreStepResponse>;
   /** Puts the other control-plane manifests back. */
@@ -3155,6 +3175,27 @@ export interface AgentServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RestoreStepResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Client stream: a header (restore id, size, sha256), then the node's kubernetes dir archive.
+   * Checked, then unpacked beside the kubernetes dir; every file it would replace is moved aside
+   * to <kubernetesDir>.kbur-<id>/ first. Manifests this restore holds are replaced where they are held.
+   */
+  restoreKubernetesDir(
+    callback: (error: ServiceError | null, response: RestoreStepResponse) => void,
+  ): ClientWritableStream<StageSnapshotRequest>;
+  restoreKubernetesDir(
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RestoreStepResponse) => void,
+  ): ClientWritableStream<StageSnapshotRequest>;
+  restoreKubernetesDir(
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RestoreStepResponse) => void,
+  ): ClientWritableStream<StageSnapshotRequest>;
+  restoreKubernetesDir(
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RestoreStepResponse) => void,
+  ): ClientWritableStream<StageSnapshotRequest>;
   /** Puts etcd's manifest back (or starts the unit) and waits until the local member answers. */
   startEtcd(
     request: RestoreStepRequest,

@@ -1,0 +1,114 @@
+import { lstat, mkdir, readdir, readlink, rename, rm } from 'node:fs/promises';
+import { dirname, join, relative } from 'node:path';
+import { extract } from 'tar';
+import type { StageSnapshotRequest } from '../../proto/gen/kbur/v1/agent.js';
+import { checkArchive } from '../../shared/archive-check.js';
+import { digestFile } from '../../shared/streams.js';
+import { HELD_PREFIX } from '../etcd/discovery.js';
+import { exists, manifestsDir } from '../restore/control-plane.js';
+import { readRecord, writeRecord, type RestoreRecord } from '../restore/record.js';
+import { receiveUpload } from '../restore/stage.js';
+import type { AgentState } from '../state.js';
+
+/**
+ * Restores the node's kubernetes dir from its archive (a rebuilt machine): the archive is received
+ * and checked whole, unpacked beside the kubernetes dir, then moved in file by file. A file it
+ * replaces is first moved aside to <kubernetesDir>.kbur-<id>/; files the archive does not have stay.
+ */
+export async function restoreKubernetesDir(
+  s: AgentState,
+  messages: AsyncIterable<StageSnapshotRequest>,
+  signal: AbortSignal,
+): Promise<{ done: string[]; alreadyDone: boolean }> {
+  const upload = await receiveUpload(s, messages, { name: 'kubernetes.tar', snapshot: false, signal });
+  const record = await readRecord(s.config.stateDir, upload.restoreId);
+  if (record.kubernetes?.done) return { done: [], alreadyDone: true };
+  await checkArchive(upload.path);
+
+  const dir = s.config.kubernetesDir;
+  const work = `${dir}.kbur-restore-${upload.restoreId}`;
+  await rm(work, { recursive: true, force: true });
+  await mkdir(work, { mode: 0o700 });
+  await extract({ file: upload.path, cwd: work, strict: true, preserveOwner: true, preservePaths: false });
+
+  record.kubernetes = record.kubernetes ?? { aside: `${dir}.kbur-${upload.restoreId}`, replaced: [], added: [], done: false };
+  let unchanged = 0;
+  const entries = (await readdir(work, { recursive: true, withFileTypes: true })).sort((a, b) =>
+    join(a.parentPath, a.name).localeCompare(join(b.parentPath, b.name)),
+  );
+  for (const entry of entries) {
+    const src = join(entry.parentPath, entry.name);
+    const rel = relative(work, src);
+    if (rel.startsWith(HELD_PREFIX)) continue;
+    const target = await currentPath(s, record, rel);
+    if (entry.isDirectory()) {
+      if (!(await exists(target))) await mkdir(target, { recursive: true, mode: (await lstat(src)).mode & 0o7777 });
+      continue;
+    }
+    if (await exists(target)) {
+      if (await sameEntry(src, target)) {
+        unchanged++;
+        continue;
+      }
+      const aside = join(record.kubernetes.aside, rel);
+      await mkdir(dirname(aside), { recursive: true, mode: 0o700 });
+      if (!record.kubernetes.replaced.includes(rel)) record.kubernetes.replaced.push(rel);
+      await writeRecord(s.config.stateDir, record);
+      // A resumed restore may have moved the old file aside already: never overwrite that copy.
+      if (!(await exists(aside))) await rename(target, aside);
+    } else {
+      if (!record.kubernetes.added.includes(rel)) record.kubernetes.added.push(rel);
+      await writeRecord(s.config.stateDir, record);
+    }
+    await mkdir(dirname(target), { recursive: true });
+    await rename(src, target);
+  }
+  await rm(work, { recursive: true, force: true });
+  record.kubernetes.done = true;
+  await writeRecord(s.config.stateDir, record);
+  const { replaced, added, aside } = record.kubernetes;
+  return {
+    done: [
+      `restored ${dir} from its archive: ${replaced.length} files replaced (the old ones are in ${aside}), ${added.length} added, ${unchanged} unchanged`,
+    ],
+    alreadyDone: false,
+  };
+}
+
+/** Undoes restoreKubernetesDir: what it put in place goes to <kubernetesDir>.kbur-<id>-restored/, the old files come back. */
+export async function rollbackKubernetesDir(s: AgentState, record: RestoreRecord): Promise<string[]> {
+  const k = record.kubernetes;
+  if (!k) return [];
+  const restoredAside = `${s.config.kubernetesDir}.kbur-${record.restoreId}-restored`;
+  for (const rel of [...k.added, ...k.replaced]) {
+    const target = await currentPath(s, record, rel);
+    if (!(await exists(target))) continue;
+    await mkdir(dirname(join(restoredAside, rel)), { recursive: true, mode: 0o700 });
+    await rename(target, join(restoredAside, rel));
+    if (k.replaced.includes(rel) && (await exists(join(k.aside, rel)))) await rename(join(k.aside, rel), target);
+  }
+  record.kubernetes = undefined;
+  await writeRecord(s.config.stateDir, record);
+  return [
+    `put back ${k.replaced.length} files of ${s.config.kubernetesDir} the restore had replaced; what it had put there is in ${restoredAside}`,
+  ];
+}
+
+/** Where a file of the kubernetes dir lives now: a manifest this restore holds lives in the held folder. */
+async function currentPath(s: AgentState, record: RestoreRecord, rel: string): Promise<string> {
+  const inManifests = relative(manifestsDir(s), join(s.config.kubernetesDir, rel));
+  if (!inManifests.includes('/') && !inManifests.startsWith('..')) {
+    const held = record.held.find((h) => h.name === inManifests);
+    if (held && (await exists(held.to))) return held.to;
+  }
+  return join(s.config.kubernetesDir, rel);
+}
+
+async function sameEntry(a: string, b: string): Promise<boolean> {
+  const [sa, sb] = await Promise.all([lstat(a), lstat(b)]);
+  if ((sa.mode & 0o170777) !== (sb.mode & 0o170777) || sa.uid !== sb.uid || sa.gid !== sb.gid) return false;
+  if (sa.isSymbolicLink()) return (await readlink(a)) === (await readlink(b));
+  if (!sa.isFile() || sa.size !== sb.size) return false;
+  const [ha, hb] = await Promise.all([digestFile(a), digestFile(b)]);
+  return ha.sha256 === hb.sha256;
+}
