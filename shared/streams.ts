@@ -3,7 +3,7 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { link, open, rename, rm } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { Transform, Writable, type TransformCallback } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { finished, pipeline } from 'node:stream/promises';
 import { KburError } from './errors.js';
 
 const SHA256_SIZE = 32;
@@ -97,22 +97,27 @@ export class AtomicFile {
   readonly stream: Writable;
   private settled = false;
 
+  private error: Error | undefined;
+
   constructor(readonly path: string) {
     this.partPath = `${path}.part`;
     this.stream = createWriteStream(this.partPath, { mode: 0o600, flush: true, highWaterMark: 1 << 20 });
+    // Kept, not thrown: a write still in flight when abort() destroys the stream fails, and that
+    // must not crash the process; commit() reports any error instead.
+    this.stream.on('error', (err) => {
+      this.error ??= err;
+    });
   }
 
   /** With `noOverwrite`, an existing file under the final name is an error and stays as it was. */
   async commit(opts: { noOverwrite?: boolean } = {}): Promise<void> {
     if (this.settled) throw new KburError('INTERNAL', `${basename(this.path)} was already committed or aborted`);
     this.settled = true;
-    if (!this.stream.writableFinished) {
-      await new Promise<void>((resolve, reject) => {
-        this.stream.once('error', reject);
-        this.stream.end(resolve);
-      });
-    }
+    if (this.error) throw this.error;
+    this.stream.end();
+    await finished(this.stream);
     await waitClosed(this.stream);
+    if (this.error) throw this.error;
     if (opts.noOverwrite) {
       // link() fails with EEXIST instead of replacing: atomic and never overwrites.
       await link(this.partPath, this.path);

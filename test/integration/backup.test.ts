@@ -227,6 +227,7 @@ describe('kbur backup on a 3-member TLS etcd', function () {
     child.kill('SIGCONT');
     const run = await done;
 
+    expect(run.stdout, `kbur backup printed no manifest (exit ${run.code}): ${run.stderr}`).to.not.equal('');
     const m = JSON.parse(run.stdout) as Manifest;
     expect([0, 4]).to.include(run.code);
     if (run.code === 0) {

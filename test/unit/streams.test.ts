@@ -83,6 +83,21 @@ describe('AtomicFile', () => {
     expect(await readdir(dir)).to.deep.equal([]);
   });
 
+  it('survives an abort while writes are still in flight', async () => {
+    const f = new AtomicFile(join(dir, 'a.db'));
+    for (let i = 0; i < 64; i++) f.stream.write(Buffer.alloc(1 << 16, i));
+    await f.abort();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(await readdir(dir)).to.deep.equal([]);
+  });
+
+  it('does not commit a file whose write failed', async () => {
+    const f = new AtomicFile(join(dir, 'missing-dir', 'a.db'));
+    f.stream.write('x');
+    const err = await f.commit().catch((e: unknown) => e);
+    expect((err as NodeJS.ErrnoException).code).to.equal('ENOENT');
+  });
+
   it('never replaces a file written with noOverwrite', async () => {
     await writeFile(join(dir, 'manifest.json'), 'first');
     const err = await writeFileAtomic(join(dir, 'manifest.json'), 'second', { noOverwrite: true }).catch((e: unknown) => e);
