@@ -10,7 +10,8 @@ import {
   type sendUnaryData,
 } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
-import { AgentServiceService, type AgentServiceServer } from '../proto/gen/kbur/v1/agent.js';
+import type { AgentServiceServer } from '../proto/gen/kbur/v1/agent.js';
+import { AgentService } from '../shared/agent-service.js';
 import { startControlPlane, startEtcd, stopControlPlane } from './restore/control-plane.js';
 import { restoreKubernetesDir } from './kubernetes/restore.js';
 import { restoreMember, rollbackMember } from './restore/member.js';
@@ -64,7 +65,7 @@ export class AgentServer {
       startControlPlane: this.unary('StartControlPlane', (s, req) => startControlPlane(s, req.restoreId)),
       rollbackRestore: this.unary('RollbackRestore', (s, req) => rollbackMember(s, req.restoreId)),
     };
-    this.server.addService(AgentServiceService, impl);
+    this.server.addService(AgentService, impl);
     this.health.addToServer(this.server);
   }
 

@@ -9,7 +9,7 @@ import {
   type ServiceError,
 } from '@grpc/grpc-js';
 import {
-  AgentServiceClient,
+  type AgentServiceClient,
   type ArchiveKubernetesResponse,
   type GetNodeInfoResponse,
   type PrepareRestoreRequest,
@@ -21,6 +21,7 @@ import {
   type StageSnapshotRequest,
   type StageSnapshotResponse,
 } from '../proto/gen/kbur/v1/agent.js';
+import { AgentClientCtor } from '../shared/agent-service.js';
 import { KburError, type ErrorCode } from '../shared/errors.js';
 import { GRPC_CODE, META_CODE, META_HINT, status } from '../shared/grpc-status.js';
 import type { TlsMaterial } from '../shared/tls.js';
@@ -45,9 +46,11 @@ export class AgentClient {
     readonly node: NodeRef,
     creds: ChannelCredentials,
   ) {
-    this.client = new AgentServiceClient(node.agent, creds, {
+    this.client = new AgentClientCtor(node.agent, creds, {
       'grpc.max_receive_message_length': 16 << 20,
       'grpc.keepalive_time_ms': 30_000,
+      // The 64 KiB default window stalls a stream on every round trip; 8 MiB keeps the agent from ever waiting on the coordinator.
+      'grpc-node.flow_control_window': 8 << 20,
     });
   }
 

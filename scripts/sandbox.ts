@@ -15,6 +15,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { createSandbox, waitForEtcdHealthy, type Sandbox } from '../test/sandbox/cluster.js';
+import { NODE_FLAGS } from '../shared/process.js';
 
 const run = promisify(execFile);
 const KBUR = fileURLToPath(new URL('../coordinator/bin.js', import.meta.url));
@@ -26,7 +27,9 @@ function say(text: string): void {
 /** Runs the kbur CLI as an operator would, shows its output, returns its exit code and stdout. */
 async function kbur(sandbox: Sandbox, args: string[]): Promise<{ code: number; stdout: string }> {
   process.stdout.write(`$ kbur ${args.join(' ')}\n`);
-  const child = spawn(process.execPath, [KBUR, '--config', sandbox.coordinatorConfig, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...NODE_FLAGS, KBUR, '--config', sandbox.coordinatorConfig, ...args], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   let stdout = '';
   child.stdout.on('data', (d: Buffer) => {
     stdout += d.toString();

@@ -9,3 +9,9 @@ export function dropIpServernameWarning(): void {
     if (w.code !== 'DEP0123') process.stderr.write(`(node:${process.pid}) ${w.name}: ${w.message}\n`);
   });
 }
+
+/**
+ * How kbur's binaries run node (their shebang says the same): a small young generation keeps the
+ * heap from growing with the garbage that streaming gigabytes leaves behind, so memory stays flat.
+ */
+export const NODE_FLAGS = ['--max-semi-space-size=1'];

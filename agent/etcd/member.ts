@@ -1,10 +1,10 @@
-import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { noop } from 'cockatiel';
-import { Etcd3, type IResponseStream, type ISnapshotResponse } from 'etcd3';
+import { Etcd3 } from 'etcd3';
 import { KburError, errorMessage } from '../../shared/errors.js';
-import { readTlsFiles } from '../../shared/tls.js';
+import { readTlsFiles, type TlsMaterial } from '../../shared/tls.js';
 import type { EtcdMemberStatus, SnapshotHeader } from '../../proto/gen/kbur/v1/agent.js';
 import type { EtcdSettings } from './discovery.js';
+import { openSnapshotStream, type SnapshotPiece } from './snapshot-stream.js';
 
 const STATUS_DEADLINE_MS = 5_000;
 
@@ -13,6 +13,7 @@ export class LocalEtcd {
   private constructor(
     readonly settings: EtcdSettings,
     private readonly client: Etcd3,
+    private readonly tls: TlsMaterial,
   ) {}
 
   static async open(settings: EtcdSettings): Promise<LocalEtcd> {
@@ -27,7 +28,7 @@ export class LocalEtcd {
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + STATUS_DEADLINE_MS }),
       grpcOptions: { 'grpc.max_receive_message_length': 64 << 20 },
     });
-    return new LocalEtcd(settings, client);
+    return new LocalEtcd(settings, client, tls);
   }
 
   close(): void {
@@ -87,28 +88,41 @@ export class LocalEtcd {
   }
 
   /**
-   * Starts a snapshot of this member. Resolves once etcd sent its first chunk, with the header
-   * (member, revision, key count at that revision) and the snapshot bytes as a stream that
-   * follows the reader's pace. The signal cancels the etcd stream.
+   * Starts a snapshot of this member. Resolves once etcd sent its first piece, with the header
+   * (member, revision, key count at that revision) and the snapshot's bytes, pulled at the
+   * reader's pace. The signal or cancel() ends the etcd stream.
    */
-  async snapshot(signal: AbortSignal): Promise<{ header: SnapshotHeader; data: Readable }> {
+  async snapshot(signal: AbortSignal): Promise<{ header: SnapshotHeader; data: AsyncGenerator<Buffer>; cancel(): void }> {
     const member = await this.status();
     if (!member.reachable) {
       throw new KburError('UNAVAILABLE', `local etcd member ${this.settings.endpoint} is not reachable: ${member.error}`, {
         hint: 'check that etcd runs on this node (crictl ps / systemctl status etcd)',
       });
     }
-    const source = (await this.client.maintenance.snapshot()) as IResponseStream<ISnapshotResponse> & Readable & { cancel(): void };
-    const onAbort = (): void => source.cancel();
-    signal.addEventListener('abort', onAbort, { once: true });
-    source.once('close', () => signal.removeEventListener('abort', onAbort));
-
-    const first = await firstMessage(source);
-    const revision = Number(first.header?.revision ?? member.revision);
+    const endpoint = this.settings.endpoint;
+    const { stream: source, close } = openSnapshotStream(endpoint, this.tls);
+    const cancel = (): void => source.cancel();
+    signal.addEventListener('abort', cancel, { once: true });
+    source.once('close', () => {
+      signal.removeEventListener('abort', cancel);
+      close();
+    });
+    const pieces: AsyncIterator<SnapshotPiece> = source[Symbol.asyncIterator]();
+    const first = await pieces.next().catch((err: unknown) => {
+      throw toEtcdError(err, endpoint);
+    });
+    if (first.done) throw new KburError('UNAVAILABLE', `etcd on ${endpoint} ended the snapshot stream before sending anything`);
+    const revision = first.value.revision ?? member.revision;
     const keyCount = await this.countKeys(revision);
-    const data = source.pipe(new BlobExtractor(first));
-    source.once('error', (err) => data.destroy(toEtcdError(err, this.settings.endpoint)));
-    return { header: { member, revision, keyCount }, data };
+    async function* data(): AsyncGenerator<Buffer> {
+      try {
+        yield first.value.blob;
+        for (let next = await pieces.next(); !next.done; next = await pieces.next()) yield next.value.blob;
+      } catch (err) {
+        throw toEtcdError(err, endpoint);
+      }
+    }
+    return { header: { member, revision, keyCount }, data: data(), cancel };
   }
 
   /** Keys in the whole keyspace at a revision (0: the latest), read from this member only; -1 if it cannot tell. */
@@ -126,52 +140,6 @@ export class LocalEtcd {
       return -1;
     }
   }
-}
-
-/** Turns etcd's snapshot messages into their bytes, starting with the one already read. */
-class BlobExtractor extends Transform {
-  constructor(private first: ISnapshotResponse | undefined) {
-    super({ writableObjectMode: true, readableHighWaterMark: 1 << 20 });
-  }
-
-  override _transform(msg: ISnapshotResponse, _enc: BufferEncoding, done: TransformCallback): void {
-    if (this.first) {
-      this.push(this.first.blob);
-      this.first = undefined;
-    }
-    done(null, msg.blob);
-  }
-
-  override _flush(done: TransformCallback): void {
-    if (this.first) this.push(this.first.blob);
-    done();
-  }
-}
-
-function firstMessage(source: Readable): Promise<ISnapshotResponse> {
-  return new Promise((resolve, reject) => {
-    const onData = (msg: ISnapshotResponse): void => {
-      cleanup();
-      source.pause();
-      resolve(msg);
-    };
-    const onError = (err: Error): void => {
-      cleanup();
-      reject(toEtcdError(err, ''));
-    };
-    const onEnd = (): void => {
-      cleanup();
-      reject(new KburError('UNAVAILABLE', 'etcd ended the snapshot stream before sending anything'));
-    };
-    const cleanup = (): void => {
-      source.off('data', onData);
-      source.off('error', onError);
-      source.off('end', onEnd);
-    };
-    source.on('data', onData);
-    source.once('error', onError);
-    source.once('end', onEnd);
-  });
 }
 
 function toEtcdError(err: unknown, endpoint: string): KburError {

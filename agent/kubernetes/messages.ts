@@ -2,7 +2,8 @@ import type { ArchiveKubernetesResponse } from '../../proto/gen/kbur/v1/agent.js
 import { StreamDigest, rechunk } from '../../shared/streams.js';
 import { archiveKubernetesDir } from './archive.js';
 
-const MESSAGE_SIZE = 1 << 20;
+/** Small enough that the 16 messages grpc-js queues per stream stay a few MiB. */
+const MESSAGE_SIZE = 256 << 10;
 
 /** The ArchiveKubernetes stream: the tar's bytes, then a trailer with size, sha256 and what it holds. */
 export async function* archiveMessages(dir: string, signal: AbortSignal): AsyncGenerator<ArchiveKubernetesResponse> {

@@ -37,15 +37,21 @@ export async function receiveArtifact<H, T extends Trailer>(opts: {
 }): Promise<Received<H, T>> {
   const stall = new AbortController();
   const signal = AbortSignal.any([opts.signal, stall.signal]);
-  let timer = setTimeout(() => stall.abort(stalled(opts.what, opts.stallMs)), opts.stallMs);
+  // One timer for the whole stream: re-arming one per message costs more than the message.
+  let lastMessage = Date.now();
+  const timer = setInterval(
+    () => {
+      if (Date.now() - lastMessage >= opts.stallMs) stall.abort(stalled(opts.what, opts.stallMs));
+    },
+    Math.min(1000, opts.stallMs),
+  );
   const digest = new StreamDigest();
   let header: H | undefined;
   let trailer: T | undefined;
   const out = opts.writer.stream;
   try {
     for await (const msg of opts.messages(signal)) {
-      clearTimeout(timer);
-      timer = setTimeout(() => stall.abort(stalled(opts.what, opts.stallMs)), opts.stallMs);
+      lastMessage = Date.now();
       const kind = msg.kind;
       if (!kind) continue;
       if (trailer) throw new KburError('DATA_LOSS', `${opts.what}: data after the trailer`);
@@ -81,7 +87,7 @@ export async function receiveArtifact<H, T extends Trailer>(opts: {
     await opts.writer.abort();
     throw stall.signal.aborted ? stall.signal.reason : err;
   } finally {
-    clearTimeout(timer);
+    clearInterval(timer);
   }
 }
 

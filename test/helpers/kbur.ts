@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { NODE_FLAGS } from '../../shared/process.js';
 
 export const KBUR_BIN = fileURLToPath(new URL('../../coordinator/bin.js', import.meta.url));
 
@@ -11,7 +12,10 @@ export interface KburRun {
 
 /** Starts the real kbur CLI as a child process, as an operator or a timer would. */
 export function spawnKbur(args: string[], env: NodeJS.ProcessEnv = {}): { child: ChildProcess; done: Promise<KburRun> } {
-  const child = spawn(process.execPath, [KBUR_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  const child = spawn(process.execPath, [...NODE_FLAGS, KBUR_BIN, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+  });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));

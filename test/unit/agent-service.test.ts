@@ -1,0 +1,38 @@
+import { randomBytes } from 'node:crypto';
+import { expect } from 'chai';
+import { ArchiveKubernetesResponse, SnapshotEtcdResponse } from '../../proto/gen/kbur/v1/agent.js';
+import { AgentService, bytesField, onlyBytesField } from '../../shared/agent-service.js';
+
+describe('the fast path for artifact data messages', () => {
+  for (const size of [0, 1, 127, 128, 16_383, 16_384, 256 << 10, 2_097_153]) {
+    it(`writes the same bytes as the generated encoder, and reads them back, for ${size} bytes`, () => {
+      const data = randomBytes(size);
+      const fast = AgentService.snapshotEtcd.responseSerialize({ kind: { $case: 'data', value: data } });
+      const generated = Buffer.from(SnapshotEtcdResponse.encode({ kind: { $case: 'data', value: data } }).finish());
+      expect(fast.equals(generated)).to.equal(true);
+      const back = AgentService.snapshotEtcd.responseDeserialize(fast);
+      expect(back.kind?.$case).to.equal('data');
+      expect(Buffer.compare(back.kind!.value as Buffer, data)).to.equal(0);
+    });
+  }
+
+  it('leaves headers and trailers to the generated code', () => {
+    const trailer = { kind: { $case: 'trailer' as const, value: { size: 5, sha256: 'ab' } } };
+    const wire = AgentService.snapshotEtcd.responseSerialize(trailer);
+    expect(AgentService.snapshotEtcd.responseDeserialize(wire)).to.deep.equal(trailer);
+    const archiveTrailer = {
+      kind: {
+        $case: 'trailer' as const,
+        value: { size: 1, sha256: 'cd', fileCount: 2, kubeadmConfigFiles: ['k.yaml'], kubernetesDir: '/etc/kubernetes' },
+      },
+    };
+    const aw = AgentService.archiveKubernetes.responseSerialize(archiveTrailer);
+    expect(aw.equals(Buffer.from(ArchiveKubernetesResponse.encode(archiveTrailer).finish()))).to.equal(true);
+    expect(AgentService.archiveKubernetes.responseDeserialize(aw)).to.deep.equal(archiveTrailer);
+  });
+
+  it('does not take a message with more than the bytes field for a data message', () => {
+    const msg = Buffer.concat([bytesField(2, Buffer.from('abc')), Buffer.from([0x18, 0x01])]);
+    expect(onlyBytesField(2, msg)).to.equal(undefined);
+  });
+});
