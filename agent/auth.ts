@@ -7,6 +7,8 @@ export const METHOD_ROLES = {
   GetNodeInfo: ['admin', 'operator', 'monitor'],
   SnapshotEtcd: ['admin', 'operator'],
   ArchiveKubernetes: ['admin', 'operator'],
+  RunDump: ['admin', 'operator'],
+  RestoreDump: ['admin'],
   PrepareRestore: ['admin'],
   StageSnapshot: ['admin'],
   VerifyStagedSnapshot: ['admin'],

@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import { isAbsolute } from 'node:path';
 import { z } from 'zod';
 import { loadConfigFile } from '../shared/config-file.js';
+import { PROFILE_NAME, dumpProfileSchema } from './dumps/profiles.js';
 
 export const DEFAULT_AGENT_CONFIG = '/etc/kbur/agent.yaml';
 
@@ -54,6 +55,10 @@ const schema = z.strictObject({
   /** HTTP /healthz and /readyz; plain HTTP, so keep it on loopback or a management network. */
   health: hostPort.default('127.0.0.1:9443'),
   logLevel: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
+  /** Application dumps this node can run, by name. A request can only name one of these. */
+  dumps: z
+    .record(z.string().regex(PROFILE_NAME, { message: 'expected a profile name of letters, digits, ., _ or -' }), dumpProfileSchema)
+    .default({}),
 });
 
 export type AgentConfig = z.output<typeof schema>;

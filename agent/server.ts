@@ -13,6 +13,8 @@ import { HealthImplementation } from 'grpc-health-check';
 import type { AgentServiceServer } from '../proto/gen/kbur/v1/agent.js';
 import { AgentService } from '../shared/agent-service.js';
 import { startControlPlane, startEtcd, stopControlPlane } from './restore/control-plane.js';
+import { restoreDump } from './dumps/restore.js';
+import { profileNamed, runDumpMessages } from './dumps/run.js';
 import { restoreKubernetesDir } from './kubernetes/restore.js';
 import { restoreMember, rollbackMember } from './restore/member.js';
 import { prepareRestore } from './restore/prepare.js';
@@ -55,6 +57,10 @@ export class AgentServer {
       getNodeInfo: this.unary('GetNodeInfo', (s) => nodeInfo(s.config.node, s.config.stateDir, s.etcd)),
       snapshotEtcd: this.serverStream('SnapshotEtcd', (s, signal) => snapshotMessages(s.etcd, signal)),
       archiveKubernetes: this.serverStream('ArchiveKubernetes', (s, signal) => archiveMessages(s.config.kubernetesDir, signal)),
+      runDump: this.serverStream('RunDump', (s, signal, req) =>
+        runDumpMessages(profileNamed(s.config.dumps, req.profile, s.config.node), signal),
+      ),
+      restoreDump: this.clientStream('RestoreDump', restoreDump),
       prepareRestore: this.unary('PrepareRestore', prepareRestore),
       stageSnapshot: this.clientStream('StageSnapshot', stageSnapshot),
       verifyStagedSnapshot: this.unary('VerifyStagedSnapshot', (s, req) => verifyStaged(s, req.restoreId)),
@@ -148,7 +154,7 @@ export class AgentServer {
       .finally(release);
   }
 
-  private serverStream<Req, Res>(method: AgentMethod, run: (s: AgentState, signal: AbortSignal) => AsyncIterable<Res>) {
+  private serverStream<Req, Res>(method: AgentMethod, run: (s: AgentState, signal: AbortSignal, req: Req) => AsyncIterable<Res>) {
     return (call: ServerWritableStream<Req, Res>): void => {
       const s = this.state();
       const op = opId();
@@ -164,7 +170,7 @@ export class AgentServer {
       const stream = async (): Promise<void> => {
         const caller = authorize(call, method, s.config.clients);
         this.log.info('stream started', { op, method, cn: caller.cn, role: caller.role });
-        for await (const msg of run(s, abort.signal)) {
+        for await (const msg of run(s, abort.signal, call.request)) {
           abort.signal.throwIfAborted();
           // The write callback fires when HTTP/2 took the bytes: this is the backpressure.
           if (!call.write(msg)) await once(call, 'drain', { signal: abort.signal });

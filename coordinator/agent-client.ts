@@ -13,12 +13,13 @@ import {
   type ArchiveKubernetesResponse,
   type GetNodeInfoResponse,
   type PrepareRestoreRequest,
+  type RestoreDumpHeader,
+  type RunDumpResponse,
   type PrepareRestoreResponse,
   type RestoreEtcdMemberRequest,
   type RestoreStepResponse,
   type SnapshotEtcdResponse,
   type StageSnapshotHeader,
-  type StageSnapshotRequest,
   type StageSnapshotResponse,
 } from '../proto/gen/kbur/v1/agent.js';
 import { AgentClientCtor } from '../shared/agent-service.js';
@@ -34,6 +35,9 @@ export interface NodeRef {
 const UNARY_DEADLINE_MS = 15_000;
 /** A restore step may restore a multi-GB snapshot or wait for etcd to stop. */
 const STEP_DEADLINE_MS = 30 * 60_000;
+
+/** A client stream: a header, then data (StageSnapshotRequest, RestoreDumpRequest). */
+type Upload<H> = { kind?: { $case: 'header'; value: H } | { $case: 'data'; value: Buffer } | undefined };
 
 export type RestoreStepName = 'StopControlPlane' | 'StartEtcd' | 'StartControlPlane' | 'RollbackRestore';
 const KBUR_CODES = new Set(Object.keys(GRPC_CODE));
@@ -95,17 +99,13 @@ export class AgentClient {
     return this.upload(this.client.restoreKubernetesDir.bind(this.client), header, data, signal);
   }
 
-  private async upload<Res>(
-    start: (
-      md: Metadata,
-      opts: Partial<CallOptions>,
-      cb: (err: ServiceError | null, res: Res) => void,
-    ) => ClientWritableStream<StageSnapshotRequest>,
-    header: StageSnapshotHeader,
+  private async upload<Res, H>(
+    start: (md: Metadata, opts: Partial<CallOptions>, cb: (err: ServiceError | null, res: Res) => void) => ClientWritableStream<Upload<H>>,
+    header: H,
     data: AsyncIterable<Buffer>,
     signal: AbortSignal,
   ): Promise<Res> {
-    let call: ClientWritableStream<StageSnapshotRequest> | undefined;
+    let call: ClientWritableStream<Upload<H>> | undefined;
     const response = new Promise<Res>((resolve, reject) => {
       call = start(new Metadata(), {}, (err, res) => (err ? reject(this.fromStatus(err)) : resolve(res)));
     });
@@ -134,6 +134,15 @@ export class AgentClient {
 
   archiveKubernetes(signal: AbortSignal): AsyncIterable<ArchiveKubernetesResponse> {
     return this.stream(this.client.archiveKubernetes({}), signal);
+  }
+
+  runDump(profile: string, signal: AbortSignal): AsyncIterable<RunDumpResponse> {
+    return this.stream(this.client.runDump({ profile }), signal);
+  }
+
+  /** Sends one dump part to the agent, which saves what is there, then drops, recreates and loads. */
+  restoreDump(header: RestoreDumpHeader, data: AsyncIterable<Buffer>, signal: AbortSignal): Promise<RestoreStepResponse> {
+    return this.upload(this.client.restoreDump.bind(this.client), header, data, signal);
   }
 
   close(): void {

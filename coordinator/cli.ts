@@ -5,6 +5,7 @@ import * as backup from './commands/backup.js';
 import * as describe from './commands/describe.js';
 import * as list from './commands/list.js';
 import * as restore from './commands/restore.js';
+import * as restoreDump from './commands/restore-dump.js';
 import * as verify from './commands/verify.js';
 import type { GlobalOptions } from './context.js';
 import { ExitCode, exitCodeFor } from './exit-codes.js';
@@ -63,6 +64,18 @@ export async function cli(argv: string[], io: { stderr: NodeJS.WritableStream } 
         code = await restore.run({ ...globals(), ...o, id, signal });
       },
     );
+  program
+    .command('restore-dump')
+    .argument('<id>', 'backup id')
+    .requiredOption('--node <node>', 'the node whose dump profile to restore')
+    .requiredOption('--profile <profile>', "the dump profile (as the node's agent config names it)")
+    .option('--part <part>', 'only this part (a database); default: every part of the profile')
+    .option('--dry-run', 'check and print the plan; change nothing')
+    .option('-y, --yes', 'do not ask for confirmation')
+    .description('restore an application dump: a safety dump first, then drop, recreate, load')
+    .action(async (id: string, o: { node: string; profile: string; part?: string; dryRun?: boolean; yes?: boolean }) => {
+      code = await restoreDump.run({ ...globals(), ...o, id, signal });
+    });
   program
     .command('verify')
     .argument('<id>', 'backup id')

@@ -12,19 +12,33 @@ const hostPort = z
   .string()
   .regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, { message: 'expected host:port of a kbur-agent, e.g. 10.0.0.11:7443' });
 
-const schema = z.strictObject({
-  /** Name of the cluster; backups live under <repository>/<cluster>/. */
-  cluster: safeName,
-  /** The coordinator's client certificate; its CN must map to a role in every agent's clients. */
-  tls: z.strictObject({ ca: z.string().min(1), cert: z.string().min(1), key: z.string().min(1) }),
-  nodes: z
-    .array(z.strictObject({ name: safeName, agent: hostPort }))
-    .min(1, { message: 'expected at least one node' })
-    .refine((nodes) => new Set(nodes.map((n) => n.name)).size === nodes.length, { message: 'node names must be unique' }),
-  repository: z.discriminatedUnion('type', [z.strictObject({ type: z.literal('local'), path: z.string().min(1) })]),
-  /** Stop a stream that sends nothing for this long (seconds). */
-  stallTimeout: z.number().int().positive().default(60),
-});
+const schema = z
+  .strictObject({
+    /** Name of the cluster; backups live under <repository>/<cluster>/. */
+    cluster: safeName,
+    /** The coordinator's client certificate; its CN must map to a role in every agent's clients. */
+    tls: z.strictObject({ ca: z.string().min(1), cert: z.string().min(1), key: z.string().min(1) }),
+    nodes: z
+      .array(z.strictObject({ name: safeName, agent: hostPort }))
+      .min(1, { message: 'expected at least one node' })
+      .refine((nodes) => new Set(nodes.map((n) => n.name)).size === nodes.length, { message: 'node names must be unique' }),
+    repository: z.discriminatedUnion('type', [z.strictObject({ type: z.literal('local'), path: z.string().min(1) })]),
+    /** Stop a stream that sends nothing for this long (seconds). */
+    stallTimeout: z.number().int().positive().default(60),
+    /** Dump profiles a backup runs: each names a node and a profile that node's agent config defines. */
+    dumps: z.array(z.strictObject({ node: safeName, profile: safeName })).default([]),
+  })
+  .superRefine((c, ctx) => {
+    c.dumps.forEach((d, i) => {
+      if (!c.nodes.some((n) => n.name === d.node)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['dumps', i, 'node'],
+          message: `no node named "${d.node}" in nodes (${c.nodes.map((n) => n.name).join(', ')})`,
+        });
+      }
+    });
+  });
 
 export type CoordinatorConfig = z.output<typeof schema>;
 

@@ -2,6 +2,7 @@ import { makeGenericClientConstructor, type ChannelCredentials, type ClientOptio
 import {
   AgentServiceService,
   ArchiveKubernetesResponse,
+  RunDumpResponse,
   SnapshotEtcdResponse,
   type AgentServiceClient,
 } from '../proto/gen/kbur/v1/agent.js';
@@ -21,6 +22,15 @@ export const AgentService = {
     responseDeserialize: (b: Buffer): SnapshotEtcdResponse => {
       const data = onlyBytesField(2, b);
       return data ? { kind: { $case: 'data', value: data } } : SnapshotEtcdResponse.decode(b);
+    },
+  },
+  runDump: {
+    ...AgentServiceService.runDump,
+    responseSerialize: (v: RunDumpResponse): Buffer =>
+      v.kind?.$case === 'data' ? bytesField(2, v.kind.value) : Buffer.from(RunDumpResponse.encode(v).finish()),
+    responseDeserialize: (b: Buffer): RunDumpResponse => {
+      const data = onlyBytesField(2, b);
+      return data ? { kind: { $case: 'data', value: data } } : RunDumpResponse.decode(b);
     },
   },
   archiveKubernetes: {

@@ -19,18 +19,32 @@ const member = z.object({
 });
 
 const artifact = z.object({
-  kind: z.enum(['etcd-snapshot', 'kubernetes-dir']),
+  kind: z.enum(['etcd-snapshot', 'kubernetes-dir', 'dump']),
   /** Node the artifact came from. */
   node: z.string(),
   /** Relative to the backup's folder, '/'-separated. */
   path: z.string(),
   size: z.number().int().nonnegative(),
   sha256: z.string().regex(/^[0-9a-f]{64}$/),
-  compression: z.enum(['none']),
+  compression: z.enum(['none', 'gzip']),
   encryption: z.enum(['none']),
   /** kubernetes-dir only: files holding a kubeadm ClusterConfiguration, and how many entries. */
   kubeadmConfigFiles: z.array(z.string()).optional(),
   fileCount: z.number().int().nonnegative().optional(),
+  /** dump only: which profile and part, how it was made, and what the tool said. */
+  dump: z
+    .object({
+      profile: z.string(),
+      part: z.string(),
+      type: z.string(),
+      tool: z.string(),
+      toolVersion: z.string(),
+      command: z.string(),
+      rawBytes: z.number().int().nonnegative(),
+      durationMs: z.number().int().nonnegative(),
+      stderrTail: z.string(),
+    })
+    .optional(),
 });
 
 export const manifestSchema = z.object({
@@ -41,7 +55,7 @@ export const manifestSchema = z.object({
   startedAt: z.string(),
   finishedAt: z.string(),
   phase: z.enum(BACKUP_PHASES),
-  /** What failed, by part ('etcd', 'node/<name>'), when phase is not Completed. */
+  /** What failed, by part ('etcd', 'node/<name>', 'dump/<node>/<profile>'), when phase is not Completed. */
   failures: z.array(z.object({ part: z.string(), message: z.string() })),
   etcd: z
     .object({

@@ -6,6 +6,7 @@ import { KBUR_VERSION } from '../../shared/version.js';
 import type { AgentClient } from '../agent-client.js';
 import type { BackupWriter, Repository } from '../repository/repository.js';
 import { chooseSnapshotMembers } from './choose-member.js';
+import { runDumpProfile } from './dumps.js';
 import type { Progress } from './progress.js';
 import { receiveArtifact } from './receive.js';
 
@@ -15,6 +16,8 @@ export const nodeArchivePath = (node: string): string => `nodes/${node}/kubernet
 export interface BackupOptions {
   cluster: string;
   agents: AgentClient[];
+  /** Dump profiles to run, by node. */
+  dumps: { node: string; profile: string }[];
   repository: Repository;
   log: Logger;
   progress?: Progress;
@@ -51,16 +54,18 @@ export async function runBackup(opts: BackupOptions): Promise<Manifest> {
   const writer = await opts.repository.createBackup(opts.cluster, id);
   log.info('backup started', { location: writer.location, reachable: [...byNode.keys()] });
   opts.progress?.archivesExpected(byNode.size);
-  const [snapshot, archives] = await Promise.all([
+  const [snapshot, archives, dumps] = await Promise.all([
     snapshotWithFallback(opts, writer, byNode, log),
     Promise.all(opts.agents.filter((a) => byNode.has(a.node.name)).map((a) => archiveNode(opts, writer, a))),
+    Promise.all(opts.dumps.map((d) => runDump(opts, writer, d, byNode))),
   ]);
   opts.progress?.stop();
 
-  failures.push(...snapshot.failures, ...archives.flatMap((a) => ('failure' in a ? [a.failure] : [])));
+  failures.push(...snapshot.failures, ...[...archives, ...dumps].flatMap((a) => ('failure' in a ? [a.failure] : [])));
   const artifacts: Artifact[] = [
     ...(snapshot.artifact ? [snapshot.artifact] : []),
     ...archives.flatMap((a) => ('artifact' in a ? [a.artifact] : [])),
+    ...dumps.flatMap((d) => ('artifacts' in d ? d.artifacts : [])),
   ];
   const phase: BackupPhase = !snapshot.artifact ? 'Failed' : failures.length ? 'PartiallyFailed' : 'Completed';
   const manifest: Manifest = {
@@ -144,6 +149,18 @@ async function snapshotWithFallback(
       { part: 'etcd', message: `no etcd member gave a whole snapshot${why.length ? ` (${why.join('; ')})` : ' (no member to ask)'}` },
     ],
   };
+}
+
+function runDump(
+  opts: BackupOptions,
+  writer: BackupWriter,
+  d: { node: string; profile: string },
+  byNode: Map<string, GetNodeInfoResponse>,
+): Promise<{ artifacts: Artifact[] } | { failure: Failure }> {
+  const agent = opts.agents.find((a) => a.node.name === d.node)!;
+  if (!byNode.has(d.node))
+    return Promise.resolve({ failure: { part: `dump/${d.node}/${d.profile}`, message: `${d.node}: agent not reachable` } });
+  return runDumpProfile({ agent, profile: d.profile, writer, stallMs: opts.stallMs, signal: opts.signal });
 }
 
 async function archiveNode(

@@ -12,6 +12,7 @@ export async function run(opts: GlobalOptions & { signal: AbortSignal }): Promis
     const m = await runBackup({
       cluster: ctx.config.cluster,
       agents,
+      dumps: ctx.config.dumps,
       repository: ctx.repository,
       log: ctx.log,
       progress,
@@ -38,6 +39,8 @@ export async function run(opts: GlobalOptions & { signal: AbortSignal }): Promis
             .join(', ') || 'none'
         }`,
       );
+      const dumps = m.artifacts.filter((a) => a.kind === 'dump');
+      if (dumps.length) lines.push(`  dumps: ${dumps.map((a) => `${a.node}/${a.dump!.profile}/${a.dump!.part}`).join(', ')}`);
       lines.push(`  total: ${mib(size)} in ${m.artifacts.length} artifacts`);
       for (const f of m.failures) lines.push(`  FAILED ${f.part}: ${f.message}`);
       if (m.phase === 'Completed') lines.push(`next: kbur verify ${m.id}`);

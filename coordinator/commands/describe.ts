@@ -39,6 +39,17 @@ export async function run(opts: GlobalOptions & { id: string }): Promise<ExitCod
   for (const a of m.artifacts) {
     lines.push(`  ${a.path}  ${mib(a.size)}  sha256 ${a.sha256}${a.fileCount !== undefined ? `  ${a.fileCount} entries` : ''}`);
   }
+  const dumps = m.artifacts.filter((a) => a.kind === 'dump');
+  if (dumps.length) {
+    lines.push('Dumps:');
+    for (const a of dumps) {
+      const d = a.dump!;
+      lines.push(
+        `  ${a.node}/${d.profile}/${d.part} (${d.type}): ${mib(a.size)}${a.compression === 'gzip' ? ' gzip' : ''}, ${(d.durationMs / 1000).toFixed(1)} s, ${d.toolVersion || d.tool}`,
+      );
+      if (d.stderrTail.trim()) lines.push(`    stderr: ${d.stderrTail.trim().split('\n').slice(-1)[0]}`);
+    }
+  }
   const holders = m.artifacts.filter((a) => a.kind === 'kubernetes-dir' && a.kubeadmConfigFiles?.length);
   lines.push(
     'kubeadm ClusterConfiguration:',

@@ -90,7 +90,7 @@ export async function run(opts: RestoreOptions): Promise<ExitCode> {
 }
 
 /** --yes, or a yes typed on a terminal; anything else refuses. */
-async function confirm(ctx: Context, opts: RestoreOptions, what: string): Promise<boolean> {
+export async function confirm(ctx: Context, opts: { yes?: boolean }, what: string): Promise<boolean> {
   if (opts.yes) return true;
   if (!process.stdin.isTTY) {
     throw new KburError('INVALID_ARGUMENT', `refusing to ${what} without confirmation`, { hint: 'run it on a terminal, or pass --yes' });

@@ -1,9 +1,13 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { errorMessage } from '../../shared/errors.js';
 import type { Verification } from '../../shared/manifest.js';
 import { digestFile } from '../../shared/streams.js';
 import { KBUR_VERSION } from '../../shared/version.js';
 import { loadContext, type GlobalOptions } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
+
+const exec = promisify(execFile);
 
 /**
  * kbur verify ID: rereads every artifact, rechecks its size and sha256 against the manifest and the
@@ -23,6 +27,10 @@ export async function run(opts: GlobalOptions & { id: string; signal: AbortSigna
         ...(got.size !== a.size ? [`size ${got.size}, manifest says ${a.size}`] : []),
         ...(got.sha256 !== a.sha256 ? [`sha256 ${got.sha256}, manifest says ${a.sha256}`] : []),
       ];
+      if (!problems.length && a.dump?.type === 'postgres' && a.dump.part !== '_globals') {
+        const readable = await pgRestoreReads(ctx.repository.artifactLocation(m.cluster, m.id, a.path));
+        if (readable) problems.push(readable);
+      }
       results.push({
         path: a.path,
         ok: problems.length === 0,
@@ -52,4 +60,19 @@ export async function run(opts: GlobalOptions & { id: string; signal: AbortSigna
     ctx.out.write(lines.join('\n') + '\n');
   }
   return verification.ok ? ExitCode.OK : ExitCode.VERIFY_FAILED;
+}
+
+/** Whether pg_restore --list reads a custom-format dump: a problem, or undefined when it does. */
+async function pgRestoreReads(file: string): Promise<string | undefined> {
+  try {
+    const { stdout } = await exec('pg_restore', ['--list', file], { timeout: 120_000, maxBuffer: 64 << 20 });
+    return stdout.includes('; Archive created at') ? undefined : 'pg_restore --list printed no table of contents';
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    return `pg_restore --list cannot read it: ${
+      String((err as { stderr?: string }).stderr ?? (err as Error).message)
+        .trim()
+        .split('\n')[0]
+    }`;
+  }
 }

@@ -1,5 +1,5 @@
 import { createReadStream } from 'node:fs';
-import { mkdir, readFile, readdir, stat } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, stat } from 'node:fs/promises';
 import { dirname, join, normalize, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { KburError } from '../../shared/errors.js';
@@ -32,6 +32,7 @@ export class LocalRepository implements Repository {
         await mkdir(dirname(path), { recursive: true, mode: DIR_MODE });
         return new AtomicFile(path);
       },
+      discard: (relPath: string) => rm(this.inside(dir, relPath), { force: true }),
       writeManifest: (manifest: Manifest) =>
         writeFileAtomic(join(dir, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n', { noOverwrite: true }),
     };

@@ -13,6 +13,8 @@ export interface BackupWriter {
   readonly id: string;
   readonly location: string;
   artifact(relPath: string): Promise<ArtifactWriter>;
+  /** Removes an artifact this backup wrote but will not list (a part of a failed dump). */
+  discard(relPath: string): Promise<void>;
   writeManifest(manifest: Manifest): Promise<void>;
 }
 

@@ -196,6 +196,52 @@ export interface RestoreStepResponse {
   alreadyDone: boolean;
 }
 
+export interface RunDumpRequest {
+  profile: string;
+}
+
+export interface RunDumpResponse {
+  kind?: { $case: "part"; value: DumpPartHeader } | { $case: "data"; value: Buffer } | {
+    $case: "partEnd";
+    value: DumpPartTrailer;
+  } | undefined;
+}
+
+export interface DumpPartHeader {
+  /** The database, or "files", "archive", "output", "_globals". */
+  name: string;
+  type: string;
+  extension: string;
+  /** "gzip" when the agent compressed the tool's output, "none" when the format is compressed already. */
+  compression: string;
+  tool: string;
+  toolVersion: string;
+  /** The command line, without secrets (they come from files). */
+  command: string;
+}
+
+export interface DumpPartTrailer {
+  size: number;
+  sha256: string;
+  /** Bytes the tool wrote, before compression. */
+  rawBytes: number;
+  durationMs: number;
+  stderrTail: string;
+}
+
+export interface RestoreDumpRequest {
+  kind?: { $case: "header"; value: RestoreDumpHeader } | { $case: "data"; value: Buffer } | undefined;
+}
+
+export interface RestoreDumpHeader {
+  restoreId: string;
+  profile: string;
+  part: string;
+  compression: string;
+  size: number;
+  sha256: string;
+}
+
 function createBaseGetNodeInfoRequest(): GetNodeInfoRequest {
   return {};
 }
@@ -2836,6 +2882,765 @@ export const RestoreStepResponse: MessageFns<RestoreStepResponse> = {
   },
 };
 
+function createBaseRunDumpRequest(): RunDumpRequest {
+  return { profile: "" };
+}
+
+export const RunDumpRequest: MessageFns<RunDumpRequest> = {
+  encode(message: RunDumpRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.profile !== "") {
+      writer.uint32(10).string(message.profile);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RunDumpRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRunDumpRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.profile = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RunDumpRequest {
+    return { profile: isSet(object.profile) ? globalThis.String(object.profile) : "" };
+  },
+
+  toJSON(message: RunDumpRequest): unknown {
+    const obj: any = {};
+    if (message.profile !== "") {
+      obj.profile = message.profile;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RunDumpRequest>, I>>(base?: I): RunDumpRequest {
+    return RunDumpRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RunDumpRequest>, I>>(object: I): RunDumpRequest {
+    const message = createBaseRunDumpRequest();
+    message.profile = object.profile ?? "";
+    return message;
+  },
+};
+
+function createBaseRunDumpResponse(): RunDumpResponse {
+  return { kind: undefined };
+}
+
+export const RunDumpResponse: MessageFns<RunDumpResponse> = {
+  encode(message: RunDumpResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.kind?.$case) {
+      case "part":
+        DumpPartHeader.encode(message.kind.value, writer.uint32(10).fork()).join();
+        break;
+      case "data":
+        writer.uint32(18).bytes(message.kind.value);
+        break;
+      case "partEnd":
+        DumpPartTrailer.encode(message.kind.value, writer.uint32(26).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RunDumpResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRunDumpResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.kind = { $case: "part", value: DumpPartHeader.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.kind = { $case: "data", value: Buffer.from(reader.bytes()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.kind = { $case: "partEnd", value: DumpPartTrailer.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RunDumpResponse {
+    return {
+      kind: isSet(object.part)
+        ? { $case: "part", value: DumpPartHeader.fromJSON(object.part) }
+        : isSet(object.data)
+        ? { $case: "data", value: Buffer.from(bytesFromBase64(object.data)) }
+        : isSet(object.partEnd)
+        ? { $case: "partEnd", value: DumpPartTrailer.fromJSON(object.partEnd) }
+        : isSet(object.part_end)
+        ? { $case: "partEnd", value: DumpPartTrailer.fromJSON(object.part_end) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: RunDumpResponse): unknown {
+    const obj: any = {};
+    if (message.kind?.$case === "part") {
+      obj.part = DumpPartHeader.toJSON(message.kind.value);
+    } else if (message.kind?.$case === "data") {
+      obj.data = base64FromBytes(message.kind.value);
+    } else if (message.kind?.$case === "partEnd") {
+      obj.partEnd = DumpPartTrailer.toJSON(message.kind.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RunDumpResponse>, I>>(base?: I): RunDumpResponse {
+    return RunDumpResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RunDumpResponse>, I>>(object: I): RunDumpResponse {
+    const message = createBaseRunDumpResponse();
+    switch (object.kind?.$case) {
+      case "part": {
+        if (object.kind?.value !== undefined && object.kind?.value !== null) {
+          message.kind = { $case: "part", value: DumpPartHeader.fromPartial(object.kind.value) };
+        }
+        break;
+      }
+      case "data": {
+        if (object.kind?.value !== undefined && object.kind?.value !== null) {
+          message.kind = { $case: "data", value: object.kind.value };
+        }
+        break;
+      }
+      case "partEnd": {
+        if (object.kind?.value !== undefined && object.kind?.value !== null) {
+          message.kind = { $case: "partEnd", value: DumpPartTrailer.fromPartial(object.kind.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseDumpPartHeader(): DumpPartHeader {
+  return { name: "", type: "", extension: "", compression: "", tool: "", toolVersion: "", command: "" };
+}
+
+export const DumpPartHeader: MessageFns<DumpPartHeader> = {
+  encode(message: DumpPartHeader, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.type !== "") {
+      writer.uint32(18).string(message.type);
+    }
+    if (message.extension !== "") {
+      writer.uint32(26).string(message.extension);
+    }
+    if (message.compression !== "") {
+      writer.uint32(34).string(message.compression);
+    }
+    if (message.tool !== "") {
+      writer.uint32(42).string(message.tool);
+    }
+    if (message.toolVersion !== "") {
+      writer.uint32(50).string(message.toolVersion);
+    }
+    if (message.command !== "") {
+      writer.uint32(58).string(message.command);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DumpPartHeader {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDumpPartHeader();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.type = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.extension = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.compression = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.tool = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.toolVersion = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.command = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DumpPartHeader {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      type: isSet(object.type) ? globalThis.String(object.type) : "",
+      extension: isSet(object.extension) ? globalThis.String(object.extension) : "",
+      compression: isSet(object.compression) ? globalThis.String(object.compression) : "",
+      tool: isSet(object.tool) ? globalThis.String(object.tool) : "",
+      toolVersion: isSet(object.toolVersion)
+        ? globalThis.String(object.toolVersion)
+        : isSet(object.tool_version)
+        ? globalThis.String(object.tool_version)
+        : "",
+      command: isSet(object.command) ? globalThis.String(object.command) : "",
+    };
+  },
+
+  toJSON(message: DumpPartHeader): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.type !== "") {
+      obj.type = message.type;
+    }
+    if (message.extension !== "") {
+      obj.extension = message.extension;
+    }
+    if (message.compression !== "") {
+      obj.compression = message.compression;
+    }
+    if (message.tool !== "") {
+      obj.tool = message.tool;
+    }
+    if (message.toolVersion !== "") {
+      obj.toolVersion = message.toolVersion;
+    }
+    if (message.command !== "") {
+      obj.command = message.command;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DumpPartHeader>, I>>(base?: I): DumpPartHeader {
+    return DumpPartHeader.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DumpPartHeader>, I>>(object: I): DumpPartHeader {
+    const message = createBaseDumpPartHeader();
+    message.name = object.name ?? "";
+    message.type = object.type ?? "";
+    message.extension = object.extension ?? "";
+    message.compression = object.compression ?? "";
+    message.tool = object.tool ?? "";
+    message.toolVersion = object.toolVersion ?? "";
+    message.command = object.command ?? "";
+    return message;
+  },
+};
+
+function createBaseDumpPartTrailer(): DumpPartTrailer {
+  return { size: 0, sha256: "", rawBytes: 0, durationMs: 0, stderrTail: "" };
+}
+
+export const DumpPartTrailer: MessageFns<DumpPartTrailer> = {
+  encode(message: DumpPartTrailer, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.size !== 0) {
+      writer.uint32(8).int64(message.size);
+    }
+    if (message.sha256 !== "") {
+      writer.uint32(18).string(message.sha256);
+    }
+    if (message.rawBytes !== 0) {
+      writer.uint32(24).int64(message.rawBytes);
+    }
+    if (message.durationMs !== 0) {
+      writer.uint32(32).int64(message.durationMs);
+    }
+    if (message.stderrTail !== "") {
+      writer.uint32(42).string(message.stderrTail);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DumpPartTrailer {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDumpPartTrailer();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.size = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.sha256 = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.rawBytes = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.durationMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.stderrTail = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DumpPartTrailer {
+    return {
+      size: isSet(object.size) ? globalThis.Number(object.size) : 0,
+      sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
+      rawBytes: isSet(object.rawBytes)
+        ? globalThis.Number(object.rawBytes)
+        : isSet(object.raw_bytes)
+        ? globalThis.Number(object.raw_bytes)
+        : 0,
+      durationMs: isSet(object.durationMs)
+        ? globalThis.Number(object.durationMs)
+        : isSet(object.duration_ms)
+        ? globalThis.Number(object.duration_ms)
+        : 0,
+      stderrTail: isSet(object.stderrTail)
+        ? globalThis.String(object.stderrTail)
+        : isSet(object.stderr_tail)
+        ? globalThis.String(object.stderr_tail)
+        : "",
+    };
+  },
+
+  toJSON(message: DumpPartTrailer): unknown {
+    const obj: any = {};
+    if (message.size !== 0) {
+      obj.size = Math.round(message.size);
+    }
+    if (message.sha256 !== "") {
+      obj.sha256 = message.sha256;
+    }
+    if (message.rawBytes !== 0) {
+      obj.rawBytes = Math.round(message.rawBytes);
+    }
+    if (message.durationMs !== 0) {
+      obj.durationMs = Math.round(message.durationMs);
+    }
+    if (message.stderrTail !== "") {
+      obj.stderrTail = message.stderrTail;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DumpPartTrailer>, I>>(base?: I): DumpPartTrailer {
+    return DumpPartTrailer.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DumpPartTrailer>, I>>(object: I): DumpPartTrailer {
+    const message = createBaseDumpPartTrailer();
+    message.size = object.size ?? 0;
+    message.sha256 = object.sha256 ?? "";
+    message.rawBytes = object.rawBytes ?? 0;
+    message.durationMs = object.durationMs ?? 0;
+    message.stderrTail = object.stderrTail ?? "";
+    return message;
+  },
+};
+
+function createBaseRestoreDumpRequest(): RestoreDumpRequest {
+  return { kind: undefined };
+}
+
+export const RestoreDumpRequest: MessageFns<RestoreDumpRequest> = {
+  encode(message: RestoreDumpRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.kind?.$case) {
+      case "header":
+        RestoreDumpHeader.encode(message.kind.value, writer.uint32(10).fork()).join();
+        break;
+      case "data":
+        writer.uint32(18).bytes(message.kind.value);
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RestoreDumpRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRestoreDumpRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.kind = { $case: "header", value: RestoreDumpHeader.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.kind = { $case: "data", value: Buffer.from(reader.bytes()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RestoreDumpRequest {
+    return {
+      kind: isSet(object.header)
+        ? { $case: "header", value: RestoreDumpHeader.fromJSON(object.header) }
+        : isSet(object.data)
+        ? { $case: "data", value: Buffer.from(bytesFromBase64(object.data)) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: RestoreDumpRequest): unknown {
+    const obj: any = {};
+    if (message.kind?.$case === "header") {
+      obj.header = RestoreDumpHeader.toJSON(message.kind.value);
+    } else if (message.kind?.$case === "data") {
+      obj.data = base64FromBytes(message.kind.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RestoreDumpRequest>, I>>(base?: I): RestoreDumpRequest {
+    return RestoreDumpRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RestoreDumpRequest>, I>>(object: I): RestoreDumpRequest {
+    const message = createBaseRestoreDumpRequest();
+    switch (object.kind?.$case) {
+      case "header": {
+        if (object.kind?.value !== undefined && object.kind?.value !== null) {
+          message.kind = { $case: "header", value: RestoreDumpHeader.fromPartial(object.kind.value) };
+        }
+        break;
+      }
+      case "data": {
+        if (object.kind?.value !== undefined && object.kind?.value !== null) {
+          message.kind = { $case: "data", value: object.kind.value };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseRestoreDumpHeader(): RestoreDumpHeader {
+  return { restoreId: "", profile: "", part: "", compression: "", size: 0, sha256: "" };
+}
+
+export const RestoreDumpHeader: MessageFns<RestoreDumpHeader> = {
+  encode(message: RestoreDumpHeader, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.restoreId !== "") {
+      writer.uint32(10).string(message.restoreId);
+    }
+    if (message.profile !== "") {
+      writer.uint32(18).string(message.profile);
+    }
+    if (message.part !== "") {
+      writer.uint32(26).string(message.part);
+    }
+    if (message.compression !== "") {
+      writer.uint32(34).string(message.compression);
+    }
+    if (message.size !== 0) {
+      writer.uint32(40).int64(message.size);
+    }
+    if (message.sha256 !== "") {
+      writer.uint32(50).string(message.sha256);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RestoreDumpHeader {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRestoreDumpHeader();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.restoreId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.profile = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.part = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.compression = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.size = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.sha256 = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RestoreDumpHeader {
+    return {
+      restoreId: isSet(object.restoreId)
+        ? globalThis.String(object.restoreId)
+        : isSet(object.restore_id)
+        ? globalThis.String(object.restore_id)
+        : "",
+      profile: isSet(object.profile) ? globalThis.String(object.profile) : "",
+      part: isSet(object.part) ? globalThis.String(object.part) : "",
+      compression: isSet(object.compression) ? globalThis.String(object.compression) : "",
+      size: isSet(object.size) ? globalThis.Number(object.size) : 0,
+      sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
+    };
+  },
+
+  toJSON(message: RestoreDumpHeader): unknown {
+    const obj: any = {};
+    if (message.restoreId !== "") {
+      obj.restoreId = message.restoreId;
+    }
+    if (message.profile !== "") {
+      obj.profile = message.profile;
+    }
+    if (message.part !== "") {
+      obj.part = message.part;
+    }
+    if (message.compression !== "") {
+      obj.compression = message.compression;
+    }
+    if (message.size !== 0) {
+      obj.size = Math.round(message.size);
+    }
+    if (message.sha256 !== "") {
+      obj.sha256 = message.sha256;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RestoreDumpHeader>, I>>(base?: I): RestoreDumpHeader {
+    return RestoreDumpHeader.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RestoreDumpHeader>, I>>(object: I): RestoreDumpHeader {
+    const message = createBaseRestoreDumpHeader();
+    message.restoreId = object.restoreId ?? "";
+    message.profile = object.profile ?? "";
+    message.part = object.part ?? "";
+    message.compression = object.compression ?? "";
+    message.size = object.size ?? 0;
+    message.sha256 = object.sha256 ?? "";
+    return message;
+  },
+};
+
 export type AgentServiceService = typeof AgentServiceService;
 export const AgentServiceService = {
   /** What this node is and how its local etcd member is doing. Roles: monitor, operator, admin. */
@@ -2873,6 +3678,34 @@ export const AgentServiceService = {
     responseSerialize: (value: ArchiveKubernetesResponse): Buffer =>
       Buffer.from(ArchiveKubernetesResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ArchiveKubernetesResponse => ArchiveKubernetesResponse.decode(value),
+  },
+  /**
+   * Runs a dump profile that this node's config defines, by name: for each part (a database, the
+   * file set...) a header, the bytes, a trailer. A part that fails (exit code, signal, timeout,
+   * nothing written) fails the whole stream; its bytes must not be kept. Roles: operator, admin.
+   */
+  runDump: {
+    path: "/kbur.v1.AgentService/RunDump" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: RunDumpRequest): Buffer => Buffer.from(RunDumpRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RunDumpRequest => RunDumpRequest.decode(value),
+    responseSerialize: (value: RunDumpResponse): Buffer => Buffer.from(RunDumpResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RunDumpResponse => RunDumpResponse.decode(value),
+  },
+  /**
+   * Client stream: a header naming the profile and part, then the dump's bytes. The agent checks
+   * them, dumps what is there now into its state dir (the safety dump), then drops, recreates and
+   * loads, with the tool's own procedure. Admin only.
+   */
+  restoreDump: {
+    path: "/kbur.v1.AgentService/RestoreDump" as const,
+    requestStream: true as const,
+    responseStream: false as const,
+    requestSerialize: (value: RestoreDumpRequest): Buffer => Buffer.from(RestoreDumpRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RestoreDumpRequest => RestoreDumpRequest.decode(value),
+    responseSerialize: (value: RestoreStepResponse): Buffer => Buffer.from(RestoreStepResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RestoreStepResponse => RestoreStepResponse.decode(value),
   },
   /**
    * Restore steps. Every one is admin only, named by a restore id, idempotent (a resumed restore
@@ -3002,6 +3835,18 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
    */
   archiveKubernetes: handleServerStreamingCall<ArchiveKubernetesRequest, ArchiveKubernetesResponse>;
   /**
+   * Runs a dump profile that this node's config defines, by name: for each part (a database, the
+   * file set...) a header, the bytes, a trailer. A part that fails (exit code, signal, timeout,
+   * nothing written) fails the whole stream; its bytes must not be kept. Roles: operator, admin.
+   */
+  runDump: handleServerStreamingCall<RunDumpRequest, RunDumpResponse>;
+  /**
+   * Client stream: a header naming the profile and part, then the dump's bytes. The agent checks
+   * them, dumps what is there now into its state dir (the safety dump), then drops, recreates and
+   * loads, with the tool's own procedure. Admin only.
+   */
+  restoreDump: handleClientStreamingCall<RestoreDumpRequest, RestoreStepResponse>;
+  /**
    * Restore steps. Every one is admin only, named by a restore id, idempotent (a resumed restore
    * calls it again) and recorded in the agent's state dir, so that a rollback knows what moved.
    * What a restore of this node would need, and whether it has it. Changes nothing.
@@ -3081,6 +3926,38 @@ export interface AgentServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<ArchiveKubernetesResponse>;
+  /**
+   * Runs a dump profile that this node's config defines, by name: for each part (a database, the
+   * file set...) a header, the bytes, a trailer. A part that fails (exit code, signal, timeout,
+   * nothing written) fails the whole stream; its bytes must not be kept. Roles: operator, admin.
+   */
+  runDump(request: RunDumpRequest, options?: Partial<CallOptions>): ClientReadableStream<RunDumpResponse>;
+  runDump(
+    request: RunDumpRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<RunDumpResponse>;
+  /**
+   * Client stream: a header naming the profile and part, then the dump's bytes. The agent checks
+   * them, dumps what is there now into its state dir (the safety dump), then drops, recreates and
+   * loads, with the tool's own procedure. Admin only.
+   */
+  restoreDump(
+    callback: (error: ServiceError | null, response: RestoreStepResponse) => void,
+  ): ClientWritableStream<RestoreDumpRequest>;
+  restoreDump(
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RestoreStepResponse) => void,
+  ): ClientWritableStream<RestoreDumpRequest>;
+  restoreDump(
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RestoreStepResponse) => void,
+  ): ClientWritableStream<RestoreDumpRequest>;
+  restoreDump(
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RestoreStepResponse) => void,
+  ): ClientWritableStream<RestoreDumpRequest>;
   /**
    * Restore steps. Every one is admin only, named by a restore id, idempotent (a resumed restore
    * calls it again) and recorded in the agent's state dir, so that a rollback knows what moved.

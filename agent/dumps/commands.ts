@@ -1,0 +1,171 @@
+import { execFile } from 'node:child_process';
+import { access, constants } from 'node:fs/promises';
+import { delimiter, join } from 'node:path';
+import { promisify } from 'node:util';
+import { KburError } from '../../shared/errors.js';
+import type { DumpProfile } from './profiles.js';
+
+const run = promisify(execFile);
+
+/** One output of a dump profile: a database, the file set, a command's output. */
+export interface DumpPart {
+  name: string;
+  extension: string;
+  compression: 'gzip' | 'none';
+  /** The dump command (argv[0] is the tool); absent for `files`, which kbur archives itself. */
+  argv?: string[];
+  /** For `files`: the paths, relative to /. */
+  paths?: string[];
+}
+
+export interface DumpPlan {
+  tool: string;
+  toolVersion: string;
+  /** Environment of every command: PATH, and where credentials come from (files, never argv). */
+  env: NodeJS.ProcessEnv;
+  parts: DumpPart[];
+}
+
+/** Schemas of the server itself, never dumped nor dropped by kbur. */
+const MARIADB_SYSTEM = new Set(['information_schema', 'performance_schema', 'mysql', 'sys']);
+
+export function baseEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  return { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8', ...extra };
+}
+
+/** Client connection options of a MariaDB profile; the defaults file must come first. */
+export function mariadbClientArgs(p: Extract<DumpProfile, { type: 'mariadb' }>): string[] {
+  return [
+    `--defaults-extra-file=${p.defaultsFile}`,
+    ...(p.socket ? [`--socket=${p.socket}`] : []),
+    ...(p.host ? [`--host=${p.host}`] : []),
+    ...(p.port ? [`--port=${p.port}`] : []),
+  ];
+}
+
+export function postgresClientArgs(p: Extract<DumpProfile, { type: 'postgres' }>): string[] {
+  // -w: never prompt; the password comes from PGPASSFILE.
+  return ['-h', p.host, '-p', String(p.port), '-U', p.user, '-w'];
+}
+
+/** What a profile runs: the tool, its version, and one command per part. Runs nothing that changes anything. */
+export async function planDump(profile: DumpProfile): Promise<DumpPlan> {
+  switch (profile.type) {
+    case 'mariadb': {
+      const tool = profile.tool ?? (await findTool(['mariadb-dump', 'mysqldump'], 'mariadb-client'));
+      const databases = profile.databases ?? (await listMariadbDatabases(profile));
+      const args = ['--single-transaction', '--routines', '--triggers', '--events', '--hex-blob'];
+      return {
+        tool,
+        toolVersion: await toolVersion(tool),
+        env: baseEnv(),
+        parts: databases.map((db) => ({
+          name: db,
+          extension: 'sql',
+          compression: 'gzip',
+          argv: [tool, ...mariadbClientArgs(profile), ...args, '--databases', db],
+        })),
+      };
+    }
+    case 'postgres': {
+      const tool = profile.tool ?? (await findTool(['pg_dump'], 'postgresql-client'));
+      const parts: DumpPart[] = profile.databases.map((db) => ({
+        name: db,
+        extension: 'pgdump',
+        // pg_dump's custom format is compressed by pg_dump itself.
+        compression: 'none',
+        argv: [tool, '-Fc', ...postgresClientArgs(profile), '-d', db],
+      }));
+      if (profile.globals) {
+        const dumpall = join(tool, '..', 'pg_dumpall');
+        parts.push({
+          name: '_globals',
+          extension: 'sql',
+          compression: 'gzip',
+          argv: [dumpall, '--globals-only', ...postgresClientArgs(profile)],
+        });
+      }
+      return { tool, toolVersion: await toolVersion(tool), env: baseEnv({ PGPASSFILE: profile.passFile }), parts };
+    }
+    case 'mongodb': {
+      const tool = profile.tool ?? (await findTool(['mongodump'], 'the MongoDB database tools'));
+      return {
+        tool,
+        toolVersion: await toolVersion(tool),
+        env: baseEnv(),
+        parts: [{ name: 'archive', extension: 'archive', compression: 'gzip', argv: mongodumpArgs(tool, profile) }],
+      };
+    }
+    case 'files':
+      return {
+        tool: 'tar',
+        toolVersion: 'node-tar',
+        env: baseEnv(),
+        parts: [{ name: 'files', extension: 'tar', compression: 'gzip', paths: profile.paths.map((p) => p.replace(/^\/+/, '')) }],
+      };
+    case 'command':
+      return {
+        tool: profile.dump[0]!,
+        toolVersion: '',
+        env: baseEnv(profile.env),
+        parts: [{ name: 'output', extension: 'out', compression: 'gzip', argv: profile.dump }],
+      };
+  }
+}
+
+/** The URI and its password live in the --config file; nothing secret on the command line. */
+export function mongodumpArgs(tool: string, p: Extract<DumpProfile, { type: 'mongodb' }>): string[] {
+  return [tool, `--config=${p.configFile}`, '--archive', ...(p.db ? [`--db=${p.db}`] : [])];
+}
+
+export function mongorestoreArgs(tool: string, p: Extract<DumpProfile, { type: 'mongodb' }>): string[] {
+  return [tool, `--config=${p.configFile}`, '--archive', '--drop', ...(p.db ? [`--nsInclude=${p.db}.*`] : [])];
+}
+
+async function listMariadbDatabases(p: Extract<DumpProfile, { type: 'mariadb' }>): Promise<string[]> {
+  const client = await findTool(['mariadb', 'mysql'], 'mariadb-client');
+  try {
+    const { stdout } = await run(client, [...mariadbClientArgs(p), '-N', '-B', '-e', 'SHOW DATABASES'], {
+      env: baseEnv(),
+      timeout: 30_000,
+    });
+    return stdout.split('\n').filter((d) => d && !MARIADB_SYSTEM.has(d));
+  } catch (err) {
+    throw new KburError('FAILED_PRECONDITION', `cannot list the databases: ${stderrOf(err)}`, {
+      cause: err,
+      hint: `check the server and the credentials in ${p.defaultsFile}, or list databases in the profile`,
+    });
+  }
+}
+
+export async function findTool(names: string[], pkg: string): Promise<string> {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    for (const name of names) {
+      const p = join(dir, name);
+      if (
+        await access(p, constants.X_OK).then(
+          () => true,
+          () => false,
+        )
+      )
+        return p;
+    }
+  }
+  throw new KburError('FAILED_PRECONDITION', `${names.join(' or ')} is not installed on this node`, {
+    hint: `install ${pkg}, or set the profile's tool to its path`,
+  });
+}
+
+async function toolVersion(tool: string): Promise<string> {
+  try {
+    const { stdout } = await run(tool, ['--version'], { env: baseEnv(), timeout: 10_000 });
+    return stdout.trim().split('\n')[0] ?? '';
+  } catch {
+    return 'unknown';
+  }
+}
+
+export function stderrOf(err: unknown): string {
+  const text = String((err as { stderr?: string }).stderr ?? '').trim();
+  return text.split('\n').slice(-3).join(' | ') || (err as Error).message;
+}

@@ -1,0 +1,71 @@
+import { isAbsolute } from 'node:path';
+import { z } from 'zod';
+
+const absPath = z.string().refine(isAbsolute, { message: 'expected an absolute path' });
+const dbName = z.string().regex(/^[A-Za-z0-9_$-]{1,64}$/, { message: 'expected a database name of letters, digits, _, $ or -' });
+
+/** "90s", "30m", "1h" or a number of seconds; default one hour. */
+const duration = z
+  .union([z.number().positive(), z.string().regex(/^\d+(\.\d+)?[smh]$/, { message: 'expected a duration such as 90s, 30m or 1h' })])
+  .transform((v) => (typeof v === 'number' ? v : Number(v.slice(0, -1)) * { s: 1, m: 60, h: 3600 }[v.slice(-1) as 's' | 'm' | 'h']))
+  .default(3600);
+
+const common = { timeout: duration, tool: absPath.optional() };
+
+export const dumpProfileSchema = z.discriminatedUnion('type', [
+  z.strictObject({
+    type: z.literal('mariadb'),
+    /** [client] options file with user and password (and socket/host); passed as --defaults-extra-file. */
+    defaultsFile: absPath,
+    socket: absPath.optional(),
+    host: z.string().optional(),
+    port: z.number().int().positive().optional(),
+    /** Default: every database but the server's own schemas. */
+    databases: z.array(dbName).min(1).optional(),
+    ...common,
+  }),
+  z.strictObject({
+    type: z.literal('postgres'),
+    /** A host name, or the socket directory. */
+    host: z.string().min(1),
+    port: z.number().int().positive().default(5432),
+    user: z.string().min(1),
+    /** A PGPASSFILE with the user's password. */
+    passFile: absPath,
+    databases: z.array(dbName).min(1),
+    /** Also pg_dumpall --globals-only (roles, tablespaces). */
+    globals: z.boolean().default(false),
+    ...common,
+  }),
+  z.strictObject({
+    type: z.literal('mongodb'),
+    /** mongodump/mongorestore --config file holding the URI with its password. */
+    configFile: absPath,
+    db: z.string().optional(),
+    ...common,
+  }),
+  z.strictObject({
+    type: z.literal('files'),
+    paths: z.array(absPath).min(1),
+    ...common,
+  }),
+  z.strictObject({
+    type: z.literal('command'),
+    /** Writes the dump to stdout. */
+    dump: z
+      .array(z.string())
+      .min(1)
+      .refine((a) => isAbsolute(a[0]!), { message: 'expected the command as an absolute path first' }),
+    /** Reads a dump on stdin. */
+    restore: z
+      .array(z.string())
+      .min(1)
+      .refine((a) => isAbsolute(a[0]!), { message: 'expected the command as an absolute path first' }),
+    /** Environment for both commands (PATH is always set). */
+    env: z.record(z.string(), z.string()).default({}),
+    ...common,
+  }),
+]);
+
+export type DumpProfile = z.output<typeof dumpProfileSchema>;
+export const PROFILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;

@@ -1,0 +1,100 @@
+import { once } from 'node:events';
+import type { DumpPartHeader } from '../../proto/gen/kbur/v1/agent.js';
+import { KburError, asKburError } from '../../shared/errors.js';
+import type { Artifact, Manifest } from '../../shared/manifest.js';
+import { StreamDigest } from '../../shared/streams.js';
+import type { AgentClient } from '../agent-client.js';
+import type { ArtifactWriter, BackupWriter } from '../repository/repository.js';
+
+export const dumpPath = (node: string, profile: string, h: Pick<DumpPartHeader, 'name' | 'extension' | 'compression'>): string =>
+  `dumps/${node}/${profile}/${h.name}.${h.extension}${h.compression === 'gzip' ? '.gz' : ''}`;
+
+/**
+ * Runs one dump profile on its node and writes each part it streams as an artifact, committed
+ * only when its trailer's size and sha256 match what was written. If any part fails, the whole
+ * profile is Failed: the part in progress is aborted and the parts already written are left out
+ * of the manifest (a partial dump is never taken as a good one).
+ */
+export async function runDumpProfile(opts: {
+  agent: AgentClient;
+  profile: string;
+  writer: BackupWriter;
+  stallMs: number;
+  signal: AbortSignal;
+}): Promise<{ artifacts: Artifact[] } | { failure: Manifest['failures'][number] }> {
+  const node = opts.agent.node.name;
+  const artifacts: Artifact[] = [];
+  let current: { header: DumpPartHeader; writer: ArtifactWriter; digest: StreamDigest } | undefined;
+  const stall = new AbortController();
+  const signal = AbortSignal.any([opts.signal, stall.signal]);
+  let last = Date.now();
+  const timer = setInterval(
+    () => {
+      if (Date.now() - last >= opts.stallMs)
+        stall.abort(
+          new KburError('UNAVAILABLE', `dump ${opts.profile} on ${node}: nothing received for ${Math.round(opts.stallMs / 1000)} s`),
+        );
+    },
+    Math.min(1000, opts.stallMs),
+  );
+  try {
+    for await (const msg of opts.agent.runDump(opts.profile, signal)) {
+      last = Date.now();
+      const kind = msg.kind;
+      if (kind?.$case === 'part') {
+        current = {
+          header: kind.value,
+          writer: await opts.writer.artifact(dumpPath(node, opts.profile, kind.value)),
+          digest: new StreamDigest(),
+        };
+      } else if (kind?.$case === 'data') {
+        if (!current) throw new KburError('DATA_LOSS', `dump ${opts.profile} on ${node}: data before a part header`);
+        current.digest.update(kind.value);
+        if (!current.writer.stream.write(kind.value)) await once(current.writer.stream, 'drain', { signal });
+      } else if (kind?.$case === 'partEnd') {
+        if (!current) throw new KburError('DATA_LOSS', `dump ${opts.profile} on ${node}: a part trailer without its header`);
+        const { header, writer, digest } = current;
+        const sha256 = digest.sha256();
+        if (kind.value.size !== digest.size || kind.value.sha256 !== sha256) {
+          throw new KburError(
+            'DATA_LOSS',
+            `dump ${opts.profile}/${header.name} on ${node}: received ${digest.size} bytes (sha256 ${sha256}), the agent sent ${kind.value.size} (sha256 ${kind.value.sha256})`,
+          );
+        }
+        await writer.commit();
+        current = undefined;
+        artifacts.push({
+          kind: 'dump',
+          node,
+          path: dumpPath(node, opts.profile, header),
+          size: digest.size,
+          sha256,
+          compression: header.compression === 'gzip' ? 'gzip' : 'none',
+          encryption: 'none',
+          dump: {
+            profile: opts.profile,
+            part: header.name,
+            type: header.type,
+            tool: header.tool,
+            toolVersion: header.toolVersion,
+            command: header.command,
+            rawBytes: kind.value.rawBytes,
+            durationMs: kind.value.durationMs,
+            stderrTail: kind.value.stderrTail.slice(-2000),
+          },
+        });
+      }
+    }
+    if (current) throw new KburError('DATA_LOSS', `dump ${opts.profile}/${current.header.name} on ${node} ended without its trailer`);
+    if (artifacts.length === 0) throw new KburError('DATA_LOSS', `dump ${opts.profile} on ${node} sent no part`);
+    return { artifacts };
+  } catch (err) {
+    await current?.writer.abort();
+    await Promise.all(artifacts.map((a) => opts.writer.discard(a.path)));
+    const e = stall.signal.aborted ? asKburError(stall.signal.reason) : asKburError(err);
+    if (e.code === 'CANCELLED' && opts.signal.aborted) throw e;
+    return { failure: { part: `dump/${node}/${opts.profile}`, message: e.message } };
+  } finally {
+    clearInterval(timer);
+  }
+}

@@ -1,0 +1,106 @@
+import { KburError } from '../../shared/errors.js';
+import { newBackupId, type Artifact } from '../../shared/manifest.js';
+import { digestFile } from '../../shared/streams.js';
+import { mib } from '../backup/progress.js';
+import { connectAgents, loadContext, type GlobalOptions } from '../context.js';
+import { ExitCode } from '../exit-codes.js';
+import { confirm } from './restore.js';
+
+export interface RestoreDumpOptions extends GlobalOptions {
+  id: string;
+  node: string;
+  profile: string;
+  part?: string;
+  yes?: boolean;
+  dryRun?: boolean;
+  signal: AbortSignal;
+}
+
+const PROCEDURE: Record<string, string> = {
+  mariadb: 'mariadb-admin drop, mariadb-admin create, then mariadb < dump',
+  postgres: 'pg_restore --clean --if-exists --create (drops, recreates, loads)',
+  mongodb: 'mongorestore --archive --drop',
+  files: "the archive unpacked over the profile's paths (checked first: nothing outside them, no links leaving them)",
+  command: "the profile's restore command with the dump on its stdin",
+};
+
+/** kbur restore-dump ID --node N --profile P: check, plan, confirm; the agent saves what is there first. */
+export async function run(opts: RestoreDumpOptions): Promise<ExitCode> {
+  const ctx = await loadContext(opts);
+  const manifest = await ctx.repository.readManifest(ctx.config.cluster, opts.id);
+  const all = manifest.artifacts.filter((a) => a.kind === 'dump' && a.node === opts.node && a.dump?.profile === opts.profile);
+  const parts = opts.part ? all.filter((a) => a.dump!.part === opts.part) : all;
+  if (parts.length === 0) {
+    const have = [
+      ...new Set(
+        manifest.artifacts
+          .filter((a) => a.kind === 'dump')
+          .map((a) => `${a.node}/${a.dump!.profile}${opts.part ? `/${a.dump!.part}` : ''}`),
+      ),
+    ];
+    throw new KburError(
+      'NOT_FOUND',
+      `backup ${manifest.id} has no dump ${opts.node}/${opts.profile}${opts.part ? `/${opts.part}` : ''}${have.length ? ` (it has: ${have.join(', ')})` : ' (it has no dumps)'}`,
+      {
+        hint: 'kbur describe ID lists the dumps of a backup',
+      },
+    );
+  }
+  const problems: string[] = [];
+  for (const a of parts) {
+    const got = await digestFile(ctx.repository.artifactLocation(manifest.cluster, manifest.id, a.path), { signal: opts.signal }).catch(
+      (err: unknown) => err as Error,
+    );
+    if (got instanceof Error) problems.push(`${a.path}: ${got.message}`);
+    else if (got.sha256 !== a.sha256 || got.size !== a.size)
+      problems.push(`${a.path} does not match its manifest (sha256 ${got.sha256}, manifest says ${a.sha256})`);
+  }
+  const agents = await connectAgents(ctx);
+  const agent = agents.find((a) => a.node.name === opts.node);
+  try {
+    if (!agent)
+      throw new KburError('INVALID_ARGUMENT', `no node ${opts.node} in ${ctx.configFile}`, {
+        hint: `nodes: ${ctx.config.nodes.map((n) => n.name).join(', ')}`,
+      });
+    await agent.getNodeInfo().catch((err: unknown) => problems.push((err as Error).message));
+    const restoreId = newBackupId();
+    const type = parts[0]!.dump!.type;
+    const say = (line: string): void => void ctx.out.write(`${line}\n`);
+    say(describe(restoreId, manifest.id, opts.node, opts.profile, type, parts));
+    if (problems.length) {
+      throw new KburError('FAILED_PRECONDITION', `nothing was changed:\n  - ${problems.join('\n  - ')}`, {
+        hint: 'fix the problems above and run kbur restore-dump again',
+      });
+    }
+    if (opts.dryRun) {
+      say('dry run: checks passed; nothing was changed');
+      return ExitCode.OK;
+    }
+    if (!(await confirm(ctx, opts, `replace ${parts.map((p) => p.dump!.part).join(', ')} on ${opts.node} with the backup's dump`)))
+      return ExitCode.CANCELLED;
+    for (const a of parts) {
+      const data = await ctx.repository.openArtifact(manifest.cluster, manifest.id, a.path);
+      const res = await agent.restoreDump(
+        { restoreId, profile: opts.profile, part: a.dump!.part, compression: a.compression, size: a.size, sha256: a.sha256 },
+        data,
+        opts.signal,
+      );
+      for (const line of res.done) say(`${a.dump!.part}: ${line}`);
+    }
+    say(`restore-dump ${restoreId}: done. The safety dumps are in the agent's state dir on ${opts.node} (restores/${restoreId}/safety/).`);
+    return ExitCode.OK;
+  } finally {
+    for (const a of agents) a.close();
+  }
+}
+
+function describe(restoreId: string, backupId: string, node: string, profile: string, type: string, parts: Artifact[]): string {
+  return [
+    `Restore-dump ${restoreId}: profile ${profile} (${type}) on ${node} from backup ${backupId}`,
+    ...parts.map((p) => `  ${p.dump!.part}: ${p.path}, ${mib(p.size)}, made with ${p.dump!.toolVersion || p.dump!.tool}`),
+    '  for each part, on the node:',
+    '    1. the dump is sent to the agent and checked there (size, sha256)',
+    "    2. a safety dump of what is there now goes to the agent's state dir; if it fails, nothing is dropped",
+    `    3. ${PROCEDURE[type] ?? "the tool's restore"}; the tool's exit code and errors are checked`,
+  ].join('\n');
+}
