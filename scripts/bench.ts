@@ -4,9 +4,15 @@
  * save` and `kbur backup` timed in alternating order. Reports the wall-time ratio kbur/etcdctl and
  * the peak RSS of the coordinator (kbur CLI) and of the agent that streamed the snapshot.
  *
- *   npm run bench                                  300 MiB and 1536 MiB, 3 runs each
- *   node dist/scripts/bench.js [--sizes 300,1536] [--runs 3] [--out bench-results/backup.json]
- *                              [--root DIR] [--keep] [--network 127.0.2]
+ * Then the restore benchmark (RTO) for each --restore-sizes, on the backup benchmark's sandbox of
+ * that size (else a fresh one filled the same way): one kept `kbur backup`, restored in each run by
+ * etcd's documented manual procedure and by `kbur restore --yes`, in alternating order, each
+ * restored cluster checked. Target: median kbur/manual at most 1.3. See RESTORE_METHOD.
+ *
+ *   npm run bench                                  backup 300 MiB and 1536 MiB, restore 300 MiB, 3 runs each
+ *   node dist/scripts/bench.js [--sizes 300,1536|none] [--restore-sizes 300|none] [--runs 3]
+ *                              [--out bench-results/backup.json] [--root DIR] [--keep] [--network 127.0.2]
+ *   node dist/scripts/bench.js --sizes none --restore-sizes 300      the restore benchmark alone
  *
  * Targets: median ratio at most 1.15, each process under 150 MiB at every size. Missing a target is
  * a result, not an error: the exit code is 0 then, 1 if a measurement could not be taken, 130 on
@@ -23,9 +29,9 @@
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, readdirSync, rmSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs, promisify } from 'node:util';
@@ -33,7 +39,8 @@ import { Etcd3 } from 'etcd3';
 import type { Manifest } from '../shared/manifest.js';
 import { KBUR_VERSION } from '../shared/version.js';
 import { KBUR_BIN } from '../test/helpers/kbur.js';
-import { createSandbox, type Sandbox, type SandboxNode } from '../test/sandbox/cluster.js';
+import { createSandbox, waitForEtcdHealthy, type Sandbox, type SandboxNode } from '../test/sandbox/cluster.js';
+import { NODE_FLAGS } from '../shared/process.js';
 
 const run = promisify(execFile);
 
@@ -54,6 +61,8 @@ const ETCDCTL_ENV = { PATH: process.env.PATH ?? '/usr/bin:/bin', ETCDCTL_API: '3
 
 interface Options {
   sizes: number[];
+  /** Sizes of the restore benchmark (RTO), MiB; empty with --restore-sizes none. */
+  restoreSizes: number[];
   runs: number;
   out: string;
   root: string | undefined;
@@ -61,7 +70,18 @@ interface Options {
   network: string;
 }
 
-const USAGE = `usage: node dist/scripts/bench.js [--sizes 300,1536] [--runs 3] [--out bench-results/backup.json] [--root DIR] [--keep] [--network 127.0.2]`;
+const USAGE = `usage: node dist/scripts/bench.js [--sizes 300,1536|none] [--restore-sizes 300|none] [--runs 3] [--out bench-results/backup.json] [--root DIR] [--keep] [--network 127.0.2]`;
+
+/** A list of sizes in MiB, or none. */
+function parseSizes(flag: string, text: string): number[] {
+  if (text.trim() === 'none') return [];
+  const sizes = text.split(',').map((s) => Number(s.trim()));
+  if (sizes.length === 0 || sizes.some((s) => !Number.isInteger(s) || s < 1))
+    throw new Error(`${flag}: expected MiB as integers, e.g. 300,1536, or none; got ${text}`);
+  if (sizes.some((s) => s * MiB > ETCD_MAX_QUOTA - GiB))
+    throw new Error(`${flag}: etcd's quota is at most 8 GiB, so sizes up to 7168 MiB; got ${text}`);
+  return [...new Set(sizes)];
+}
 
 function options(argv: string[]): Options {
   const { values } = parseArgs({
@@ -69,6 +89,7 @@ function options(argv: string[]): Options {
     strict: true,
     options: {
       sizes: { type: 'string', default: '300,1536' },
+      'restore-sizes': { type: 'string', default: '300' },
       runs: { type: 'string', default: '3' },
       out: { type: 'string', default: 'bench-results/backup.json' },
       root: { type: 'string' },
@@ -81,17 +102,16 @@ function options(argv: string[]): Options {
     process.stdout.write(`${USAGE}\n`);
     process.exit(0);
   }
-  const sizes = values.sizes.split(',').map((s) => Number(s.trim()));
-  if (sizes.length === 0 || sizes.some((s) => !Number.isInteger(s) || s < 1))
-    throw new Error(`--sizes: expected MiB as integers, e.g. 300,1536; got ${values.sizes}`);
-  if (sizes.some((s) => s * MiB > ETCD_MAX_QUOTA - GiB))
-    throw new Error(`--sizes: etcd's quota is at most 8 GiB, so sizes up to 7168 MiB; got ${values.sizes}`);
+  const sizes = parseSizes('--sizes', values.sizes);
+  const restoreSizes = parseSizes('--restore-sizes', values['restore-sizes']);
+  if (sizes.length === 0 && restoreSizes.length === 0) throw new Error('--sizes none and --restore-sizes none: nothing to measure');
   const runs = Number(values.runs);
   if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs: expected a positive integer, got ${values.runs}`);
   if (!/^\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(values.network))
     throw new Error(`--network: expected three octets like 127.0.2, got ${values.network}`);
   return {
     sizes,
+    restoreSizes,
     runs,
     out: resolve(values.out),
     root: values.root === undefined ? undefined : resolve(values.root),
@@ -208,14 +228,33 @@ interface Measured {
 /** Child processes running now, killed on Ctrl-C. */
 const running = new Set<ChildProcess>();
 
-async function measure(cmd: string, args: string[], env: NodeJS.ProcessEnv, signal: AbortSignal): Promise<Measured> {
+/**
+ * Runs one process to its exit, polling its RSS and CPU. `onLine` gets every stdout line as it
+ * arrives, with the seconds since the spawn.
+ */
+async function measure(
+  cmd: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  signal: AbortSignal,
+  onLine?: (line: string, seconds: number) => void,
+): Promise<Measured> {
   signal.throwIfAborted();
   const t0 = performance.now();
   const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
   running.add(child);
   let stdout = '';
   let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  let partial = '';
+  child.stdout.on('data', (d: Buffer) => {
+    const text = d.toString();
+    stdout += text;
+    if (!onLine) return;
+    const t = (performance.now() - t0) / 1000;
+    const lines = (partial + text).split('\n');
+    partial = lines.pop()!;
+    for (const line of lines) onLine(line, t);
+  });
   child.stderr.on('data', (d: Buffer) => {
     if (stderr.length < 1 << 20) stderr += d.toString();
   });
@@ -240,6 +279,7 @@ async function measure(cmd: string, args: string[], env: NodeJS.ProcessEnv, sign
     });
     // stdout may still hold the last bytes: wait for the pipes to close.
     if (child.stdout.readable || child.stderr.readable) await new Promise((res) => child.once('close', res));
+    if (onLine && partial) onLine(partial, (performance.now() - t0) / 1000);
     return { code, signal: sig, seconds, peakRssKiB: peak, cpuSeconds: cpu, stdout, stderr };
   } finally {
     clearInterval(timer);
@@ -472,11 +512,11 @@ interface KburOutcome {
   snapshotBytes: number;
 }
 
-/** kbur backup --json; its backup folder is removed once its manifest is read. */
-async function kburBackup(sandbox: Sandbox, signal: AbortSignal): Promise<KburOutcome> {
+/** kbur backup --json; its backup folder is removed once its manifest is read, unless `keep`. */
+async function kburBackup(sandbox: Sandbox, signal: AbortSignal, keep = false): Promise<KburOutcome> {
   const measured = await measure(
     process.execPath,
-    [KBUR_BIN, '--config', sandbox.coordinatorConfig, 'backup', '--json'],
+    [...NODE_FLAGS, KBUR_BIN, '--config', sandbox.coordinatorConfig, 'backup', '--json'],
     process.env,
     signal,
   );
@@ -486,7 +526,7 @@ async function kburBackup(sandbox: Sandbox, signal: AbortSignal): Promise<KburOu
   } catch {
     throw failure('kbur backup --json (no manifest on stdout)', measured);
   }
-  await rm(join(sandbox.repoDir, manifest.cluster, 'backups', manifest.id), { recursive: true, force: true });
+  if (!keep) await rm(join(sandbox.repoDir, manifest.cluster, 'backups', manifest.id), { recursive: true, force: true });
   if (measured.code !== 0 || manifest.phase !== 'Completed') {
     const why = manifest.failures.map((f) => `${f.part}: ${f.message}`).join('; ');
     throw new Error(`kbur backup exited ${measured.code ?? measured.signal} with phase ${manifest.phase}${why ? `: ${why}` : ''}`);
@@ -522,11 +562,20 @@ async function etcdctlSnapshot(
   }
 }
 
-async function benchSize(sizeMiB: number, opts: Options, dir: string, state: State): Promise<SizeResult> {
+/** A sandbox of one size, as both benchmarks use it: started, agents up, filled. */
+interface FilledSandbox {
+  sandbox: Sandbox;
+  sizeMiB: number;
+  quota: number;
+  sandboxStartSeconds: number;
+  fill: Fill;
+}
+
+/** A fresh sandbox with its agents, filled to `sizeMiB` (every member); it is `state.sandbox` from its start. */
+async function startFilledSandbox(sizeMiB: number, opts: Options, dir: string, state: State): Promise<FilledSandbox> {
   const signal = state.abort.signal;
   const targetBytes = sizeMiB * MiB;
   const quota = Math.min(ETCD_MAX_QUOTA, 2 * targetBytes + GiB);
-  const loadBefore = loadavg().map((x) => round(x, 2));
   log(`${sizeMiB} MiB: starting a sandbox in ${dir} on ${opts.network}.1x (quota ${toMiB(quota)} MiB)`);
   await mkdir(dir, { recursive: true });
   const t0 = performance.now();
@@ -541,6 +590,22 @@ async function benchSize(sizeMiB: number, opts: Options, dir: string, state: Sta
   log(
     `${sizeMiB} MiB: filled ${toMiB(fill.bytesWritten)} MiB in ${fill.seconds} s (${fill.mibPerSecond} MiB/s, ${fill.secondsPerGiB} s per GiB)`,
   );
+  return { sandbox, sizeMiB, quota, sandboxStartSeconds, fill };
+}
+
+/** The backup benchmark of one size; the filled sandbox is left running (in `state.sandbox`) for the restore benchmark. */
+async function benchSize(
+  sizeMiB: number,
+  opts: Options,
+  dir: string,
+  state: State,
+  onFilled: (f: FilledSandbox) => void,
+): Promise<SizeResult> {
+  const signal = state.abort.signal;
+  const loadBefore = loadavg().map((x) => round(x, 2));
+  const filled = await startFilledSandbox(sizeMiB, opts, dir, state);
+  onFilled(filled);
+  const { sandbox, quota, sandboxStartSeconds, fill } = filled;
 
   log(`${sizeMiB} MiB: warm-up kbur backup (discarded) to learn which member kbur snapshots`);
   const warm = await kburBackup(sandbox, signal);
@@ -684,6 +749,609 @@ function toMiBOrUndefined(kib: number | undefined): number | undefined {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Restore (RTO): kbur restore against etcd's documented manual procedure
+
+const RESTORE_TARGETS = { ratioMax: 1.3 } as const;
+const HEALTHY_TIMEOUT_MS = 120_000;
+/** The control-plane containers of a sandbox node, as the kubelet stand-in names them. */
+const CONTAINERS = ['etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler'];
+/** Where the manual procedure puts things: beside manifests/, in the node's dir, beside the data dir. */
+const MANUAL = {
+  heldDir: 'bench-manual-held',
+  copyDir: 'bench-manual',
+  newSuffix: '.bench-manual-new',
+  oldSuffix: '.bench-manual-old',
+} as const;
+const MANUAL_STEPS = ['copy', 'stop', 'restore', 'swap', 'start'] as const;
+type ManualStep = (typeof MANUAL_STEPS)[number];
+/** kbur restore's phases as its stdout shows them: preflight until `restore <id> started;`, then one per step, then the exit. */
+const KBUR_STEPS = [
+  'preflight',
+  'stage',
+  'verify-staged',
+  'stop',
+  'restore',
+  'restore-kubernetes',
+  'start-etcd',
+  'wait-quorum',
+  'verify',
+  'start-control-plane',
+  'exit',
+] as const;
+type KburStep = (typeof KBUR_STEPS)[number];
+
+interface RestoreRunResult {
+  run: number;
+  order: 'manual-first' | 'kbur-first';
+  manualSeconds: number;
+  kburSeconds: number;
+  /** kbur / manual. */
+  ratio: number;
+  /** From kbur's first `stop <node>:` line to its `verify:` line. */
+  kburDowntimeSeconds: number;
+  /** From kbur's spawn to its last `verify-staged <node>:` line: preflight, plan, staging and its recheck. */
+  kburPreStopSeconds: number;
+  /** From that line (the stop step starts then) to the `verify:` line: the downtime including the followers' stop. */
+  kburStopToVerifySeconds: number;
+  coordinatorPeakRssMiB: number;
+  /** The agents' VmHWM after the run: the peak over their lives (backup runs included when the sandbox is reused). */
+  agentPeakRssMiB: number;
+  cpuSeconds: {
+    coordinator: number;
+    /** The three agents' own utime+stime. */
+    agents: number;
+    /** What the agents' finished children used (etcdctl snapshot restore, du...). */
+    agentChildren: number;
+    manualEtcdctl: number;
+    manualCp: number;
+  };
+  manualSteps: Record<ManualStep, number>;
+  kburSteps: Partial<Record<KburStep, number>>;
+  /** When each of kbur's step lines arrived, seconds after its spawn. */
+  kburLines: { t: number; line: string }[];
+  restoreId: string;
+  checks: { manual: string; kbur: string };
+  problems: string[];
+}
+
+type RestoreSummary = Record<
+  | 'manualSeconds'
+  | 'kburSeconds'
+  | 'ratio'
+  | 'kburDowntimeSeconds'
+  | 'kburPreStopSeconds'
+  | 'kburStopToVerifySeconds'
+  | 'coordinatorPeakRssMiB',
+  number
+> & {
+  cpuSeconds: RestoreRunResult['cpuSeconds'];
+  manualSteps: Record<ManualStep, number>;
+  kburSteps: Partial<Record<KburStep, number>>;
+};
+
+interface RestoreSizeResult {
+  sizeMiB: number;
+  sandbox: 'reused from the backup runs' | 'fresh';
+  quotaBackendBytes: number;
+  sandboxStartSeconds: number;
+  fillSeconds: number;
+  backup:
+    | {
+        id: string;
+        seconds: number;
+        node: string;
+        snapshotBytes: number;
+        snapshotMiB: number;
+        revision: number;
+        keyCount: number;
+        registryKeyCount: number;
+      }
+    | undefined;
+  loadAverage: { before: number[]; after: number[] };
+  runs: RestoreRunResult[];
+  median: RestoreSummary | undefined;
+  max: { coordinatorPeakRssMiB: number; agentPeakRssMiB: number } | undefined;
+  targets: typeof RESTORE_TARGETS;
+  pass: { ratio: boolean; checks: boolean };
+  error?: string;
+}
+
+interface RestoreSection {
+  targets: typeof RESTORE_TARGETS;
+  method: string[];
+  results: RestoreSizeResult[];
+}
+
+/** utime+stime of a process's finished (waited-for) children, in seconds. */
+function procChildrenCpuSeconds(pid: number): number | undefined {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    return (Number(rest[13]) + Number(rest[14])) / CLK_TCK;
+  } catch {
+    return undefined;
+  }
+}
+
+/** waitForEtcdHealthy, in slices, so that Ctrl-C is not left waiting for the whole timeout. */
+async function waitHealthy(sandbox: Sandbox, signal: AbortSignal, timeoutMs = HEALTHY_TIMEOUT_MS): Promise<void> {
+  const endpoints = sandbox.nodes.map((n) => n.clientUrl);
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    signal.throwIfAborted();
+    try {
+      return await waitForEtcdHealthy(sandbox, endpoints, Math.max(0, Math.min(5_000, deadline - Date.now())));
+    } catch (err) {
+      if (Date.now() >= deadline) throw err;
+    }
+  }
+}
+
+/** Keys in the whole keyspace and under /registry/, read from this member only (serializable). */
+async function keyCounts(sandbox: Sandbox, node: SandboxNode): Promise<{ total: number; registry: number }> {
+  const count = async (range: string[]): Promise<number> => {
+    const out = await sandbox.etcdctl(['get', ...range, '--keys-only', '--limit=1', '--consistency=s', '-w', 'json'], {
+      endpoints: [node.clientUrl],
+    });
+    // `count` is the size of the whole range, whatever the limit; etcd omits it when 0.
+    return Number((JSON.parse(out) as { count?: number }).count ?? 0);
+  };
+  const [total, registry] = await Promise.all([count(['', '--from-key']), count(['/registry/', '--prefix'])]);
+  return { total, registry };
+}
+
+/** The cluster id each member reports, and the member list as name=peerURLs, sorted. */
+async function clusterIdentity(sandbox: Sandbox): Promise<{ clusterIds: string[]; members: string[] }> {
+  const [status, list] = await Promise.all([
+    sandbox.etcdctl(['endpoint', 'status', '-w', 'json']),
+    sandbox.etcdctl(['member', 'list', '-w', 'json']),
+  ]);
+  const clusterIds = [...status.matchAll(/"cluster_id":(\d+)/g)].map((m) => m[1]!);
+  const members =
+    (JSON.parse(list.replace(/"(ID|member_id|cluster_id)":(\d+)/g, '"$1":"$2"')) as { members?: { name: string; peerURLs: string[] }[] })
+      .members ?? [];
+  return { clusterIds, members: members.map((m) => `${m.name}=${[...m.peerURLs].sort().join(',')}`).sort() };
+}
+
+async function etcdLeader(sandbox: Sandbox): Promise<string | undefined> {
+  return (await endpointStatus(sandbox)).find((s) => s.isLeader)?.node;
+}
+
+/** What a restore left beside the data dirs, in the state dirs and beside manifests/. */
+async function leftovers(sandbox: Sandbox): Promise<string[]> {
+  const found: string[] = [];
+  for (const n of sandbox.nodes) {
+    const base = basename(n.dataDir);
+    for (const e of await readdir(dirname(n.dataDir)).catch(() => [] as string[]))
+      if (e.startsWith(`${base}.`) || e === MANUAL.copyDir) found.push(join(dirname(n.dataDir), e));
+    for (const e of await readdir(n.kubernetesDir).catch(() => [] as string[]))
+      if (e.startsWith('kbur-held-') || e.startsWith('kubernetes.kbur-') || e === MANUAL.heldDir) found.push(join(n.kubernetesDir, e));
+    for (const e of await readdir(join(n.stateDir, 'restores')).catch(() => [] as string[])) found.push(join(n.stateDir, 'restores', e));
+  }
+  return found;
+}
+
+/**
+ * Deletes what a finished restore leaves (old data dirs <dataDir>.kbur-<id> and the manual
+ * procedure's, staged snapshots, the copies, empty held folders) and kbur's journals. Only called
+ * once the cluster was checked healthy on its restored data: never the live data dir.
+ */
+async function removeLeftovers(sandbox: Sandbox, cluster: string): Promise<void> {
+  for (const path of await leftovers(sandbox)) {
+    if (sandbox.nodes.some((n) => path === n.dataDir)) throw new Error(`refusing to delete the live data dir ${path}`);
+    await rm(path, { recursive: true, force: true });
+  }
+  await rm(join(sandbox.repoDir, cluster, 'restores'), { recursive: true, force: true });
+}
+
+/** The cluster as before any restore: every manifest in place and its container running, etcd healthy, nothing left over. */
+async function assertNormal(sandbox: Sandbox, signal: AbortSignal): Promise<void> {
+  for (const n of sandbox.nodes) {
+    const manifests = await readdir(n.manifestsDir);
+    for (const c of CONTAINERS) {
+      if (!manifests.includes(`${c}.yaml`)) throw new Error(`${n.name}: ${c}.yaml is not in ${n.manifestsDir}`);
+      await sandbox.kubelet.waitFor(n.name, c, 'running', 10_000);
+    }
+  }
+  const left = await leftovers(sandbox);
+  if (left.length) throw new Error(`left over from a restore: ${left.join(', ')}`);
+  await waitHealthy(sandbox, signal);
+}
+
+/**
+ * After a restore: all members healthy, in a new cluster (not `clusterIdBefore`) with the same
+ * members, and on every member the backup's key count. Returns the problems and a summary.
+ */
+async function checkRestored(
+  sandbox: Sandbox,
+  want: { clusterIdBefore: string; members: string[]; keyCount: number; registryKeyCount: number },
+  signal: AbortSignal,
+): Promise<{ problems: string[]; summary: string }> {
+  await waitHealthy(sandbox, signal);
+  const problems: string[] = [];
+  const id = await clusterIdentity(sandbox);
+  const ids = new Set(id.clusterIds);
+  if (id.clusterIds.length !== sandbox.nodes.length || ids.size !== 1)
+    problems.push(`members report cluster ids ${id.clusterIds.join(', ')}`);
+  if (ids.has(want.clusterIdBefore)) problems.push(`cluster id ${want.clusterIdBefore} did not change: no new cluster was bootstrapped`);
+  if (id.members.join(' ') !== want.members.join(' ')) problems.push(`members ${id.members.join(' ')}, expected ${want.members.join(' ')}`);
+  const counts = await Promise.all(sandbox.nodes.map((n) => keyCounts(sandbox, n)));
+  counts.forEach((c, i) => {
+    const node = sandbox.nodes[i]!.name;
+    if (c.total !== want.keyCount) problems.push(`${node}: ${c.total} keys, the backup has ${want.keyCount}`);
+    if (c.registry !== want.registryKeyCount)
+      problems.push(`${node}: ${c.registry} keys under /registry/, ${want.registryKeyCount} after the backup`);
+  });
+  const summary = `healthy, new cluster ${[...ids].map((x) => BigInt(x).toString(16)).join(',')}, ${id.members.length} members, keys ${counts.map((c) => `${c.total} (/registry/ ${c.registry})`).join(' / ')}`;
+  return { problems, summary };
+}
+
+interface ManualOutcome {
+  seconds: number;
+  steps: Record<ManualStep, number>;
+  etcdctlCpuSeconds: number;
+  cpCpuSeconds: number;
+}
+
+/**
+ * etcd's recovery guide for a kubeadm static-pod cluster, by hand: the snapshot copied to every
+ * node, etcd stopped by moving its manifest out, `etcdctl snapshot restore` of every member in
+ * parallel into a new dir, the data dirs swapped, the manifests moved back, until all are healthy.
+ * The leader is stopped last (as kbur and the sandbox do): stopped while its followers stop too,
+ * it waits ~7 s for a leadership transfer that cannot happen.
+ */
+async function manualRestore(sandbox: Sandbox, snapshot: string, leader: string | undefined, signal: AbortSignal): Promise<ManualOutcome> {
+  const nodes = sandbox.nodes;
+  const token = `bench-manual-${randomBytes(4).toString('hex')}`;
+  const initialCluster = nodes.map((n) => `${n.name}=${n.peerUrl}`).join(',');
+  const steps = {} as Record<ManualStep, number>;
+  const t0 = performance.now();
+  let mark = t0;
+  const lap = (step: ManualStep): void => {
+    const now = performance.now();
+    steps[step] = round((now - mark) / 1000);
+    mark = now;
+  };
+
+  // 1. The snapshot onto every node (an operator scp's it).
+  const copies = await Promise.all(
+    nodes.map(async (n) => {
+      const dir = join(n.dir, MANUAL.copyDir);
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      const to = join(dir, 'snapshot.db');
+      const m = await measure('cp', [snapshot, to], ETCDCTL_ENV, signal);
+      if (m.code !== 0) throw failure(`cp ${snapshot} ${to}`, m);
+      return { to, cpu: m.cpuSeconds };
+    }),
+  );
+  lap('copy');
+
+  // 2. etcd stopped: its manifest out of manifests/.
+  const held = (n: SandboxNode): string => join(n.kubernetesDir, MANUAL.heldDir, 'etcd.yaml');
+  const groups = leader ? [nodes.filter((n) => n.name !== leader), nodes.filter((n) => n.name === leader)] : [nodes];
+  for (const group of groups) {
+    await Promise.all(
+      group.map(async (n) => {
+        await mkdir(dirname(held(n)), { recursive: true, mode: 0o700 });
+        await rename(join(n.manifestsDir, 'etcd.yaml'), held(n));
+        await sandbox.kubelet.waitFor(n.name, 'etcd', 'stopped');
+      }),
+    );
+  }
+  lap('stop');
+
+  // 3. Every member restored from its copy, in parallel, into a new dir.
+  const restores = await Promise.all(
+    nodes.map(async (n, i) => {
+      const args = [
+        'snapshot',
+        'restore',
+        copies[i]!.to,
+        '--name',
+        n.name,
+        '--initial-cluster',
+        initialCluster,
+        '--initial-cluster-token',
+        token,
+        '--initial-advertise-peer-urls',
+        n.peerUrl,
+        '--data-dir',
+        `${n.dataDir}${MANUAL.newSuffix}`,
+      ];
+      const m = await measure('etcdctl', args, ETCDCTL_ENV, signal);
+      if (m.code !== 0) throw failure(`etcdctl snapshot restore on ${n.name}`, m);
+      return m;
+    }),
+  );
+  lap('restore');
+
+  // 4. The old data dir aside, the restored one in its place.
+  await Promise.all(
+    nodes.map(async (n) => {
+      await rename(n.dataDir, `${n.dataDir}${MANUAL.oldSuffix}`);
+      await rename(`${n.dataDir}${MANUAL.newSuffix}`, n.dataDir);
+    }),
+  );
+  lap('swap');
+
+  // 5. The manifests back; wait until every member answers.
+  await Promise.all(nodes.map((n) => rename(held(n), join(n.manifestsDir, 'etcd.yaml'))));
+  await waitHealthy(sandbox, signal);
+  lap('start');
+  return {
+    seconds: (performance.now() - t0) / 1000,
+    steps,
+    etcdctlCpuSeconds: restores.reduce((a, m) => a + m.cpuSeconds, 0),
+    cpCpuSeconds: copies.reduce((a, c) => a + c.cpu, 0),
+  };
+}
+
+interface KburRestoreOutcome {
+  measured: Measured;
+  restoreId: string;
+  downtimeSeconds: number;
+  preStopSeconds: number;
+  stopToVerifySeconds: number;
+  steps: Partial<Record<KburStep, number>>;
+  lines: { t: number; line: string }[];
+  agentCpu: number;
+  agentChildrenCpu: number;
+  agentHwmKiB: number;
+}
+
+/** `kbur restore <backup> --yes`, timed from spawn to exit, with the time of each of its step lines. */
+async function kburRestore(sandbox: Sandbox, backupId: string, agentPids: number[], signal: AbortSignal): Promise<KburRestoreOutcome> {
+  const nodeNames = new Set(sandbox.nodes.map((n) => n.name));
+  const lines: { t: number; line: string }[] = [];
+  let restoreId = '';
+  const onLine = (line: string, t: number): void => {
+    const started = /^restore (\S+) started;/.exec(line);
+    if (started) {
+      restoreId = started[1]!;
+      lines.push({ t, line });
+      return;
+    }
+    const m = /^([a-z-]+) (\S+): /.exec(line);
+    if ((m && nodeNames.has(m[2]!) && (KBUR_STEPS as readonly string[]).includes(m[1]!)) || /^(wait-quorum|verify): /.test(line))
+      lines.push({ t, line });
+  };
+  const cpu = (): [number, number] => [
+    agentPids.reduce((a, p) => a + (procCpuSeconds(p) ?? NaN), 0),
+    agentPids.reduce((a, p) => a + (procChildrenCpuSeconds(p) ?? NaN), 0),
+  ];
+  const [own0, children0] = cpu();
+  const measured = await measure(
+    process.execPath,
+    [...NODE_FLAGS, KBUR_BIN, '--config', sandbox.coordinatorConfig, 'restore', backupId, '--yes'],
+    process.env,
+    signal,
+    onLine,
+  );
+  const [own1, children1] = cpu();
+  if (measured.code !== 0) {
+    const out = measured.stdout.trim().split('\n').slice(-5).join('\n');
+    const err = failure('kbur restore', measured);
+    throw new Error(`${err.message}${out ? `\nlast lines of its stdout:\n${out}` : ''}`);
+  }
+  if (!restoreId) throw new Error('kbur restore exited 0 but never printed "restore <id> started;"');
+
+  const stepOf = (line: string): KburStep | undefined =>
+    /^restore \S+ started;/.test(line) ? 'preflight' : (/^([a-z-]+)[ :]/.exec(line)?.[1] as KburStep | undefined);
+  const lastOf = (step: KburStep): number | undefined => lines.filter((l) => stepOf(l.line) === step).at(-1)?.t;
+  const firstOf = (step: KburStep): number | undefined => lines.find((l) => stepOf(l.line) === step)?.t;
+  const steps: Partial<Record<KburStep, number>> = {};
+  let previous = 0;
+  for (const step of KBUR_STEPS) {
+    const end = step === 'exit' ? measured.seconds : lastOf(step);
+    if (end === undefined) continue;
+    steps[step] = round(end - previous);
+    previous = end;
+  }
+  const firstStop = firstOf('stop');
+  const verified = lastOf('verify');
+  const preStop = lastOf('verify-staged');
+  if (firstStop === undefined || verified === undefined || preStop === undefined)
+    throw new Error(`kbur restore exited 0 but its output lacks a stop, verify-staged or verify line:\n${measured.stdout.slice(-2000)}`);
+  return {
+    measured,
+    restoreId,
+    downtimeSeconds: verified - firstStop,
+    preStopSeconds: preStop,
+    stopToVerifySeconds: verified - preStop,
+    steps,
+    lines: lines.map((l) => ({ t: round(l.t), line: l.line.slice(0, 300) })),
+    agentCpu: own1 - own0,
+    agentChildrenCpu: children1 - children0,
+    agentHwmKiB: Math.max(...agentPids.map((p) => procStatusKiB(p, 'VmHWM') ?? NaN)),
+  };
+}
+
+function summarizeRestore(runs: RestoreRunResult[]): RestoreSummary | undefined {
+  if (runs.length === 0) return undefined;
+  const m = (f: (r: RestoreRunResult) => number, digits = 3): number => round(median(runs.map(f)), digits);
+  const kburSteps: Partial<Record<KburStep, number>> = {};
+  for (const step of KBUR_STEPS) {
+    const xs = runs.map((r) => r.kburSteps[step]).filter((x): x is number => x !== undefined);
+    if (xs.length) kburSteps[step] = round(median(xs));
+  }
+  return {
+    manualSeconds: m((r) => r.manualSeconds),
+    kburSeconds: m((r) => r.kburSeconds),
+    ratio: m((r) => r.ratio),
+    kburDowntimeSeconds: m((r) => r.kburDowntimeSeconds),
+    kburPreStopSeconds: m((r) => r.kburPreStopSeconds),
+    kburStopToVerifySeconds: m((r) => r.kburStopToVerifySeconds),
+    coordinatorPeakRssMiB: m((r) => r.coordinatorPeakRssMiB, 1),
+    cpuSeconds: {
+      coordinator: m((r) => r.cpuSeconds.coordinator, 2),
+      agents: m((r) => r.cpuSeconds.agents, 2),
+      agentChildren: m((r) => r.cpuSeconds.agentChildren, 2),
+      manualEtcdctl: m((r) => r.cpuSeconds.manualEtcdctl, 2),
+      manualCp: m((r) => r.cpuSeconds.manualCp, 2),
+    },
+    manualSteps: Object.fromEntries(MANUAL_STEPS.map((s) => [s, m((r) => r.manualSteps[s])])) as Record<ManualStep, number>,
+    kburSteps,
+  };
+}
+
+/**
+ * The restore benchmark of one size: on the backup benchmark's sandbox when given (after its runs),
+ * else on a fresh one filled the same way. One kept `kbur backup` is restored by every run, by
+ * hand and by kbur, in alternating order; the cluster is checked and tidied after each.
+ */
+async function benchRestore(
+  sizeMiB: number,
+  opts: Options,
+  dir: string,
+  state: State,
+  reused: FilledSandbox | undefined,
+  result: RestoreSizeResult,
+): Promise<void> {
+  const signal = state.abort.signal;
+  const filled = reused ?? (await startFilledSandbox(sizeMiB, opts, dir, state));
+  const { sandbox } = filled;
+  Object.assign(result, {
+    sandbox: reused ? 'reused from the backup runs' : 'fresh',
+    quotaBackendBytes: filled.quota,
+    sandboxStartSeconds: filled.sandboxStartSeconds,
+    fillSeconds: filled.fill.seconds,
+  });
+  await assertNormal(sandbox, signal);
+
+  log(`${sizeMiB} MiB restore: taking the backup to restore (kbur backup --json, kept)`);
+  const backup = await kburBackup(sandbox, signal, true);
+  const manifest = backup.manifest;
+  const etcd = manifest.etcd!;
+  const artifact = manifest.artifacts.find((a) => a.kind === 'etcd-snapshot')!;
+  const snapshot = join(sandbox.repoDir, manifest.cluster, 'backups', manifest.id, artifact.path);
+  if ((await stat(snapshot)).size !== artifact.size) throw new Error(`${snapshot} is not ${artifact.size} bytes as its manifest says`);
+  const after = await Promise.all(sandbox.nodes.map((n) => keyCounts(sandbox, n)));
+  if (after.some((c) => c.total !== etcd.keyCount || c.registry !== after[0]!.registry))
+    throw new Error(
+      `right after the backup the members hold ${after.map((c) => `${c.total} keys (/registry/ ${c.registry})`).join(', ')}; the backup says ${etcd.keyCount}: something writes to etcd`,
+    );
+  const members = (await clusterIdentity(sandbox)).members;
+  result.backup = {
+    id: manifest.id,
+    seconds: round(backup.measured.seconds),
+    node: etcd.node,
+    snapshotBytes: artifact.size,
+    snapshotMiB: toMiB(artifact.size),
+    revision: etcd.revision,
+    keyCount: etcd.keyCount,
+    registryKeyCount: after[0]!.registry,
+  };
+  log(
+    `${sizeMiB} MiB restore: backup ${manifest.id}: snapshot ${toMiB(artifact.size)} MiB from ${etcd.node}, revision ${etcd.revision}, ${etcd.keyCount} keys (${after[0]!.registry} under /registry/)`,
+  );
+  const agentPids = sandbox.nodes.map((n) =>
+    findPid(`kbur-agent of ${n.name}`, (argv) => argv.includes(n.agentConfig) && argv.some((a) => a.endsWith('agent/bin.js'))),
+  );
+  const want = { members, keyCount: etcd.keyCount, registryKeyCount: after[0]!.registry };
+
+  for (let i = 0; i < opts.runs; i++) {
+    const order = i % 2 === 0 ? 'manual-first' : 'kbur-first';
+    let manual: (ManualOutcome & { check: { problems: string[]; summary: string } }) | undefined;
+    let kbur: (KburRestoreOutcome & { check: { problems: string[]; summary: string } }) | undefined;
+    const clusterId = async (): Promise<string> => (await clusterIdentity(sandbox)).clusterIds[0] ?? '';
+    const doManual = async (): Promise<void> => {
+      const before = await clusterId();
+      const leader = await etcdLeader(sandbox);
+      const got = await manualRestore(sandbox, snapshot, leader, signal);
+      manual = { ...got, check: await checkRestored(sandbox, { ...want, clusterIdBefore: before }, signal) };
+      log(
+        `${sizeMiB} MiB restore run ${i + 1}: manual ${got.seconds.toFixed(2)} s (${MANUAL_STEPS.map((s) => `${s} ${got.steps[s].toFixed(2)}`).join(', ')})`,
+      );
+    };
+    const doKbur = async (): Promise<void> => {
+      const before = await clusterId();
+      const got = await kburRestore(sandbox, manifest.id, agentPids, signal);
+      kbur = { ...got, check: await checkRestored(sandbox, { ...want, clusterIdBefore: before }, signal) };
+      log(
+        `${sizeMiB} MiB restore run ${i + 1}: kbur ${got.measured.seconds.toFixed(2)} s (${Object.entries(got.steps)
+          .map(([s, x]) => `${s} ${x.toFixed(2)}`)
+          .join(', ')})`,
+      );
+    };
+    for (const step of order === 'manual-first' ? [doManual, doKbur] : [doKbur, doManual]) {
+      await assertNormal(sandbox, signal);
+      await sleep(1_000, undefined, { signal });
+      await step();
+      // Both leave a healthy cluster on the restored data; what they left beside it goes.
+      await removeLeftovers(sandbox, manifest.cluster);
+    }
+    if (!manual || !kbur) throw new Error(`restore run ${i + 1} did not measure both procedures`);
+    const problems = [...manual.check.problems.map((p) => `manual: ${p}`), ...kbur.check.problems.map((p) => `kbur: ${p}`)];
+    const r: RestoreRunResult = {
+      run: i + 1,
+      order,
+      manualSeconds: round(manual.seconds),
+      kburSeconds: round(kbur.measured.seconds),
+      ratio: round(kbur.measured.seconds / manual.seconds),
+      kburDowntimeSeconds: round(kbur.downtimeSeconds),
+      kburPreStopSeconds: round(kbur.preStopSeconds),
+      kburStopToVerifySeconds: round(kbur.stopToVerifySeconds),
+      coordinatorPeakRssMiB: round(kbur.measured.peakRssKiB / 1024, 1),
+      agentPeakRssMiB: round(kbur.agentHwmKiB / 1024, 1),
+      cpuSeconds: {
+        coordinator: round(kbur.measured.cpuSeconds, 2),
+        agents: round(kbur.agentCpu, 2),
+        agentChildren: round(kbur.agentChildrenCpu, 2),
+        manualEtcdctl: round(manual.etcdctlCpuSeconds, 2),
+        manualCp: round(manual.cpCpuSeconds, 2),
+      },
+      manualSteps: manual.steps,
+      kburSteps: kbur.steps,
+      kburLines: kbur.lines,
+      restoreId: kbur.restoreId,
+      checks: { manual: manual.check.summary, kbur: kbur.check.summary },
+      problems,
+    };
+    result.runs.push(r);
+    log(
+      `${sizeMiB} MiB restore run ${i + 1}/${opts.runs} (${order}): manual ${r.manualSeconds.toFixed(2)} s, kbur ${r.kburSeconds.toFixed(2)} s, ratio ${r.ratio.toFixed(3)}; ` +
+        `kbur downtime ${r.kburDowntimeSeconds.toFixed(2)} s, before the stop ${r.kburPreStopSeconds.toFixed(2)} s; coordinator RSS ${r.coordinatorPeakRssMiB} MiB, CPU ${r.cpuSeconds.coordinator} s; agents CPU ${r.cpuSeconds.agents} s (+ children ${r.cpuSeconds.agentChildren} s)` +
+        (problems.length ? `; PROBLEM: ${problems.join('; ')}` : ''),
+    );
+  }
+  await rm(join(sandbox.repoDir, manifest.cluster, 'backups', manifest.id), { recursive: true, force: true });
+}
+
+function emptyRestoreResult(sizeMiB: number): RestoreSizeResult {
+  return {
+    sizeMiB,
+    sandbox: 'fresh',
+    quotaBackendBytes: 0,
+    sandboxStartSeconds: 0,
+    fillSeconds: 0,
+    backup: undefined,
+    loadAverage: { before: loadavg().map((x) => round(x, 2)), after: [] },
+    runs: [],
+    median: undefined,
+    max: undefined,
+    targets: RESTORE_TARGETS,
+    pass: { ratio: false, checks: false },
+  };
+}
+
+/** Fills in the medians and verdicts of a restore result (also after an error: the runs measured so far). */
+function finishRestoreResult(r: RestoreSizeResult): RestoreSizeResult {
+  r.loadAverage.after = loadavg().map((x) => round(x, 2));
+  r.median = summarizeRestore(r.runs);
+  r.max = r.runs.length
+    ? {
+        coordinatorPeakRssMiB: Math.max(...r.runs.map((x) => x.coordinatorPeakRssMiB)),
+        agentPeakRssMiB: Math.max(...r.runs.map((x) => x.agentPeakRssMiB)),
+      }
+    : undefined;
+  r.pass = {
+    ratio: r.error === undefined && r.median !== undefined && r.median.ratio <= RESTORE_TARGETS.ratioMax,
+    checks: r.error === undefined && r.runs.length > 0 && r.runs.every((x) => x.problems.length === 0),
+  };
+  return r;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Reports
 
 interface Report {
@@ -692,6 +1360,8 @@ interface Report {
   machine: Record<string, unknown>;
   method: string[];
   results: SizeResult[];
+  /** The restore benchmark (RTO); absent with --restore-sizes none. */
+  restore?: RestoreSection;
 }
 
 async function machineInfo(): Promise<Record<string, unknown>> {
@@ -841,13 +1511,23 @@ function runRows(r: SizeResult): { headers: string[]; rows: string[][] } {
   return { headers, rows };
 }
 
+/** The backup section runs unless --sizes none left it empty. */
+const hasBackup = (report: Report): boolean => report.results.length > 0 || !report.restore;
+
 function textReport(report: Report): string {
-  const out: string[] = ['', `kbur backup benchmark, ${report.date}`];
+  const out: string[] = ['', `kbur ${hasBackup(report) ? 'backup' : 'restore'} benchmark, ${report.date}`];
   const m = report.machine;
   out.push(
     `machine: ${m.cpus} CPUs (${m.cpuModel}), ${m.memGiB} GiB, node ${m.node}, etcd ${m.etcd}, kbur ${m.kbur} ${m.gitCommit ?? ''}`,
     '',
   );
+  if (hasBackup(report)) out.push(...backupText(report));
+  if (report.restore) out.push(...restoreText(report.restore, hasBackup(report)));
+  return out.join('\n') + '\n';
+}
+
+function backupText(report: Report): string[] {
+  const out: string[] = [];
   const s = summaryRows(report);
   out.push(...table(s.headers, s.rows));
   for (const r of report.results) {
@@ -866,18 +1546,26 @@ function textReport(report: Report): string {
   const failed = report.results.flatMap(failedTargets);
   out.push('', `targets: median ratio <= ${TARGETS.ratioMax}, every process < ${TARGETS.rssMaxMiB} MiB at every size`);
   out.push(failed.length ? `TARGETS MISSED:\n${failed.map((f) => `  - ${f}`).join('\n')}` : 'all targets met');
-  return out.join('\n') + '\n';
+  return out;
 }
 
 function markdownReport(report: Report): string {
   const m = report.machine;
-  const out: string[] = [
-    '# kbur backup benchmark',
+  const head = [
+    `# kbur ${hasBackup(report) ? 'backup' : 'restore'} benchmark`,
     '',
     `${report.date}: \`${report.command}\``,
     '',
     `Machine: ${m.cpus} CPUs (${m.cpuModel}), ${m.memGiB} GiB RAM, Linux ${m.kernel}, node ${m.node}, etcd ${m.etcd}, etcdctl ${m.etcdctl}, kbur ${m.kbur} ${m.gitCommit ?? ''}`,
     '',
+  ];
+  const out = [...head, ...(hasBackup(report) ? backupMarkdown(report) : [])];
+  if (report.restore) out.push(...restoreMarkdown(report.restore, hasBackup(report)));
+  return out.join('\n');
+}
+
+function backupMarkdown(report: Report): string[] {
+  const out: string[] = [
     `Targets: median wall-time ratio kbur/etcdctl at most ${TARGETS.ratioMax}; coordinator and agent peak RSS under ${TARGETS.rssMaxMiB} MiB at every size. Times are medians; RSS is the maximum over runs.`,
     '',
   ];
@@ -903,7 +1591,183 @@ function markdownReport(report: Report): string {
   const failed = report.results.flatMap(failedTargets);
   out.push('', '## Result', '', failed.length ? failed.map((f) => `- missed: ${f}`).join('\n') : 'All targets met.');
   out.push('', '## Method', '', ...METHOD.map((x) => `- ${x}`), '');
-  return out.join('\n');
+  return out;
+}
+
+const RESTORE_METHOD = [
+  "Per restore size: the backup benchmark's sandbox of that size after its runs (else a fresh one, filled the same way). One `kbur backup --json` is taken and kept; every run restores it, by hand and with kbur, in alternating order, 1 s apart.",
+  "Manual: the procedure of etcd's recovery guide for a kubeadm static-pod cluster, timed from the first copy to all three endpoints healthy: `cp` of the snapshot into each node's dir (an operator scp's it), `etcd.yaml` moved out of `manifests/` into a folder beside it and each etcd waited for until it exited (followers in parallel, then the leader, as kbur does; the leader is looked up before the clock starts), `etcdctl snapshot restore <copy> --name --initial-cluster --initial-cluster-token <new> --initial-advertise-peer-urls --data-dir <new dir>` of the three members in parallel (env: PATH and ETCDCTL_API=3 only), old data dirs moved aside and the new ones in place, the manifests moved back, then `etcdctl endpoint health` polled every 200 ms until all three pass.",
+  "The manual procedure leaves kube-apiserver, kube-controller-manager and kube-scheduler running (the guide's minimum); kbur also moves their manifests out before etcd and back after its checks.",
+  'kbur: `kbur restore <backup-id> --yes`, spawn to exit, exit 0 required; all its checks are included (preflight with the sha256 and etcd hash of the snapshot, staging checked on each node, the recheck before the stop, quorum and member list, revision and key count).',
+  "kbur downtime: from its first `stop <node>:` line to its `verify:` line on stdout (timestamps taken as lines arrive). The stop step starts before its first line (the followers' stop), right after the last `verify-staged` line; kbur pre-stop is from spawn to that line (preflight, plan, staging and its recheck). kbur stop→verify: from that line to the `verify:` line, the downtime with the followers' stop. A step's time runs from the previous step's last line to its own last line; `exit` is from the last line to the exit.",
+  "After each procedure, untimed: all three endpoints healthy, one new cluster id, the same member list, and on every member (serializable reads) the key count equals the backup manifest's etcd.keyCount and the count under /registry/ equals the count taken right after the backup. Then the old data dirs, staged snapshots, copies and journals are deleted.",
+  'Coordinator peak RSS and CPU: /proc polling every 20 ms. Agents CPU: utime+stime deltas of the three agents around the kbur run; their children (etcdctl snapshot restore, du) separately, from cutime+cstime. Agent RSS is the largest VmHWM of the three agents: the peak over their lives.',
+];
+
+function failedRestoreTargets(r: RestoreSizeResult): string[] {
+  if (r.error || !r.median) return [`${r.sizeMiB} MiB: no measurement (${r.error ?? 'no runs'})`];
+  const out: string[] = [];
+  if (!r.pass.ratio) out.push(`${r.sizeMiB} MiB: median ratio kbur/manual ${fmt(r.median.ratio, 3)} > ${RESTORE_TARGETS.ratioMax}`);
+  if (!r.pass.checks) out.push(`${r.sizeMiB} MiB: a restored cluster failed its checks (see runs)`);
+  return out;
+}
+
+function restoreSummaryRows(section: RestoreSection): { headers: string[]; rows: string[][] } {
+  const headers = [
+    'size',
+    'snapshot MiB',
+    'manual s',
+    'kbur s',
+    'ratio',
+    'kbur downtime s',
+    'kbur pre-stop s',
+    'coord RSS',
+    'coord CPU s',
+    'agents CPU s',
+    'result',
+  ];
+  const rows = section.results.map((r) => {
+    const m = r.median;
+    const verdict = r.error
+      ? 'ERROR'
+      : failedRestoreTargets(r).length
+        ? `FAIL (${[!r.pass.ratio && 'ratio', !r.pass.checks && 'check'].filter(Boolean).join(', ')})`
+        : 'pass';
+    return [
+      `${r.sizeMiB} MiB`,
+      fmt(r.backup?.snapshotMiB, 1),
+      fmt(m?.manualSeconds),
+      fmt(m?.kburSeconds),
+      fmt(m?.ratio, 3),
+      fmt(m?.kburDowntimeSeconds),
+      fmt(m?.kburPreStopSeconds),
+      `${fmt(r.max?.coordinatorPeakRssMiB, 1)} MiB`,
+      fmt(m?.cpuSeconds.coordinator),
+      fmt(m?.cpuSeconds.agents),
+      verdict,
+    ];
+  });
+  return { headers, rows };
+}
+
+function restoreRunRows(r: RestoreSizeResult): { headers: string[]; rows: string[][] } {
+  const headers = [
+    'run',
+    'order',
+    'manual s',
+    'kbur s',
+    'ratio',
+    'kbur downtime s',
+    'kbur pre-stop s',
+    'kbur stop→verify s',
+    'coord RSS',
+    'coord CPU s',
+    'agents CPU s',
+    "agents' children CPU s",
+    'manual etcdctl CPU s',
+  ];
+  const rows = r.runs.map((x) => [
+    String(x.run),
+    x.order,
+    fmt(x.manualSeconds),
+    fmt(x.kburSeconds),
+    fmt(x.ratio, 3),
+    fmt(x.kburDowntimeSeconds),
+    fmt(x.kburPreStopSeconds),
+    fmt(x.kburStopToVerifySeconds),
+    `${fmt(x.coordinatorPeakRssMiB, 1)} MiB`,
+    fmt(x.cpuSeconds.coordinator),
+    fmt(x.cpuSeconds.agents),
+    fmt(x.cpuSeconds.agentChildren),
+    fmt(x.cpuSeconds.manualEtcdctl),
+  ]);
+  return { headers, rows };
+}
+
+/** Seconds per step, one column per run and the median: where each procedure's time goes. */
+function restoreStepRows(r: RestoreSizeResult): { headers: string[]; rows: string[][] } {
+  const headers = ['step', ...r.runs.map((x) => `run ${x.run}`), 'median'];
+  const rows: string[][] = [];
+  for (const step of MANUAL_STEPS)
+    rows.push([`manual: ${step}`, ...r.runs.map((x) => fmt(x.manualSteps[step])), fmt(r.median?.manualSteps[step])]);
+  rows.push(['manual: total', ...r.runs.map((x) => fmt(x.manualSeconds)), fmt(r.median?.manualSeconds)]);
+  for (const step of KBUR_STEPS) {
+    if (!r.runs.some((x) => x.kburSteps[step] !== undefined)) continue;
+    rows.push([`kbur: ${step}`, ...r.runs.map((x) => fmt(x.kburSteps[step])), fmt(r.median?.kburSteps[step])]);
+  }
+  rows.push(['kbur: total', ...r.runs.map((x) => fmt(x.kburSeconds)), fmt(r.median?.kburSeconds)]);
+  return { headers, rows };
+}
+
+function restoreHeadline(r: RestoreSizeResult): string {
+  const b = r.backup;
+  return (
+    `${r.sizeMiB} MiB: sandbox ${r.sandbox}${r.sandbox === 'fresh' ? ` (start ${r.sandboxStartSeconds} s, fill ${r.fillSeconds} s)` : ''}; ` +
+    (b
+      ? `backup ${b.id} from ${b.node} in ${fmt(b.seconds)} s: snapshot ${fmt(b.snapshotMiB, 1)} MiB, revision ${b.revision}, ${b.keyCount} keys (${b.registryKeyCount} under /registry/); `
+      : '') +
+    `load average ${r.loadAverage.before.join(' ')} -> ${r.loadAverage.after.join(' ')}`
+  );
+}
+
+function restoreText(section: RestoreSection, afterBackup: boolean): string[] {
+  const out: string[] = [
+    ...(afterBackup ? [''] : []),
+    `kbur restore (RTO) of the 3-member cluster against the manual procedure of etcd's recovery guide, timed in the same runs`,
+    '',
+  ];
+  const s = restoreSummaryRows(section);
+  out.push(...table(s.headers, s.rows));
+  for (const r of section.results) {
+    out.push('', restoreHeadline(r));
+    if (r.error) out.push(`  ERROR: ${r.error}`);
+    if (r.runs.length) {
+      const t = restoreRunRows(r);
+      out.push(...table(t.headers, t.rows).map((l) => `  ${l}`));
+      const st = restoreStepRows(r);
+      out.push('', ...table(st.headers, st.rows).map((l) => `  ${l}`));
+    }
+    for (const run of r.runs) for (const p of run.problems) out.push(`  run ${run.run}: ${p}`);
+  }
+  out.push(
+    '',
+    'manual: cp x3, etcd.yaml out, etcdctl snapshot restore x3 in parallel, swap data dirs, etcd.yaml back, wait healthy; kube-apiserver & co. untouched (kbur stops and restarts them too).',
+  );
+  const failed = section.results.flatMap(failedRestoreTargets);
+  out.push(`target: median restore time kbur/manual <= ${RESTORE_TARGETS.ratioMax}, every check of the restored cluster passed`);
+  out.push(failed.length ? `RESTORE TARGETS MISSED:\n${failed.map((f) => `  - ${f}`).join('\n')}` : 'restore target met');
+  return out;
+}
+
+function restoreMarkdown(section: RestoreSection, afterBackup: boolean): string[] {
+  const out: string[] = [
+    ...(afterBackup ? ['# kbur restore benchmark (RTO)', ''] : []),
+    `Target: median restore time (RTO) of kbur at most ${RESTORE_TARGETS.ratioMax} times the manual procedure of etcd's recovery guide timed in the same run, with every check of kbur included and every restored cluster checked. Times are medians; RSS is the maximum over runs.`,
+    '',
+  ];
+  const s = restoreSummaryRows(section);
+  out.push(...markdownTable(s.headers, s.rows));
+  for (const r of section.results) {
+    out.push('', `## Restore ${r.sizeMiB} MiB`, '', `${restoreHeadline(r)}.`);
+    if (r.error) out.push('', `**ERROR**: ${r.error}`);
+    if (r.runs.length) {
+      const t = restoreRunRows(r);
+      out.push('', ...markdownTable(t.headers, t.rows));
+      const st = restoreStepRows(r);
+      out.push('', 'Where the time goes (seconds):', '', ...markdownTable(st.headers, st.rows));
+      out.push('', 'Checks after each restore:', '');
+      for (const run of r.runs) out.push(`- run ${run.run}: manual: ${run.checks.manual}; kbur (${run.restoreId}): ${run.checks.kbur}`);
+      out.push(
+        '',
+        `Agents' peak RSS (VmHWM over their lives): ${fmt(r.max?.agentPeakRssMiB, 1)} MiB; manual \`cp\` CPU ${fmt(r.median?.cpuSeconds.manualCp)} s.`,
+      );
+    }
+    for (const run of r.runs) for (const p of run.problems) out.push('', `- run ${run.run}: ${p}`);
+  }
+  const failed = section.results.flatMap(failedRestoreTargets);
+  out.push('', '## Restore result', '', failed.length ? failed.map((f) => `- missed: ${f}`).join('\n') : 'Restore target met.');
+  out.push('', '## Restore method', '', ...section.method.map((x) => `- ${x}`), '');
+  return out;
 }
 
 async function writeReport(report: Report, out: string): Promise<void> {
@@ -981,43 +1845,79 @@ async function main(): Promise<number> {
     machine: await machineInfo(),
     method: METHOD,
     results: [],
+    ...(opts.restoreSizes.length ? { restore: { targets: RESTORE_TARGETS, method: RESTORE_METHOD, results: [] } } : {}),
   };
-  log(`sizes ${opts.sizes.join(', ')} MiB, ${opts.runs} runs each; root ${root}; results ${opts.out}`);
+  log(
+    `sizes ${opts.sizes.join(', ') || 'none'} MiB, restore sizes ${opts.restoreSizes.join(', ') || 'none'} MiB, ${opts.runs} runs each; root ${root}; results ${opts.out}`,
+  );
   let failed = false;
   try {
-    for (const sizeMiB of opts.sizes) {
+    const backupSizes = new Set(opts.sizes);
+    for (const sizeMiB of [...opts.sizes, ...opts.restoreSizes.filter((s) => !backupSizes.has(s))]) {
       const dir = join(root, `size-${sizeMiB}MiB`);
+      const restoreDir = `${dir}-restore`;
+      /** The backup benchmark's sandbox, when its runs went well: the restore benchmark reuses it. */
+      let filled: FilledSandbox | undefined;
       try {
-        report.results.push(await benchSize(sizeMiB, opts, dir, state));
-      } catch (err) {
-        if (state.abort.signal.aborted) throw state.abort.signal.reason;
-        failed = true;
-        const message = (err as Error).message;
-        log(`${sizeMiB} MiB: FAILED: ${message}`);
-        if (!opts.keep) log(`${sizeMiB} MiB: rerun with --keep to keep the sandbox's logs (${join(dir, 'logs')})`);
-        report.results.push({
-          sizeMiB,
-          quotaBackendBytes: 0,
-          dbSizeBytes: 0,
-          dbSizeMiB: 0,
-          members: [],
-          snapshotNode: '',
-          sandboxStartSeconds: 0,
-          fillSeconds: 0,
-          fill: undefined!,
-          warmUp: undefined,
-          loadAverage: { before: [], after: loadavg().map((x) => round(x, 2)) },
-          runs: [],
-          median: undefined,
-          max: undefined,
-          targets: TARGETS,
-          pass: { ratio: false, rss: false, coordinatorRss: false, agentRss: false, snapshotsMatch: false },
-          error: message,
-        });
+        if (backupSizes.has(sizeMiB)) {
+          try {
+            report.results.push(await benchSize(sizeMiB, opts, dir, state, (f) => (filled = f)));
+          } catch (err) {
+            filled = undefined;
+            if (state.abort.signal.aborted) throw state.abort.signal.reason;
+            failed = true;
+            const message = (err as Error).message;
+            log(`${sizeMiB} MiB: FAILED: ${message}`);
+            if (!opts.keep) log(`${sizeMiB} MiB: rerun with --keep to keep the sandbox's logs (${join(dir, 'logs')})`);
+            report.results.push({
+              sizeMiB,
+              quotaBackendBytes: 0,
+              dbSizeBytes: 0,
+              dbSizeMiB: 0,
+              members: [],
+              snapshotNode: '',
+              sandboxStartSeconds: 0,
+              fillSeconds: 0,
+              fill: undefined!,
+              warmUp: undefined,
+              loadAverage: { before: [], after: loadavg().map((x) => round(x, 2)) },
+              runs: [],
+              median: undefined,
+              max: undefined,
+              targets: TARGETS,
+              pass: { ratio: false, rss: false, coordinatorRss: false, agentRss: false, snapshotsMatch: false },
+              error: message,
+            });
+          }
+        }
+        if (report.restore && opts.restoreSizes.includes(sizeMiB)) {
+          // A sandbox whose backup runs failed is not reused: the restore gets a fresh one.
+          if (!filled && state.sandbox) {
+            log(`${sizeMiB} MiB: stopping the sandbox`);
+            await stopSandbox(state);
+          }
+          const result = emptyRestoreResult(sizeMiB);
+          report.restore.results.push(result);
+          try {
+            await benchRestore(sizeMiB, opts, filled ? dir : restoreDir, state, filled, result);
+          } catch (err) {
+            if (state.abort.signal.aborted) throw state.abort.signal.reason;
+            failed = true;
+            result.error = (err as Error).message;
+            log(`${sizeMiB} MiB restore: FAILED: ${result.error}`);
+            if (!opts.keep)
+              log(`${sizeMiB} MiB restore: rerun with --keep to keep the sandbox's logs (${join(filled ? dir : restoreDir, 'logs')})`);
+          } finally {
+            finishRestoreResult(result);
+          }
+        }
       } finally {
         if (state.sandbox) log(`${sizeMiB} MiB: stopping the sandbox`);
         await stopSandbox(state);
-        if (!opts.keep) await rm(dir, { recursive: true, force: true });
+        if (!opts.keep) {
+          await rm(dir, { recursive: true, force: true });
+          await rm(restoreDir, { recursive: true, force: true });
+        }
       }
       await writeReport(report, opts.out);
     }
