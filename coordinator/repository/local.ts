@@ -99,7 +99,8 @@ export class LocalRepository implements Repository {
     } catch (err) {
       throw new KburError('DATA_LOSS', `artifact ${relPath} of backup ${id} is missing: ${(err as Error).message}`, { cause: err });
     }
-    return createReadStream(path, { highWaterMark: 1 << 20 });
+    // Chunks of a size that suits gRPC messages: artifacts are read to be uploaded to agents.
+    return createReadStream(path, { highWaterMark: 256 << 10 });
   }
 
   artifactLocation(cluster: string, id: string, relPath: string): string {

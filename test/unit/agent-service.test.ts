@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { expect } from 'chai';
-import { ArchiveKubernetesResponse, SnapshotEtcdResponse } from '../../proto/gen/kbur/v1/agent.js';
+import { ArchiveKubernetesResponse, SnapshotEtcdResponse, StageSnapshotRequest } from '../../proto/gen/kbur/v1/agent.js';
 import { AgentService, bytesField, onlyBytesField } from '../../shared/agent-service.js';
 
 describe('the fast path for artifact data messages', () => {
@@ -15,6 +15,15 @@ describe('the fast path for artifact data messages', () => {
       expect(Buffer.compare(back.kind!.value as Buffer, data)).to.equal(0);
     });
   }
+
+  it('uploads data with the same bytes as the generated encoder, and reads them back', () => {
+    const data = randomBytes(300_000);
+    const fast = AgentService.stageSnapshot.requestSerialize({ kind: { $case: 'data', value: data } });
+    expect(fast.equals(Buffer.from(StageSnapshotRequest.encode({ kind: { $case: 'data', value: data } }).finish()))).to.equal(true);
+    expect(Buffer.compare(AgentService.restoreDump.requestDeserialize(fast).kind!.value as Buffer, data)).to.equal(0);
+    const header = { kind: { $case: 'header' as const, value: { restoreId: 'r', size: 3, sha256: 'ab' } } };
+    expect(AgentService.stageSnapshot.requestDeserialize(AgentService.stageSnapshot.requestSerialize(header))).to.deep.equal(header);
+  });
 
   it('leaves headers and trailers to the generated code', () => {
     const trailer = { kind: { $case: 'trailer' as const, value: { size: 5, sha256: 'ab' } } };
