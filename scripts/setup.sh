@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what kbur's sandbox, tests and benchmark need on a fresh Debian machine (run as root):
-# Debian's etcd server and client (etcd 3.4 on bookworm), openssl, and the npm dependencies.
+# Debian's etcd server and client (etcd 3.4 on bookworm), MariaDB and PostgreSQL servers and clients
+# (the dump tests start their own, see test/sandbox/databases.ts), openssl, and the npm dependencies.
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,29 @@ command -v etcd >/dev/null || need+=(etcd-server)
 command -v etcdctl >/dev/null || need+=(etcd-client)
 command -v openssl >/dev/null || need+=(openssl)
 command -v systemd-analyze >/dev/null || need+=(systemd)
+# Programs in /usr/sbin are off a normal user's PATH; PostgreSQL's server lives in /usr/lib/postgresql/<major>/bin.
+installed() { for p in "$@"; do command -v "$p" >/dev/null || [ -x "/usr/sbin/$p" ] || return 1; done; }
+installed mariadbd mariadb-install-db || need+=(mariadb-server)
+installed mariadb mariadb-admin mariadb-dump || need+=(mariadb-client)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null && installed pg_dump pg_restore psql pg_dumpall pg_isready || need+=(postgresql)
+# Debian enables the services it installs; the tests start their own servers, so a system server
+# that this run installed stays off: not running now (pid files are checked), not started at boot.
+keep_service_off() {
+  local service=$1 pidfile
+  shift
+  if [ -d /run/systemd/system ]; then
+    systemctl disable --now --quiet "$service.service"
+  else
+    update-rc.d "$service" disable >/dev/null 2>&1 || true
+  fi
+  for pidfile in "$@"; do
+    if [ -e "$pidfile" ] && kill -0 "$(head -1 "$pidfile")" 2>/dev/null; then
+      echo "setup: the system $service server still runs ($pidfile); stop it" >&2
+      exit 1
+    fi
+  done
+}
+installing() { [[ " ${need[*]} " == *" $1 "* ]]; }
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "setup: missing ${need[*]}; run as root (or install them: apt-get install ${need[*]})" >&2
@@ -17,11 +41,21 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
   echo "setup: installing ${need[*]}"
   apt-get update -qq
-  # policy-rc.d keeps Debian from starting its own etcd service on 127.0.0.1:2379.
-  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d.kbur
-  if [ ! -e /usr/sbin/policy-rc.d ]; then cp /usr/sbin/policy-rc.d.kbur /usr/sbin/policy-rc.d; trap 'rm -f /usr/sbin/policy-rc.d' EXIT; fi
-  rm -f /usr/sbin/policy-rc.d.kbur
+  # An executable policy-rc.d that exits 101 keeps Debian from starting the services it installs: etcd
+  # on 127.0.0.1:2379, MariaDB on /run/mysqld, PostgreSQL's "main" cluster on 5432. It replaces any
+  # policy already there (which might allow them) until this script exits.
+  policy=/usr/sbin/policy-rc.d
+  if [ -e "$policy" ]; then
+    mv "$policy" "$policy.kbur-saved"
+    trap 'mv -f "$policy.kbur-saved" "$policy"' EXIT
+  else
+    trap 'rm -f "$policy"' EXIT
+  fi
+  printf '#!/bin/sh\nexit 101\n' > "$policy"
+  chmod 755 "$policy"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  if installing mariadb-server; then keep_service_off mariadb /run/mysqld/mysqld.pid; fi
+  if installing postgresql; then keep_service_off postgresql /run/postgresql/*.pid; fi
 fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
