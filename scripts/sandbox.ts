@@ -3,18 +3,19 @@
  * a kubelet stand-in, three kbur agents), then what an operator does: kbur backup, list, describe,
  * verify, a check with plain etcdctl and tar that the backup needs no kbur to be read; then a
  * disaster (a namespace's objects deleted, one member's data dir wiped), kbur restore, and the
- * objects proven back on every member.
+ * objects proven back; with MariaDB installed, also a database dump, a dropped table, restore-dump.
  *
  *   node dist/scripts/sandbox.js demo [--root DIR] [--keep]   run the demo, then stop everything
  *   node dist/scripts/sandbox.js up [--root DIR]              start the sandbox and wait for Ctrl-C
  */
 import { execFile, spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, rename, rm } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, readdir, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { createSandbox, waitForEtcdHealthy, type Sandbox } from '../test/sandbox/cluster.js';
+import { startMariaDb, type MariaDb } from '../test/sandbox/databases.js';
 import { NODE_FLAGS } from '../shared/process.js';
 
 const run = promisify(execFile);
@@ -43,7 +44,32 @@ function expectCode(what: string, got: number, want: number): void {
   if (got !== want) throw new Error(`${what} exited ${got}, expected ${want}`);
 }
 
-async function demo(sandbox: Sandbox): Promise<void> {
+/**
+ * When MariaDB is installed: a server of the sandbox's own with a small application database, a
+ * dump profile for it on node-1, and the backup running it. Without MariaDB the demo goes on without.
+ */
+async function withMariaDb(sandbox: Sandbox): Promise<MariaDb | undefined> {
+  let db: MariaDb;
+  try {
+    db = await startMariaDb({ root: sandbox.root });
+  } catch (err) {
+    process.stdout.write(`MariaDB not available (${(err as Error).message.split('\n')[0]}): the demo runs without a dump profile\n`);
+    return undefined;
+  }
+  await db.query(
+    "CREATE DATABASE appdb; CREATE TABLE appdb.orders (id INT PRIMARY KEY, item VARCHAR(40)); INSERT INTO appdb.orders VALUES (1, 'etcd'), (2, 'pki'), (3, 'manifests');",
+  );
+  const node = sandbox.nodes[0]!;
+  await appendFile(
+    node.agentConfig,
+    `dumps:\n  appdb: {type: mariadb, defaultsFile: ${db.defaultsFile}, socket: ${db.socket}, databases: [appdb]}\n`,
+  );
+  await appendFile(sandbox.coordinatorConfig, `dumps:\n  - {node: ${node.name}, profile: appdb}\n`);
+  process.stdout.write(`MariaDB: ${db.socket}, database appdb (3 orders), dump profile appdb on ${node.name}\n`);
+  return db;
+}
+
+async function demo(sandbox: Sandbox, db: MariaDb | undefined): Promise<void> {
   say('kbur backup');
   const backup = await kbur(sandbox, ['backup']);
   expectCode('kbur backup', backup.code, 0);
@@ -87,6 +113,7 @@ async function demo(sandbox: Sandbox): Promise<void> {
   process.stdout.write(`$ tar -tvf nodes/node-1/kubernetes.tar | grep ...\n${lines.join('\n')}\n`);
 
   await disasterAndRestore(sandbox, id);
+  if (db) await dumpDisasterAndRestore(sandbox, db, id);
   say('demo done: backup Completed and verified, readable without kbur; after a disaster, restored and proven back');
 }
 
@@ -123,6 +150,20 @@ async function disasterAndRestore(sandbox: Sandbox, id: string): Promise<void> {
     process.stdout.write(`  ${n.name}: ${(await readdir(n.dir)).filter((d) => d.startsWith('etcd-data')).join(', ')}\n`);
 }
 
+/** The application's disaster: a table dropped. Then kbur restore-dump, with its safety dump. */
+async function dumpDisasterAndRestore(sandbox: Sandbox, db: MariaDb, id: string): Promise<void> {
+  const rows = (): Promise<string> => db.query('SELECT id, item FROM appdb.orders ORDER BY id');
+  const before = await rows();
+  say('disaster: table appdb.orders dropped');
+  await db.query('DROP TABLE appdb.orders');
+  say(`kbur restore-dump ${id} --node node-1 --profile appdb --yes`);
+  expectCode('kbur restore-dump', (await kbur(sandbox, ['restore-dump', id, '--node', 'node-1', '--profile', 'appdb', '--yes'])).code, 0);
+  const after = await rows();
+  if (after !== before)
+    throw new Error(`after restore-dump appdb.orders holds ${JSON.stringify(after)}, expected ${JSON.stringify(before)}`);
+  process.stdout.write(`appdb.orders is back:\n${after}`);
+}
+
 async function main(): Promise<number> {
   const [command = 'demo', ...rest] = process.argv.slice(2);
   const rootFlag = rest.indexOf('--root');
@@ -131,7 +172,9 @@ async function main(): Promise<number> {
   await mkdir(root, { recursive: true });
   say(`starting the sandbox in ${root}: 3 etcd members over TLS, kubelet stand-in, 3 kbur agents`);
   const sandbox = await createSandbox({ root });
+  let db: MariaDb | undefined;
   try {
+    db = await withMariaDb(sandbox);
     await sandbox.startAgents();
     process.stdout.write(
       `etcd: ${sandbox.nodes.map((n) => n.clientUrl).join(' ')}\nagents: ${sandbox.nodes.map((n) => n.agentAddress).join(' ')}\nkbur config: ${sandbox.coordinatorConfig}\n`,
@@ -140,7 +183,7 @@ async function main(): Promise<number> {
       say(`sandbox up; try: node ${KBUR} --config ${sandbox.coordinatorConfig} backup   (Ctrl-C stops it)`);
       await new Promise<void>((res) => process.once('SIGINT', () => res()));
     } else {
-      await demo(sandbox);
+      await demo(sandbox, db);
     }
     return 0;
   } catch (err) {
@@ -148,6 +191,7 @@ async function main(): Promise<number> {
     return 1;
   } finally {
     await sandbox.stop();
+    await db?.stop();
     if (command !== 'up' && !keep && rootFlag < 0) await rm(root, { recursive: true, force: true });
   }
 }
