@@ -1,10 +1,12 @@
 import { KburError } from '../../shared/errors.js';
-import { newBackupId, type Artifact } from '../../shared/manifest.js';
+import { newBackupId, type Artifact, type Manifest } from '../../shared/manifest.js';
+import type { AgentClient } from '../agent-client.js';
 import { digestFile } from '../../shared/streams.js';
 import { mib } from '../backup/progress.js';
 import { connectAgents, loadContext, type GlobalOptions } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
-import { confirm } from './restore.js';
+import type { Repository } from '../repository/repository.js';
+import { confirm } from '../confirm.js';
 
 export interface RestoreDumpOptions extends GlobalOptions {
   id: string;
@@ -78,19 +80,33 @@ export async function run(opts: RestoreDumpOptions): Promise<ExitCode> {
     }
     if (!(await confirm(ctx, opts, `replace ${parts.map((p) => p.dump!.part).join(', ')} on ${opts.node} with the backup's dump`)))
       return ExitCode.CANCELLED;
-    for (const a of parts) {
-      const data = await ctx.repository.openArtifact(manifest.cluster, manifest.id, a.path);
-      const res = await agent.restoreDump(
-        { restoreId, profile: opts.profile, part: a.dump!.part, compression: a.compression, size: a.size, sha256: a.sha256 },
-        data,
-        opts.signal,
-      );
-      for (const line of res.done) say(`${a.dump!.part}: ${line}`);
-    }
+    await sendDumps({ repository: ctx.repository, manifest, agent, parts, restoreId, say, signal: opts.signal });
     say(`restore-dump ${restoreId}: done. The safety dumps are in the agent's state dir on ${opts.node} (restores/${restoreId}/safety/).`);
     return ExitCode.OK;
   } finally {
     for (const a of agents) a.close();
+  }
+}
+
+/** Restores dump parts on their node, one after the other; the agent makes a safety dump before each. */
+export async function sendDumps(o: {
+  repository: Repository;
+  manifest: Manifest;
+  agent: AgentClient;
+  parts: Artifact[];
+  restoreId: string;
+  say: (line: string) => void;
+  signal: AbortSignal;
+}): Promise<void> {
+  for (const a of o.parts) {
+    const data = await o.repository.openArtifact(o.manifest.cluster, o.manifest.id, a.path);
+    const d = a.dump!;
+    const res = await o.agent.restoreDump(
+      { restoreId: o.restoreId, profile: d.profile, part: d.part, compression: a.compression, size: a.size, sha256: a.sha256 },
+      data,
+      o.signal,
+    );
+    for (const line of res.done) o.say(`${a.node}/${d.profile}/${d.part}: ${line}`);
   }
 }
 

@@ -1,7 +1,9 @@
-import { createInterface } from 'node:readline/promises';
 import { KburError } from '../../shared/errors.js';
 import { newBackupId } from '../../shared/manifest.js';
+import type { AgentClient } from '../agent-client.js';
 import { connectAgents, loadContext, type Context, type GlobalOptions } from '../context.js';
+import { confirm } from '../confirm.js';
+import { sendDumps } from './restore-dump.js';
 import { ExitCode } from '../exit-codes.js';
 import { Journal } from '../restore/journal.js';
 import { describePlan, preflight } from '../restore/plan.js';
@@ -14,6 +16,8 @@ export interface RestoreOptions extends GlobalOptions {
   yes?: boolean;
   dryRun?: boolean;
   withKubernetesDir?: boolean;
+  /** After etcd, also restore every application dump of the backup (safety dump first, on each node). */
+  dumps?: boolean;
   signal: AbortSignal;
 }
 
@@ -80,6 +84,7 @@ export async function run(opts: RestoreOptions): Promise<ExitCode> {
     const journal = await Journal.create(ctx.repository, plan);
     say(`restore ${restoreId} started; if it is interrupted: kbur restore --resume ${restoreId} (or --rollback ${restoreId})`);
     await executeRestore({ ...base, journal });
+    if (opts.dumps) await restoreAllDumps(ctx, agents, plan.backupId, restoreId, say, opts.signal);
     say(
       `restore ${restoreId}: completed and verified. The old data dirs are kept as <dataDir>.kbur-${restoreId}; kbur restore --rollback ${restoreId} puts them back.`,
     );
@@ -89,19 +94,25 @@ export async function run(opts: RestoreOptions): Promise<ExitCode> {
   }
 }
 
-/** --yes, or a yes typed on a terminal; anything else refuses. */
-export async function confirm(ctx: Context, opts: { yes?: boolean }, what: string): Promise<boolean> {
-  if (opts.yes) return true;
-  if (!process.stdin.isTTY) {
-    throw new KburError('INVALID_ARGUMENT', `refusing to ${what} without confirmation`, { hint: 'run it on a terminal, or pass --yes' });
-  }
-  const rl = createInterface({ input: process.stdin, output: process.stderr });
-  try {
-    const answer = await rl.question(`\n${what}? type yes to go on: `);
-    if (answer.trim() === 'yes') return true;
-    ctx.out.write('not confirmed; nothing was changed\n');
-    return false;
-  } finally {
-    rl.close();
+/** --dumps: every dump of the backup back on its node, once etcd is restored and verified. */
+async function restoreAllDumps(
+  ctx: Context,
+  agents: AgentClient[],
+  backupId: string,
+  restoreId: string,
+  say: (l: string) => void,
+  signal: AbortSignal,
+): Promise<void> {
+  const manifest = await ctx.repository.readManifest(ctx.config.cluster, backupId);
+  const dumps = manifest.artifacts.filter((a) => a.kind === 'dump');
+  if (dumps.length === 0) return say('dumps: the backup has none');
+  for (const node of [...new Set(dumps.map((a) => a.node))]) {
+    const agent = agents.find((a) => a.node.name === node);
+    if (!agent) {
+      throw new KburError('INVALID_CONFIG', `the backup has dumps of node ${node}, which is not in kbur.yaml`, {
+        hint: 'restore them with kbur restore-dump once the node is back in kbur.yaml',
+      });
+    }
+    await sendDumps({ repository: ctx.repository, manifest, agent, parts: dumps.filter((a) => a.node === node), restoreId, say, signal });
   }
 }

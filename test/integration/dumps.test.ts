@@ -190,6 +190,18 @@ describe('application dumps with real MariaDB and PostgreSQL', function () {
     expect((await stat(join(root, 'app', 'secret.key'))).mode & 0o777).to.equal(0o600);
   });
 
+  it('kbur restore --dumps brings back etcd and then every dump of the backup', async function () {
+    const checksum = (): Promise<string> => db.query('CHECKSUM TABLE appdb.t1');
+    const before = await checksum();
+    const { code, manifest } = await backup(await configWith('all', [['node-1', 'appdb']]));
+    expect(code).to.equal(0);
+    await db.query("UPDATE appdb.t1 SET v = 'after the backup' WHERE id = 2;");
+    const run = await runKbur(['--config', sandbox.coordinatorConfig, 'restore', manifest.id, '--yes', '--dumps']);
+    expect(run.code, run.stdout + run.stderr).to.equal(0);
+    expect(run.stdout).to.match(/node-1\/appdb\/appdb: safety dump of what was there/);
+    expect(await checksum()).to.equal(before);
+  });
+
   it('marks a dump Failed, with the reason, for a wrong password, an undefined profile and a timeout', async function () {
     const { code, manifest } = await backup(
       await configWith('bad', [
