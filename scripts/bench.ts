@@ -41,6 +41,7 @@ import { KBUR_VERSION } from '../shared/version.js';
 import { KBUR_BIN } from '../test/helpers/kbur.js';
 import { createSandbox, waitForEtcdHealthy, type Sandbox, type SandboxNode } from '../test/sandbox/cluster.js';
 import { NODE_FLAGS } from '../shared/process.js';
+import { STEPS } from '../coordinator/restore/journal.js';
 
 const run = promisify(execFile);
 
@@ -765,19 +766,7 @@ const MANUAL = {
 const MANUAL_STEPS = ['copy', 'stop', 'restore', 'swap', 'start'] as const;
 type ManualStep = (typeof MANUAL_STEPS)[number];
 /** kbur restore's phases as its stdout shows them: preflight until `restore <id> started;`, then one per step, then the exit. */
-const KBUR_STEPS = [
-  'preflight',
-  'stage',
-  'verify-staged',
-  'stop',
-  'restore',
-  'restore-kubernetes',
-  'start-etcd',
-  'wait-quorum',
-  'verify',
-  'start-control-plane',
-  'exit',
-] as const;
+const KBUR_STEPS = ['preflight', ...STEPS, 'exit'] as const;
 type KburStep = (typeof KBUR_STEPS)[number];
 
 interface RestoreRunResult {

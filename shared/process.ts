@@ -1,3 +1,6 @@
+import { access, constants } from 'node:fs/promises';
+import { delimiter, join } from 'node:path';
+
 /**
  * grpc-js puts the target host in TLS SNI even when it is an IP address, and Node warns about it
  * on every connection (DEP0123). The certificate is still checked against that IP; the warning
@@ -15,3 +18,25 @@ export function dropIpServernameWarning(): void {
  * heap from growing with the garbage that streaming gigabytes leaves behind, so memory stays flat.
  */
 export const NODE_FLAGS = ['--max-semi-space-size=1'];
+
+/** The environment of a tool kbur runs: PATH and a neutral locale, plus what the caller names; nothing inherited. */
+export function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  return { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8', ...extra };
+}
+
+/** The first of `names` that is an executable on PATH, or undefined. */
+export async function findExecutable(names: string[]): Promise<string | undefined> {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    for (const name of names) {
+      const path = join(dir, name);
+      if (
+        await access(path, constants.X_OK).then(
+          () => true,
+          () => false,
+        )
+      )
+        return path;
+    }
+  }
+  return undefined;
+}

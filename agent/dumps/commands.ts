@@ -1,8 +1,8 @@
 import { execFile } from 'node:child_process';
-import { access, constants } from 'node:fs/promises';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { KburError } from '../../shared/errors.js';
+import { childEnv, findExecutable } from '../../shared/process.js';
 import type { DumpProfile } from './profiles.js';
 
 const run = promisify(execFile);
@@ -29,10 +29,6 @@ export interface DumpPlan {
 /** Schemas of the server itself, never dumped nor dropped by kbur. */
 const MARIADB_SYSTEM = new Set(['information_schema', 'performance_schema', 'mysql', 'sys']);
 
-export function baseEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  return { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8', ...extra };
-}
-
 /** Client connection options of a MariaDB profile; the defaults file must come first. */
 export function mariadbClientArgs(p: Extract<DumpProfile, { type: 'mariadb' }>): string[] {
   return [
@@ -58,7 +54,7 @@ export async function planDump(profile: DumpProfile): Promise<DumpPlan> {
       return {
         tool,
         toolVersion: await toolVersion(tool),
-        env: baseEnv(),
+        env: childEnv(),
         parts: databases.map((db) => ({
           name: db,
           extension: 'sql',
@@ -85,14 +81,14 @@ export async function planDump(profile: DumpProfile): Promise<DumpPlan> {
           argv: [dumpall, '--globals-only', ...postgresClientArgs(profile)],
         });
       }
-      return { tool, toolVersion: await toolVersion(tool), env: baseEnv({ PGPASSFILE: profile.passFile }), parts };
+      return { tool, toolVersion: await toolVersion(tool), env: childEnv({ PGPASSFILE: profile.passFile }), parts };
     }
     case 'mongodb': {
       const tool = profile.tool ?? (await findTool(['mongodump'], 'the MongoDB database tools'));
       return {
         tool,
         toolVersion: await toolVersion(tool),
-        env: baseEnv(),
+        env: childEnv(),
         parts: [{ name: 'archive', extension: 'archive', compression: 'gzip', argv: mongodumpArgs(tool, profile) }],
       };
     }
@@ -100,14 +96,14 @@ export async function planDump(profile: DumpProfile): Promise<DumpPlan> {
       return {
         tool: 'tar',
         toolVersion: 'node-tar',
-        env: baseEnv(),
+        env: childEnv(),
         parts: [{ name: 'files', extension: 'tar', compression: 'gzip', paths: profile.paths.map((p) => p.replace(/^\/+/, '')) }],
       };
     case 'command':
       return {
         tool: profile.dump[0]!,
         toolVersion: '',
-        env: baseEnv(profile.env),
+        env: childEnv(profile.env),
         parts: [{ name: 'output', extension: 'out', compression: 'gzip', argv: profile.dump }],
       };
   }
@@ -126,7 +122,7 @@ async function listMariadbDatabases(p: Extract<DumpProfile, { type: 'mariadb' }>
   const client = await findTool(['mariadb', 'mysql'], 'mariadb-client');
   try {
     const { stdout } = await run(client, [...mariadbClientArgs(p), '-N', '-B', '-e', 'SHOW DATABASES'], {
-      env: baseEnv(),
+      env: childEnv(),
       timeout: 30_000,
     });
     return stdout.split('\n').filter((d) => d && !MARIADB_SYSTEM.has(d));
@@ -139,18 +135,8 @@ async function listMariadbDatabases(p: Extract<DumpProfile, { type: 'mariadb' }>
 }
 
 export async function findTool(names: string[], pkg: string): Promise<string> {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    for (const name of names) {
-      const p = join(dir, name);
-      if (
-        await access(p, constants.X_OK).then(
-          () => true,
-          () => false,
-        )
-      )
-        return p;
-    }
-  }
+  const found = await findExecutable(names);
+  if (found) return found;
   throw new KburError('FAILED_PRECONDITION', `${names.join(' or ')} is not installed on this node`, {
     hint: `install ${pkg}, or set the profile's tool to its path`,
   });
@@ -158,7 +144,7 @@ export async function findTool(names: string[], pkg: string): Promise<string> {
 
 async function toolVersion(tool: string): Promise<string> {
   try {
-    const { stdout } = await run(tool, ['--version'], { env: baseEnv(), timeout: 10_000 });
+    const { stdout } = await run(tool, ['--version'], { env: childEnv(), timeout: 10_000 });
     return stdout.trim().split('\n')[0] ?? '';
   } catch {
     return 'unknown';

@@ -1,8 +1,7 @@
 import { execFile } from 'node:child_process';
-import { access, constants } from 'node:fs/promises';
-import { delimiter, join } from 'node:path';
 import { promisify } from 'node:util';
 import { KburError } from '../../shared/errors.js';
+import { childEnv, findExecutable } from '../../shared/process.js';
 
 const run = promisify(execFile);
 
@@ -14,14 +13,16 @@ export interface RestoreTool {
   canBumpRevision: boolean;
 }
 
-/** Only PATH: an ETCD_... or ETCDCTL_... variable that shadows a flag makes etcd tools refuse to run. */
+/** Nothing inherited: an ETCD_... or ETCDCTL_... variable that shadows a flag makes etcd tools refuse to run. */
 export function toolEnv(): NodeJS.ProcessEnv {
-  return { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', ETCDCTL_API: '3' };
+  return childEnv({ ETCDCTL_API: '3' });
 }
 
 /** etcdutl when there is one (etcd >= 3.5), else `etcdctl snapshot restore` (etcd 3.4); or the configured one. */
 export async function findRestoreTool(configured: string | undefined): Promise<RestoreTool> {
-  const candidates = configured ? [configured] : [await onPath('etcdutl'), await onPath('etcdctl')].filter((p): p is string => Boolean(p));
+  const candidates = configured
+    ? [configured]
+    : [(await findExecutable(['etcdutl'])) ?? (await findExecutable(['etcdctl']))].filter((p): p is string => Boolean(p));
   if (candidates.length === 0) {
     throw new KburError('FAILED_PRECONDITION', 'no etcd restore tool on this node: neither etcdutl nor etcdctl is on PATH', {
       hint: 'install etcdutl (etcd >= 3.5) or etcdctl (etcd 3.4) on the node, or set etcd.restoreTool in the agent config',
@@ -46,18 +47,4 @@ export async function findRestoreTool(configured: string | undefined): Promise<R
       : { stdout: '' };
   const canBumpRevision = /--bump-revision/.test(help.stdout) && /--mark-compacted/.test(help.stdout);
   return { kind, path, version, canBumpRevision };
-}
-
-async function onPath(name: string): Promise<string | undefined> {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    const p = join(dir, name);
-    if (
-      await access(p, constants.X_OK).then(
-        () => true,
-        () => false,
-      )
-    )
-      return p;
-  }
-  return undefined;
 }

@@ -5,6 +5,7 @@ import type { Artifact, Manifest } from '../../shared/manifest.js';
 import { StreamDigest } from '../../shared/streams.js';
 import type { AgentClient } from '../agent-client.js';
 import type { ArtifactWriter, BackupWriter } from '../repository/repository.js';
+import { stallWatch } from './receive.js';
 
 export const dumpPath = (node: string, profile: string, h: Pick<DumpPartHeader, 'name' | 'extension' | 'compression'>): string =>
   `dumps/${node}/${profile}/${h.name}.${h.extension}${h.compression === 'gzip' ? '.gz' : ''}`;
@@ -25,21 +26,11 @@ export async function runDumpProfile(opts: {
   const node = opts.agent.node.name;
   const artifacts: Artifact[] = [];
   let current: { header: DumpPartHeader; writer: ArtifactWriter; digest: StreamDigest } | undefined;
-  const stall = new AbortController();
-  const signal = AbortSignal.any([opts.signal, stall.signal]);
-  let last = Date.now();
-  const timer = setInterval(
-    () => {
-      if (Date.now() - last >= opts.stallMs)
-        stall.abort(
-          new KburError('UNAVAILABLE', `dump ${opts.profile} on ${node}: nothing received for ${Math.round(opts.stallMs / 1000)} s`),
-        );
-    },
-    Math.min(1000, opts.stallMs),
-  );
+  const stall = stallWatch(`dump ${opts.profile} on ${node}`, opts.stallMs, opts.signal);
+  const signal = stall.signal;
   try {
     for await (const msg of opts.agent.runDump(opts.profile, signal)) {
-      last = Date.now();
+      stall.touch();
       const kind = msg.kind;
       if (kind?.$case === 'part') {
         current = {
@@ -91,10 +82,10 @@ export async function runDumpProfile(opts: {
   } catch (err) {
     await current?.writer.abort();
     await Promise.all(artifacts.map((a) => opts.writer.discard(a.path)));
-    const e = stall.signal.aborted ? asKburError(stall.signal.reason) : asKburError(err);
+    const e = stall.reason() ?? asKburError(err);
     if (e.code === 'CANCELLED' && opts.signal.aborted) throw e;
     return { failure: { part: `dump/${node}/${opts.profile}`, message: e.message } };
   } finally {
-    clearInterval(timer);
+    stall.stop();
   }
 }

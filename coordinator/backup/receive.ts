@@ -35,23 +35,15 @@ export async function receiveArtifact<H, T extends Trailer>(opts: {
   onBytes?: (n: number) => void;
   onHeader?: (header: H) => void;
 }): Promise<Received<H, T>> {
-  const stall = new AbortController();
-  const signal = AbortSignal.any([opts.signal, stall.signal]);
-  // One timer for the whole stream: re-arming one per message costs more than the message.
-  let lastMessage = Date.now();
-  const timer = setInterval(
-    () => {
-      if (Date.now() - lastMessage >= opts.stallMs) stall.abort(stalled(opts.what, opts.stallMs));
-    },
-    Math.min(1000, opts.stallMs),
-  );
+  const stall = stallWatch(opts.what, opts.stallMs, opts.signal);
+  const signal = stall.signal;
   const digest = new StreamDigest();
   let header: H | undefined;
   let trailer: T | undefined;
   const out = opts.writer.stream;
   try {
     for await (const msg of opts.messages(signal)) {
-      lastMessage = Date.now();
+      stall.touch();
       const kind = msg.kind;
       if (!kind) continue;
       if (trailer) throw new KburError('DATA_LOSS', `${opts.what}: data after the trailer`);
@@ -85,14 +77,39 @@ export async function receiveArtifact<H, T extends Trailer>(opts: {
     return { header, trailer, size: digest.size, sha256 };
   } catch (err) {
     await opts.writer.abort();
-    throw stall.signal.aborted ? stall.signal.reason : err;
+    throw stall.reason() ?? err;
   } finally {
-    clearInterval(timer);
+    stall.stop();
   }
 }
 
-function stalled(what: string, ms: number): KburError {
-  return new KburError('UNAVAILABLE', `${what}: nothing received for ${Math.round(ms / 1000)} s`, {
-    hint: "the agent or etcd is stuck or the network dropped; see the agent's log (journalctl -u kbur-agent)",
-  });
+/**
+ * Gives up a stream that sends nothing for `ms`: its signal aborts (with an UNAVAILABLE naming
+ * `what`) when the caller's does or when touch() was not called in time. One timer for the whole
+ * stream: re-arming one per message costs more than the message.
+ */
+export function stallWatch(
+  what: string,
+  ms: number,
+  outer: AbortSignal,
+): { signal: AbortSignal; touch(): void; stop(): void; reason(): KburError | undefined } {
+  const stall = new AbortController();
+  let last = Date.now();
+  const timer = setInterval(
+    () => {
+      if (Date.now() - last < ms) return;
+      stall.abort(
+        new KburError('UNAVAILABLE', `${what}: nothing received for ${Math.round(ms / 1000)} s`, {
+          hint: "the agent or the tool behind it is stuck or the network dropped; see the agent's log (journalctl -u kbur-agent)",
+        }),
+      );
+    },
+    Math.min(1000, ms),
+  );
+  return {
+    signal: AbortSignal.any([outer, stall.signal]),
+    touch: () => (last = Date.now()),
+    stop: () => clearInterval(timer),
+    reason: () => (stall.signal.aborted ? (stall.signal.reason as KburError) : undefined),
+  };
 }
