@@ -39,6 +39,22 @@ export function mariadbClientArgs(p: Extract<DumpProfile, { type: 'mariadb' }>):
   ];
 }
 
+/** One database of a MariaDB profile: a consistent dump (one transaction) with routines, triggers and events. */
+export function mariadbPart(tool: string, p: Extract<DumpProfile, { type: 'mariadb' }>, db: string): DumpPart {
+  const argv = [
+    tool,
+    ...mariadbClientArgs(p),
+    '--single-transaction',
+    '--routines',
+    '--triggers',
+    '--events',
+    '--hex-blob',
+    '--databases',
+    db,
+  ];
+  return { name: db, extension: 'sql', compression: 'gzip', argv };
+}
+
 export function postgresClientArgs(p: Extract<DumpProfile, { type: 'postgres' }>): string[] {
   // -w: never prompt; the password comes from PGPASSFILE.
   return ['-h', p.host, '-p', String(p.port), '-U', p.user, '-w'];
@@ -50,18 +66,7 @@ export async function planDump(profile: DumpProfile): Promise<DumpPlan> {
     case 'mariadb': {
       const tool = profile.tool ?? (await findTool(['mariadb-dump', 'mysqldump'], 'mariadb-client'));
       const databases = profile.databases ?? (await listMariadbDatabases(profile));
-      const args = ['--single-transaction', '--routines', '--triggers', '--events', '--hex-blob'];
-      return {
-        tool,
-        toolVersion: await toolVersion(tool),
-        env: childEnv(),
-        parts: databases.map((db) => ({
-          name: db,
-          extension: 'sql',
-          compression: 'gzip',
-          argv: [tool, ...mariadbClientArgs(profile), ...args, '--databases', db],
-        })),
-      };
+      return { tool, toolVersion: await toolVersion(tool), env: childEnv(), parts: databases.map((db) => mariadbPart(tool, profile, db)) };
     }
     case 'postgres': {
       const tool = profile.tool ?? (await findTool(['pg_dump'], 'postgresql-client'));

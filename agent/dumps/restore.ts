@@ -14,6 +14,7 @@ import { restoreDir } from '../restore/record.js';
 import type { AgentState } from '../state.js';
 import {
   findTool,
+  mariadbPart,
   mariadbClientArgs,
   mongorestoreArgs,
   planDump,
@@ -60,28 +61,7 @@ export async function restoreDump(
 
 /** MariaDB without a database list dumps every database; a restore may name any of them. */
 function partOutsidePlan(profile: DumpProfile, plan: DumpPlan, name: string): DumpPart {
-  if (profile.type === 'mariadb' && !profile.databases && /^[A-Za-z0-9_$-]{1,64}$/.test(name)) {
-    const template = plan.parts[0];
-    const tool = plan.tool;
-    return {
-      name,
-      extension: 'sql',
-      compression: 'gzip',
-      argv: template?.argv
-        ? [...template.argv.slice(0, -1), name]
-        : [
-            tool,
-            ...mariadbClientArgs(profile),
-            '--single-transaction',
-            '--routines',
-            '--triggers',
-            '--events',
-            '--hex-blob',
-            '--databases',
-            name,
-          ],
-    };
-  }
+  if (profile.type === 'mariadb' && !profile.databases && /^[A-Za-z0-9_$-]{1,64}$/.test(name)) return mariadbPart(plan.tool, profile, name);
   throw new KburError('INVALID_ARGUMENT', `profile has no part "${name}" (it has: ${plan.parts.map((p) => p.name).join(', ')})`);
 }
 
