@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=1
+#!/usr/bin/env -S node --max-semi-space-size=2
 import { dropIpServernameWarning } from '../shared/process.js';
 import { runAgent } from './main.js';
 

@@ -17,7 +17,7 @@ export function dropIpServernameWarning(): void {
  * How kbur's binaries run node (their shebang says the same): a small young generation keeps the
  * heap from growing with the garbage that streaming gigabytes leaves behind, so memory stays flat.
  */
-export const NODE_FLAGS = ['--max-semi-space-size=1'];
+export const NODE_FLAGS = ['--max-semi-space-size=2'];
 
 /** The environment of a tool kbur runs: PATH and a neutral locale, plus what the caller names; nothing inherited. */
 export function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
