@@ -7,7 +7,7 @@ import type { LocalEtcd } from './etcd/member.js';
 
 /** What the coordinator needs to know about this node before it plans anything. */
 export async function nodeInfo(node: string, stateDir: string, etcd: LocalEtcd): Promise<GetNodeInfoResponse> {
-  const [os, mounts, member] = await Promise.all([si.osInfo(), si.fsSize(), etcd.status()]);
+  const [os, mounts, member] = await Promise.all([si.osInfo(), si.fsSize(), etcd.status({ keyCount: true })]);
   return {
     node,
     hostname: os.hostname,

@@ -36,13 +36,14 @@ export class LocalEtcd {
   }
 
   /** Status of the member; never throws: an unreachable member is `reachable: false` with the reason. */
-  async status(): Promise<EtcdMemberStatus> {
+  async status(opts: { keyCount?: boolean } = {}): Promise<EtcdMemberStatus> {
     const base = { endpoint: this.settings.endpoint, dataDir: this.settings.dataDir, name: this.settings.name };
     try {
       const [st, list, keyCount] = await Promise.all([
         this.client.maintenance.status(),
         this.client.cluster.memberList({ linearizable: false }),
-        this.countKeys(0),
+        // Counting walks the whole index: only for node info, never for the probes that poll.
+        opts.keyCount ? this.countKeys(0) : Promise.resolve(-1),
       ]);
       const memberId = hexId(st.header.member_id);
       return {

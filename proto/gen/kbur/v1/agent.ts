@@ -71,7 +71,7 @@ export interface EtcdMemberStatus {
   endpoint: string;
   dataDir: string;
   members: EtcdMember[];
-  /** Live keys in the whole keyspace, counted on this member (-1 when it could not count). */
+  /** Live keys in the whole keyspace, counted on this member: in node info only (-1 when it could not count). */
   keyCount: number;
 }
 
