@@ -1,4 +1,4 @@
-import type { Readable } from 'node:stream';
+import { PassThrough } from 'node:stream';
 import { KburError, asKburError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import type { AgentClient } from '../agent-client.js';
@@ -46,16 +46,34 @@ async function runStep(r: RestoreRun, step: StepName): Promise<void> {
     return a;
   };
   switch (step) {
-    case 'stage':
-      return perNode(r, step, async (node) => {
-        const stream: Readable = await r.repository.openArtifact(plan.cluster, plan.backupId, plan.snapshot.path);
-        const got = await agent(node).stageSnapshot(
-          { restoreId: plan.restoreId, size: plan.snapshot.size, sha256: plan.snapshot.sha256 },
-          stream,
-          r.signal,
-        );
-        return [`staged ${got.path} (${got.size} bytes, sha256 checked on the node)`];
-      });
+    case 'stage': {
+      // One read of the snapshot, piped to every node at once: Node's pipe() waits for the slowest
+      // and lets a failed node drop out without stopping the others.
+      const source = await r.repository.openArtifact(plan.cluster, plan.backupId, plan.snapshot.path);
+      const branches = new Map(
+        plan.nodes
+          .filter((n) => !r.journal.isDone(step, n.node))
+          .map((n) => [n.node, source.pipe(new PassThrough({ highWaterMark: 1 << 20 }))]),
+      );
+      try {
+        return await perNode(r, step, async (node) => {
+          const branch = branches.get(node)!;
+          try {
+            const got = await agent(node).stageSnapshot(
+              { restoreId: plan.restoreId, size: plan.snapshot.size, sha256: plan.snapshot.sha256 },
+              branch,
+              r.signal,
+            );
+            return [`staged ${got.path} (${got.size} bytes, sha256 checked on the node)`];
+          } finally {
+            source.unpipe(branch);
+            branch.destroy();
+          }
+        });
+      } finally {
+        source.destroy();
+      }
+    }
     case 'verify-staged':
       return perNode(r, step, async (node) => [
         `staged copy rechecked: ${(await agent(node).verifyStagedSnapshot(plan.restoreId)).sha256}`,
