@@ -184,6 +184,21 @@ describe('kbur restore on a 3-member TLS etcd', function () {
     expect(await keys()).to.deep.equal(wanted);
   });
 
+  it('resumes after an agent restarted while its etcd manifest was held (it finds etcd in the held copy)', async function () {
+    const wanted = await keys();
+    const m = await backup();
+    const crashed = await runKbur(['--config', sandbox.coordinatorConfig, 'restore', m.id, '--yes'], {
+      KBUR_FAILPOINT: 'crash-after:stop',
+    });
+    const rid = await restoreIdFrom(crashed.stdout);
+    await sandbox.stopAgent('node-2');
+    await sandbox.startAgents(['node-2']);
+    const run = await kbur('restore', '--resume', rid, '--yes');
+    expect(run.code, run.stdout + run.stderr).to.equal(0);
+    await waitHealthy();
+    expect(await keys()).to.deep.equal(wanted);
+  });
+
   it('--rollback after a restore gives back the data as it was before the restore', async function () {
     const m = await backup();
     await sandbox.etcdctl(['put', '/registry/configmaps/demo/written-after-backup', 'y']);
