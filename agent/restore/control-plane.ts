@@ -37,6 +37,12 @@ export async function presentManifests(s: AgentState, restoreId: string): Promis
 
 /** Moves the control plane's manifests out (etcd's last) or stops the etcd unit, then waits until etcd is gone. */
 export async function stopControlPlane(s: AgentState, restoreId: string): Promise<{ done: string[]; alreadyDone: boolean }> {
+  const other = await restoreInProgress(s, restoreId);
+  if (other) {
+    throw new KburError('FAILED_PRECONDITION', `restore ${other} is still in progress on this node: it holds its control plane stopped`, {
+      hint: `finish it (kbur restore --resume ${other}) or undo it (kbur restore --rollback ${other}) before another restore; nothing was stopped`,
+    });
+  }
   const record = await readRecord(s.config.stateDir, restoreId);
   const done: string[] = [];
   const names = [...CONTROL_PLANE_MANIFESTS, ...(etcdMode(s) === 'static-pod' ? [ETCD_MANIFEST] : [])];
@@ -80,6 +86,18 @@ export async function startControlPlane(s: AgentState, restoreId: string): Promi
   // The held folder is kbur's own; once empty it has no reason to stay.
   await rmdir(heldDir(s, restoreId)).catch(() => undefined);
   return { done, alreadyDone: done.length === 0 };
+}
+
+/** Another restore that stopped this node and has not started it again: it still holds manifests, or its unit. */
+export async function restoreInProgress(s: AgentState, restoreId: string): Promise<string | undefined> {
+  for (const entry of await readdir(s.config.kubernetesDir).catch(() => [] as string[])) {
+    const id = entry.startsWith(HELD_PREFIX) ? entry.slice(HELD_PREFIX.length) : undefined;
+    if (id && id !== restoreId && (await readdir(join(s.config.kubernetesDir, entry)).catch(() => [])).length > 0) return id;
+  }
+  for (const id of await readdir(join(s.config.stateDir, 'restores')).catch(() => [] as string[])) {
+    if (id !== restoreId && (await readRecord(s.config.stateDir, id).catch(() => undefined))?.unitStopped) return id;
+  }
+  return undefined;
 }
 
 /** Moves one manifest out of manifests/ into the held folder; false when it is not there (already held, or none). */

@@ -6,7 +6,7 @@ import { asKburError } from '../../shared/errors.js';
 import { diskOf } from '../node-info.js';
 import type { AgentState } from '../state.js';
 import { assertRestoreId } from './record.js';
-import { etcdMode, presentManifests } from './control-plane.js';
+import { etcdMode, presentManifests, restoreInProgress } from './control-plane.js';
 import { findRestoreTool } from './tool.js';
 
 const run = promisify(execFile);
@@ -36,8 +36,11 @@ export async function prepareRestore(s: AgentState, req: PrepareRestoreRequest):
         `${disk.mount} has ${disk.freeBytes} bytes free; the restore needs ${need} there (staged snapshot and restored data dir)`,
       );
   }
+  const other = await restoreInProgress(s, req.restoreId);
+  if (other)
+    problems.push(`restore ${other} is still in progress here (it holds the control plane stopped): resume it or roll it back first`);
   const manifests = await presentManifests(s, req.restoreId);
-  if (etcdMode(s) === 'static-pod' && !manifests.includes('etcd.yaml'))
+  if (!other && etcdMode(s) === 'static-pod' && !manifests.includes('etcd.yaml'))
     problems.push(`no etcd.yaml in ${s.config.kubernetesDir}/manifests: cannot stop or start etcd here`);
   return {
     node: s.config.node,

@@ -199,6 +199,22 @@ describe('kbur restore on a 3-member TLS etcd', function () {
     expect(await keys()).to.deep.equal(wanted);
   });
 
+  it('refuses a second restore, touching nothing, while another one holds the nodes stopped', async function () {
+    const m = await backup();
+    const crashed = await runKbur(['--config', sandbox.coordinatorConfig, 'restore', m.id, '--yes'], {
+      KBUR_FAILPOINT: 'crash-after:stop',
+    });
+    const first = await restoreIdFrom(crashed.stdout);
+    const before = await fingerprint();
+    const second = await kbur('restore', m.id, '--yes');
+    expect(second.code).to.equal(9);
+    expect(second.stderr).to.contain(`node-1: restore ${first} is still in progress here`);
+    expect(await fingerprint()).to.deep.equal(before);
+    const resumed = await kbur('restore', '--resume', first, '--yes');
+    expect(resumed.code, resumed.stdout + resumed.stderr).to.equal(0);
+    await waitHealthy();
+  });
+
   it('--rollback after a restore gives back the data as it was before the restore', async function () {
     const m = await backup();
     await sandbox.etcdctl(['put', '/registry/configmaps/demo/written-after-backup', 'y']);
