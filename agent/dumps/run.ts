@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { createGzip } from 'node:zlib';
 import { create } from 'tar';
 import type { RunDumpResponse } from '../../proto/gen/kbur/v1/agent.js';
@@ -136,7 +136,8 @@ export function watchChild(
         hint: 'an empty dump is never taken as a good one; check the profile',
       });
   });
-  const output = compression === 'gzip' ? child.stdout!.pipe(createGzip({ level: 6 })) : child.stdout!;
+  // Always through a pipe: the byte counter above reads stdout too, and nothing may flow past the reader.
+  const output = child.stdout!.pipe(compression === 'gzip' ? createGzip({ level: 6 }) : new PassThrough());
   // The verdict needs the exit status as well as the end of stdout: the reader awaits `done`.
   done.catch(() => undefined);
   return { output, done, rawBytes: () => raw, stderrTail: () => stderr, stop: kill };

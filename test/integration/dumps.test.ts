@@ -126,6 +126,7 @@ describe('application dumps with real MariaDB and PostgreSQL', function () {
     expect(code).to.equal(0);
     const dump = manifest.artifacts.find((a) => a.kind === 'dump')!;
     expect([dump.path, dump.compression]).to.deep.equal(['dumps/node-1/registry/registry.pgdump', 'none']);
+    expect(dump.dump!.rawBytes, 'every byte pg_dump wrote reached the repository').to.equal(dump.size);
     const verify = await runKbur(['--config', sandbox.coordinatorConfig, 'verify', manifest.id]);
     expect(verify.code, verify.stdout).to.equal(0);
 
