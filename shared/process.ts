@@ -24,18 +24,20 @@ export function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv 
   return { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8', ...extra };
 }
 
+/** Whether something is at `path` (with `mode`, e.g. constants.X_OK, when given). */
+export function pathExists(path: string, mode?: number): Promise<boolean> {
+  return access(path, mode).then(
+    () => true,
+    () => false,
+  );
+}
+
 /** The first of `names` that is an executable on PATH, or undefined. */
 export async function findExecutable(names: string[]): Promise<string | undefined> {
   for (const dir of (process.env.PATH ?? '').split(delimiter)) {
     for (const name of names) {
       const path = join(dir, name);
-      if (
-        await access(path, constants.X_OK).then(
-          () => true,
-          () => false,
-        )
-      )
-        return path;
+      if (await pathExists(path, constants.X_OK)) return path;
     }
   }
   return undefined;

@@ -1,7 +1,8 @@
-import { access, readFile, readdir } from 'node:fs/promises';
+import { readFile, readdir } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { parse } from 'yaml';
 import { KburError } from '../../shared/errors.js';
+import { pathExists } from '../../shared/process.js';
 import type { AgentConfig } from '../config.js';
 
 /** How to reach and identify the local etcd member. */
@@ -68,21 +69,14 @@ export async function discoverEtcd(config: AgentConfig): Promise<EtcdSettings> {
 export const HELD_PREFIX = 'kbur-held-';
 
 async function heldManifest(manifest: string): Promise<string> {
-  if (await exists(manifest)) return manifest;
+  if (await pathExists(manifest)) return manifest;
   const kubernetesDir = dirname(dirname(manifest));
   const held = (await readdir(kubernetesDir).catch(() => [] as string[])).filter((d) => d.startsWith(HELD_PREFIX)).sort();
   for (const dir of held.reverse()) {
     const candidate = join(kubernetesDir, dir, basename(manifest));
-    if (await exists(candidate)) return candidate;
+    if (await pathExists(candidate)) return candidate;
   }
   return manifest;
-}
-
-function exists(path: string): Promise<boolean> {
-  return access(path).then(
-    () => true,
-    () => false,
-  );
 }
 
 function hostPorts(urls: string[]): { host: string; port: number }[] {

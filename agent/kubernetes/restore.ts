@@ -5,7 +5,8 @@ import type { StageSnapshotRequest } from '../../proto/gen/kbur/v1/agent.js';
 import { checkArchive } from '../../shared/archive-check.js';
 import { digestFile } from '../../shared/streams.js';
 import { HELD_PREFIX } from '../etcd/discovery.js';
-import { exists, manifestsDir } from '../restore/control-plane.js';
+import { manifestsDir } from '../restore/control-plane.js';
+import { pathExists } from '../../shared/process.js';
 import { readRecord, writeRecord, type RestoreRecord } from '../restore/record.js';
 import { receiveUpload } from '../restore/stage.js';
 import type { AgentState } from '../state.js';
@@ -42,10 +43,10 @@ export async function restoreKubernetesDir(
     if (rel.startsWith(HELD_PREFIX)) continue;
     const target = await currentPath(s, record, rel);
     if (entry.isDirectory()) {
-      if (!(await exists(target))) await mkdir(target, { recursive: true, mode: (await lstat(src)).mode & 0o7777 });
+      if (!(await pathExists(target))) await mkdir(target, { recursive: true, mode: (await lstat(src)).mode & 0o7777 });
       continue;
     }
-    if (await exists(target)) {
+    if (await pathExists(target)) {
       if (await sameEntry(src, target)) {
         unchanged++;
         continue;
@@ -55,7 +56,7 @@ export async function restoreKubernetesDir(
       if (!record.kubernetes.replaced.includes(rel)) record.kubernetes.replaced.push(rel);
       await writeRecord(s.config.stateDir, record);
       // A resumed restore may have moved the old file aside already: never overwrite that copy.
-      if (!(await exists(aside))) await rename(target, aside);
+      if (!(await pathExists(aside))) await rename(target, aside);
     } else {
       if (!record.kubernetes.added.includes(rel)) record.kubernetes.added.push(rel);
       await writeRecord(s.config.stateDir, record);
@@ -82,10 +83,10 @@ export async function rollbackKubernetesDir(s: AgentState, record: RestoreRecord
   const restoredAside = `${s.config.kubernetesDir}.kbur-${record.restoreId}-restored`;
   for (const rel of [...k.added, ...k.replaced]) {
     const target = await currentPath(s, record, rel);
-    if (!(await exists(target))) continue;
+    if (!(await pathExists(target))) continue;
     await mkdir(dirname(join(restoredAside, rel)), { recursive: true, mode: 0o700 });
     await rename(target, join(restoredAside, rel));
-    if (k.replaced.includes(rel) && (await exists(join(k.aside, rel)))) await rename(join(k.aside, rel), target);
+    if (k.replaced.includes(rel) && (await pathExists(join(k.aside, rel)))) await rename(join(k.aside, rel), target);
   }
   record.kubernetes = undefined;
   await writeRecord(s.config.stateDir, record);
@@ -99,7 +100,7 @@ async function currentPath(s: AgentState, record: RestoreRecord, rel: string): P
   const inManifests = relative(manifestsDir(s), join(s.config.kubernetesDir, rel));
   if (!inManifests.includes('/') && !inManifests.startsWith('..')) {
     const held = record.held.find((h) => h.name === inManifests);
-    if (held && (await exists(held.to))) return held.to;
+    if (held && (await pathExists(held.to))) return held.to;
   }
   return join(s.config.kubernetesDir, rel);
 }

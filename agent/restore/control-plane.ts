@@ -1,9 +1,10 @@
 import { execFile } from 'node:child_process';
-import { access, mkdir, readFile, readdir, rename, rmdir } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rmdir } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { basename, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { KburError } from '../../shared/errors.js';
+import { pathExists } from '../../shared/process.js';
 import { fsyncDir } from '../../shared/streams.js';
 import type { AgentState } from '../state.js';
 import { HELD_PREFIX } from '../etcd/discovery.js';
@@ -103,11 +104,11 @@ export async function restoreInProgress(s: AgentState, restoreId: string): Promi
 /** Moves one manifest out of manifests/ into the held folder; false when it is not there (already held, or none). */
 export async function holdManifest(s: AgentState, record: RestoreRecord, name: string): Promise<boolean> {
   const from = join(manifestsDir(s), name);
-  if (!(await exists(from))) return false;
+  if (!(await pathExists(from))) return false;
   const dir = heldDir(s, record.restoreId);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const to = join(dir, name);
-  if (await exists(to)) {
+  if (await pathExists(to)) {
     throw new KburError('FAILED_PRECONDITION', `${name} is both in ${manifestsDir(s)} and in ${dir}`, {
       hint: `someone put a manifest back by hand during restore ${record.restoreId}; decide which one is right, remove the other, then resume`,
     });
@@ -122,8 +123,8 @@ export async function holdManifest(s: AgentState, record: RestoreRecord, name: s
 
 async function releaseManifest(s: AgentState, record: RestoreRecord, name: string): Promise<boolean> {
   const held = record.held.find((h) => h.name === name);
-  if (!held || !(await exists(held.to))) return false;
-  if (await exists(held.from)) {
+  if (!held || !(await pathExists(held.to))) return false;
+  if (await pathExists(held.from)) {
     throw new KburError('FAILED_PRECONDITION', `${held.from} exists again while kbur still holds ${held.to}`, {
       hint: 'someone put a manifest back by hand; decide which one is right, remove the other, then resume',
     });
@@ -211,13 +212,6 @@ async function systemctl(verb: 'start' | 'stop', unit: string): Promise<void> {
       },
     );
   }
-}
-
-export function exists(path: string): Promise<boolean> {
-  return access(path).then(
-    () => true,
-    () => false,
-  );
 }
 
 function sleep(ms: number): Promise<void> {

@@ -4,10 +4,11 @@ import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import type { RestoreEtcdMemberRequest } from '../../proto/gen/kbur/v1/agent.js';
 import { KburError } from '../../shared/errors.js';
+import { pathExists } from '../../shared/process.js';
 import { fsyncDir } from '../../shared/streams.js';
 import { rollbackKubernetesDir } from '../kubernetes/restore.js';
 import type { AgentState } from '../state.js';
-import { CONTROL_PLANE_MANIFESTS, etcdMode, exists, holdManifest, startControlPlane, startEtcd, waitEtcdStopped } from './control-plane.js';
+import { CONTROL_PLANE_MANIFESTS, etcdMode, holdManifest, startControlPlane, startEtcd, waitEtcdStopped } from './control-plane.js';
 import { readRecord, writeRecord } from './record.js';
 import { findRestoreTool, toolEnv } from './tool.js';
 
@@ -26,7 +27,7 @@ export async function restoreMember(s: AgentState, req: RestoreEtcdMemberRequest
   const dataDir = s.etcd.settings.dataDir;
   const record = await readRecord(stateDir, req.restoreId);
   if (record.restored) return { done: [], alreadyDone: true };
-  if (!record.staged || !(await exists(record.staged.path))) {
+  if (!record.staged || !(await pathExists(record.staged.path))) {
     throw new KburError('FAILED_PRECONDITION', `no staged snapshot for restore ${req.restoreId} on this node`, {
       hint: 'stage it first (kbur restore does)',
     });
@@ -77,7 +78,7 @@ export async function restoreMember(s: AgentState, req: RestoreEtcdMemberRequest
   const done = [`restored the snapshot with ${tool.kind} ${tool.version} into ${work}`];
   const aside = asideDir(dataDir, req.restoreId);
   const owner = (await stat(dataDir).catch(() => undefined)) ?? (await stat(dirname(dataDir)));
-  if (!record.dataDirAside && (await exists(dataDir))) {
+  if (!record.dataDirAside && (await pathExists(dataDir))) {
     record.dataDirAside = aside;
     await writeRecord(stateDir, record);
     await rename(dataDir, aside);
@@ -105,12 +106,12 @@ export async function rollbackMember(s: AgentState, restoreId: string): Promise<
       if (await holdManifest(s, record, name)) done.push(`moved ${name} out to stop it`);
   }
   await waitEtcdStopped(s);
-  if (record.restored && (await exists(dataDir))) {
+  if (record.restored && (await pathExists(dataDir))) {
     const restoredAside = `${asideDir(dataDir, restoreId)}-restored`;
     await rename(dataDir, restoredAside);
     done.push(`moved the restored data dir aside to ${restoredAside}`);
   }
-  if (record.dataDirAside && (await exists(record.dataDirAside))) {
+  if (record.dataDirAside && (await pathExists(record.dataDirAside))) {
     await rename(record.dataDirAside, dataDir);
     done.push(`moved ${record.dataDirAside} back to ${dataDir}`);
   }

@@ -3,6 +3,7 @@ import { mkdir, readFile, readdir, rm, stat } from 'node:fs/promises';
 import { dirname, join, normalize, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { KburError } from '../../shared/errors.js';
+import { pathExists } from '../../shared/process.js';
 import { BACKUP_ID, manifestSchema, verificationSchema, type Manifest, type Verification } from '../../shared/manifest.js';
 import { AtomicFile, writeFileAtomic } from '../../shared/streams.js';
 import type { ArtifactWriter, BackupListing, BackupWriter, Repository } from './repository.js';
@@ -67,11 +68,7 @@ export class LocalRepository implements Repository {
       text = await readFile(file, 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      const exists = await stat(dir).then(
-        () => true,
-        () => false,
-      );
-      throw exists
+      throw (await pathExists(dir))
         ? new KburError('FAILED_PRECONDITION', `backup ${id} has no manifest.json: it never completed (interrupted, or still running)`, {
             hint: 'use another backup (kbur list); an incomplete backup is never restored from',
           })
