@@ -1,6 +1,7 @@
 import { PassThrough } from 'node:stream';
 import { KburError, asKburError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
+import type { GetNodeInfoResponse } from '../../proto/gen/kbur/v1/agent.js';
 import type { AgentClient } from '../agent-client.js';
 import type { Repository } from '../repository/repository.js';
 import { STEPS, type Journal, type StepName } from './journal.js';
@@ -35,16 +36,47 @@ export async function executeRestore(r: RestoreRun): Promise<void> {
   }
 }
 
+/** The agent of a node of the plan. */
+function agentOf(r: RestoreRun, node: string): AgentClient {
+  const a = r.agents.find((x) => x.node.name === node);
+  if (!a) {
+    throw new KburError('INVALID_CONFIG', `node ${node} of the restore plan is not in kbur.yaml`, {
+      hint: 'resume with the kbur.yaml the restore started with',
+    });
+  }
+  return a;
+}
+
+/** Node info of every node of the plan, in plan order; an agent that does not answer is its error. */
+function nodeInfos(r: RestoreRun): Promise<(GetNodeInfoResponse | KburError)[]> {
+  return Promise.all(
+    r.journal.plan.nodes.map((n) =>
+      agentOf(r, n.node)
+        .getNodeInfo()
+        .catch((err: unknown) => asKburError(err)),
+    ),
+  );
+}
+
+/** Polls the planned nodes every 500 ms until `check` is satisfied, or gives up with `timedOut(last problem)`. */
+async function pollNodes<T>(
+  r: RestoreRun,
+  check: (infos: (GetNodeInfoResponse | KburError)[]) => { ok: T } | { problem: string },
+  timedOut: (problem: string) => KburError,
+): Promise<T> {
+  const deadline = Date.now() + (r.quorumTimeoutMs ?? 120_000);
+  for (;;) {
+    r.signal.throwIfAborted();
+    const result = check(await nodeInfos(r));
+    if ('ok' in result) return result.ok;
+    if (Date.now() > deadline) throw timedOut(result.problem);
+    await new Promise((res) => setTimeout(res, 500));
+  }
+}
+
 async function runStep(r: RestoreRun, step: StepName): Promise<void> {
   const plan = r.journal.plan;
-  const agent = (node: string): AgentClient => {
-    const a = r.agents.find((x) => x.node.name === node);
-    if (!a)
-      throw new KburError('INVALID_CONFIG', `node ${node} of the restore plan is not in kbur.yaml`, {
-        hint: 'resume with the kbur.yaml the restore started with',
-      });
-    return a;
-  };
+  const agent = (node: string): AgentClient => agentOf(r, node);
   switch (step) {
     case 'stage': {
       // One read of the snapshot, piped to every node at once: Node's pipe() waits for the slowest
@@ -173,49 +205,42 @@ async function leaderLast(r: RestoreRun): Promise<string[][]> {
 }
 
 /** Every planned member answers, all see the same leader and the planned member list. */
-async function waitForQuorum(r: RestoreRun): Promise<string[]> {
+function waitForQuorum(r: RestoreRun): Promise<string[]> {
   const plan = r.journal.plan;
-  const deadline = Date.now() + (r.quorumTimeoutMs ?? 120_000);
   const planned = plan.nodes.map((n) => n.memberName).sort();
-  let last = '';
-  for (;;) {
-    r.signal.throwIfAborted();
-    const infos = await Promise.all(
-      plan.nodes.map((n) =>
-        r.agents
-          .find((a) => a.node.name === n.node)!
-          .getNodeInfo()
-          .catch((err: unknown) => asKburError(err)),
-      ),
-    );
-    const problems: string[] = [];
-    const leaders = new Set<string>();
-    infos.forEach((info, i) => {
-      const node = plan.nodes[i]!.node;
-      if (info instanceof Error) return problems.push(info.message);
-      const e = info.etcd;
-      if (!e?.reachable) return problems.push(`${node}: etcd not answering: ${e?.error}`);
-      if (!e.leaderId || e.leaderId === '0') return problems.push(`${node}: no leader yet`);
-      leaders.add(e.leaderId);
-      const names = e.members.map((m) => m.name).sort();
-      if (names.join() !== planned.join()) problems.push(`${node}: members ${names.join(',')}, planned ${planned.join(',')}`);
-    });
-    if (leaders.size > 1) problems.push(`members disagree on the leader: ${[...leaders].join(', ')}`);
-    if (problems.length === 0) return [`${plan.nodes.length} members healthy, leader ${[...leaders][0]}, members ${planned.join(', ')}`];
-    last = problems.join('; ');
-    if (Date.now() > deadline) {
-      throw new KburError('UNAVAILABLE', `etcd did not come back with quorum: ${last}`, {
-        hint: `look at etcd's logs on the nodes; then kbur restore --resume ${plan.restoreId}, or --rollback ${plan.restoreId} to put the old data back`,
+  return pollNodes<string[]>(
+    r,
+    (infos) => {
+      const problems: string[] = [];
+      const leaders = new Set<string>();
+      infos.forEach((info, i) => {
+        const node = plan.nodes[i]!.node;
+        if (info instanceof Error) return problems.push(info.message);
+        const e = info.etcd;
+        if (!e?.reachable) return problems.push(`${node}: etcd not answering: ${e?.error}`);
+        if (!e.leaderId || e.leaderId === '0') return problems.push(`${node}: no leader yet`);
+        leaders.add(e.leaderId);
+        const names = e.members.map((m) => m.name).sort();
+        if (names.join() !== planned.join()) problems.push(`${node}: members ${names.join(',')}, planned ${planned.join(',')}`);
       });
-    }
-    await new Promise((res) => setTimeout(res, 500));
-  }
+      if (leaders.size > 1) problems.push(`members disagree on the leader: ${[...leaders].join(', ')}`);
+      if (problems.length) return { problem: problems.join('; ') };
+      return { ok: [`${plan.nodes.length} members healthy, leader ${[...leaders][0]}, members ${planned.join(', ')}`] };
+    },
+    (problem) =>
+      new KburError('UNAVAILABLE', `etcd did not come back with quorum: ${problem}`, {
+        hint: `look at etcd's logs on the nodes; then kbur restore --resume ${plan.restoreId}, or --rollback ${plan.restoreId} to put the old data back`,
+      }),
+  );
 }
 
 /** Revision at least the backup's (plus the bump), key count equal to the backup's at that revision. */
 async function verifyRestored(r: RestoreRun): Promise<string[]> {
   const plan = r.journal.plan;
-  const infos = await Promise.all(plan.nodes.map((n) => r.agents.find((a) => a.node.name === n.node)!.getNodeInfo()));
+  const infos = (await nodeInfos(r)).map((info) => {
+    if (info instanceof Error) throw info;
+    return info;
+  });
   const problems: string[] = [];
   const detail: string[] = [];
   const want = plan.snapshot.revision + plan.bumpRevision;
@@ -251,7 +276,7 @@ export async function executeRollback(r: RestoreRun): Promise<void> {
   const nodes = journal.plan.nodes.map((n) => n.node);
   const results = await Promise.allSettled(
     nodes.map(async (node) => {
-      const res = await r.agents.find((a) => a.node.name === node)!.restoreStep('RollbackRestore', journal.plan.restoreId);
+      const res = await agentOf(r, node).restoreStep('RollbackRestore', journal.plan.restoreId);
       r.say(`rollback ${node}: ${res.done.length ? res.done.join('; ') : 'already done'}`);
     }),
   );
@@ -266,26 +291,19 @@ export async function executeRollback(r: RestoreRun): Promise<void> {
   await journal.setStatus('rolled-back');
 }
 
-async function waitForOldQuorum(r: RestoreRun): Promise<string> {
-  const deadline = Date.now() + (r.quorumTimeoutMs ?? 120_000);
-  for (;;) {
-    const infos = await Promise.all(
-      r.journal.plan.nodes.map((n) =>
-        r.agents
-          .find((a) => a.node.name === n.node)!
-          .getNodeInfo()
-          .catch(() => undefined),
-      ),
-    );
-    const ok = infos.filter((i) => i?.etcd?.reachable && i.etcd.leaderId && i.etcd.leaderId !== '0');
-    if (ok.length === infos.length) return `${ok.length} members back on their previous data, revision ${ok[0]!.etcd!.revision}`;
-    if (Date.now() > deadline) {
-      throw new KburError('UNAVAILABLE', `after the rollback only ${ok.length} of ${infos.length} members answer with a leader`, {
-        hint: "the previous data dirs are back in place; look at etcd's logs on the nodes",
-      });
-    }
-    await new Promise((res) => setTimeout(res, 500));
-  }
+function waitForOldQuorum(r: RestoreRun): Promise<string> {
+  return pollNodes<string>(
+    r,
+    (infos) => {
+      const ok = infos.filter(
+        (i): i is GetNodeInfoResponse => !(i instanceof Error) && Boolean(i.etcd?.reachable && i.etcd.leaderId && i.etcd.leaderId !== '0'),
+      );
+      if (ok.length === infos.length) return { ok: `${ok.length} members back on their previous data, revision ${ok[0]!.etcd!.revision}` };
+      return { problem: `after the rollback only ${ok.length} of ${infos.length} members answer with a leader` };
+    },
+    (problem) =>
+      new KburError('UNAVAILABLE', problem, { hint: "the previous data dirs are back in place; look at etcd's logs on the nodes" }),
+  );
 }
 
 /** A test hook, like etcd's gofail: KBUR_FAILPOINT=crash-after:<step> kills the coordinator right after that step. */
