@@ -9,7 +9,7 @@
  *   node dist/scripts/sandbox.js up [--root DIR]              start the sandbox and wait for Ctrl-C
  */
 import { execFile, spawn } from 'node:child_process';
-import { appendFile, mkdir, mkdtemp, readdir, rename, rm } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -124,11 +124,7 @@ async function disasterAndRestore(sandbox: Sandbox, id: string): Promise<void> {
   const before = await keys();
   say(`disaster: every object of namespace demo deleted, and ${sandbox.nodes[2]!.name}'s etcd data dir wiped`);
   await sandbox.etcdctl(['del', '--prefix', '/registry/configmaps/demo/']);
-  const victim = sandbox.nodes[2]!;
-  await rename(join(victim.manifestsDir, 'etcd.yaml'), join(victim.dir, 'etcd.yaml'));
-  await sandbox.kubelet.waitFor(victim.name, 'etcd', 'stopped');
-  await rm(victim.dataDir, { recursive: true, force: true });
-  await rename(join(victim.dir, 'etcd.yaml'), join(victim.manifestsDir, 'etcd.yaml'));
+  await sandbox.wipeEtcdData(sandbox.nodes[2]!.name);
   const after = new Set(await keys());
   process.stdout.write(
     `${before.length - after.size} of ${before.length} keys under /registry/ are gone, e.g. ${before.find((k) => !after.has(k))}\n`,

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { open, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { open, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
@@ -83,10 +83,7 @@ describe('kbur restore on a 3-member TLS etcd', function () {
     // The disaster: a namespace's objects deleted, and one member's data dir wiped.
     await sandbox.etcdctl(['del', '--prefix', '/registry/configmaps/demo/']);
     const victim = sandbox.nodes[2]!;
-    await rename(join(victim.manifestsDir, 'etcd.yaml'), join(victim.dir, 'etcd.yaml'));
-    await sandbox.kubelet.waitFor(victim.name, 'etcd', 'stopped');
-    await rm(victim.dataDir, { recursive: true, force: true });
-    await rename(join(victim.dir, 'etcd.yaml'), join(victim.manifestsDir, 'etcd.yaml'));
+    await sandbox.wipeEtcdData(victim.name);
     expect(await keys()).to.not.deep.equal(before);
 
     const run = await kbur('restore', m.id, '--yes');

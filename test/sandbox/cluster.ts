@@ -4,7 +4,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { get } from 'node:http';
 import { connect } from 'node:net';
 import { dirname, isAbsolute, join } from 'node:path';
@@ -63,6 +63,11 @@ export interface Sandbox {
   /** Starts `dist/agent/bin.js` on the given nodes (default all) and waits for their /healthz. */
   startAgents(nodes?: string[]): Promise<void>;
   stopAgent(node: string, signal?: NodeJS.Signals): Promise<void>;
+  /**
+   * A disaster on one node: its etcd is stopped the kubelet's way (manifest out), its data dir
+   * removed, and the manifest put back, so the member comes back with nothing.
+   */
+  wipeEtcdData(node: string): Promise<void>;
   /** Stops the agents and the kubelet (so etcd), and waits for every process to exit. */
   stop(): Promise<void>;
 }
@@ -595,6 +600,15 @@ class LocalSandbox implements Sandbox {
       }
       await sleep(POLL_MS);
     }
+  }
+
+  async wipeEtcdData(name: string): Promise<void> {
+    const node = this.node(name);
+    const aside = join(node.dir, 'etcd.yaml');
+    await rename(join(node.manifestsDir, 'etcd.yaml'), aside);
+    await this.kubelet.waitFor(node.name, 'etcd', 'stopped');
+    await rm(node.dataDir, { recursive: true, force: true });
+    await rename(aside, join(node.manifestsDir, 'etcd.yaml'));
   }
 
   async stopAgent(name: string, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
