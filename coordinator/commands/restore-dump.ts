@@ -1,10 +1,10 @@
 import { KburError } from '../../shared/errors.js';
 import { newBackupId, type Artifact, type Manifest } from '../../shared/manifest.js';
 import type { AgentClient } from '../agent-client.js';
-import { digestFile } from '../../shared/streams.js';
 import { mib } from '../backup/progress.js';
 import { connectAgents, loadContext, type GlobalOptions } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
+import { checkArtifact } from '../repository/check.js';
 import type { Repository } from '../repository/repository.js';
 import { confirm } from '../confirm.js';
 
@@ -50,12 +50,8 @@ export async function run(opts: RestoreDumpOptions): Promise<ExitCode> {
   }
   const problems: string[] = [];
   for (const a of parts) {
-    const got = await digestFile(ctx.repository.artifactLocation(manifest.cluster, manifest.id, a.path), { signal: opts.signal }).catch(
-      (err: unknown) => err as Error,
-    );
-    if (got instanceof Error) problems.push(`${a.path}: ${got.message}`);
-    else if (got.sha256 !== a.sha256 || got.size !== a.size)
-      problems.push(`${a.path} does not match its manifest (sha256 ${got.sha256}, manifest says ${a.sha256})`);
+    const { problem } = await checkArtifact(ctx.repository, manifest, a, opts.signal);
+    if (problem) problems.push(`${a.path}: ${problem}`);
   }
   const agents = await connectAgents(ctx);
   const agent = agents.find((a) => a.node.name === opts.node);

@@ -1,11 +1,10 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { errorMessage } from '../../shared/errors.js';
 import type { Verification } from '../../shared/manifest.js';
-import { digestFile } from '../../shared/streams.js';
 import { KBUR_VERSION } from '../../shared/version.js';
 import { loadContext, type GlobalOptions } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
+import { checkArtifact } from '../repository/check.js';
 
 const exec = promisify(execFile);
 
@@ -18,29 +17,13 @@ export async function run(opts: GlobalOptions & { id: string; signal: AbortSigna
   const m = await ctx.repository.readManifest(ctx.config.cluster, opts.id);
   const results: Verification['artifacts'] = [];
   for (const a of m.artifacts) {
-    try {
-      const got = await digestFile(ctx.repository.artifactLocation(m.cluster, m.id, a.path), {
-        snapshot: a.kind === 'etcd-snapshot',
-        signal: opts.signal,
-      });
-      const problems = [
-        ...(got.size !== a.size ? [`size ${got.size}, manifest says ${a.size}`] : []),
-        ...(got.sha256 !== a.sha256 ? [`sha256 ${got.sha256}, manifest says ${a.sha256}`] : []),
-      ];
-      if (!problems.length && a.dump?.type === 'postgres' && a.dump.part !== '_globals') {
-        const readable = await pgRestoreReads(ctx.repository.artifactLocation(m.cluster, m.id, a.path));
-        if (readable) problems.push(readable);
-      }
-      results.push({
-        path: a.path,
-        ok: problems.length === 0,
-        size: got.size,
-        sha256: got.sha256,
-        ...(problems.length ? { error: problems.join('; ') } : {}),
-      });
-    } catch (err) {
-      results.push({ path: a.path, ok: false, error: errorMessage(err) });
+    const { digest, problem } = await checkArtifact(ctx.repository, m, a, opts.signal);
+    const problems = problem ? [problem] : [];
+    if (!problems.length && a.dump?.type === 'postgres' && a.dump.part !== '_globals') {
+      const readable = await pgRestoreReads(ctx.repository.artifactLocation(m.cluster, m.id, a.path));
+      if (readable) problems.push(readable);
     }
+    results.push({ path: a.path, ok: problems.length === 0, ...digest, ...(problems.length ? { error: problems.join('; ') } : {}) });
   }
   const verification: Verification = {
     verifiedAt: new Date().toISOString(),

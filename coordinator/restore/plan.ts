@@ -2,10 +2,10 @@ import { z } from 'zod';
 import type { PrepareRestoreResponse } from '../../proto/gen/kbur/v1/agent.js';
 import { asKburError } from '../../shared/errors.js';
 import type { Manifest } from '../../shared/manifest.js';
-import { digestFile } from '../../shared/streams.js';
 import type { AgentClient } from '../agent-client.js';
 import { mib } from '../backup/progress.js';
 import { SNAPSHOT_PATH } from '../backup/run.js';
+import { checkArtifact } from '../repository/check.js';
 import type { Repository } from '../repository/repository.js';
 
 export const planSchema = z.object({
@@ -65,22 +65,15 @@ export async function preflight(opts: {
     );
   if (!snapshot || !manifest.etcd) return { plan: undefined, problems: [...problems, `backup ${manifest.id} has no etcd snapshot`] };
 
-  const [digest, prepared] = await Promise.all([
-    digestFile(opts.repository.artifactLocation(opts.cluster, manifest.id, snapshot.path), { snapshot: true, signal: opts.signal }).catch(
-      (err: unknown) => asKburError(err),
-    ),
+  const [snapshotCheck, prepared] = await Promise.all([
+    checkArtifact(opts.repository, manifest, snapshot, opts.signal),
     Promise.all(
       opts.agents.map((a) =>
         a.prepareRestore({ restoreId: opts.restoreId, snapshotSize: snapshot.size }).catch((err: unknown) => asKburError(err)),
       ),
     ),
   ]);
-  if (digest instanceof Error) problems.push(`snapshot ${snapshot.path}: ${digest.message}`);
-  else if (digest.sha256 !== snapshot.sha256 || digest.size !== snapshot.size) {
-    problems.push(
-      `snapshot ${snapshot.path} does not match its manifest: sha256 ${digest.sha256} (${digest.size} bytes), manifest says ${snapshot.sha256} (${snapshot.size} bytes)`,
-    );
-  }
+  if (snapshotCheck.problem) problems.push(`snapshot ${snapshot.path}: ${snapshotCheck.problem}`);
 
   if (opts.withKubernetesDir) problems.push(...(await checkNodeArchives(opts, manifest)));
   const nodes: RestorePlan['nodes'] = [];
@@ -146,12 +139,8 @@ async function checkNodeArchives(
       problems.push(`backup ${manifest.id} has no kubernetes dir archive of ${agent.node.name}: restore without --with-kubernetes-dir`);
       continue;
     }
-    const got = await digestFile(opts.repository.artifactLocation(opts.cluster, manifest.id, archive.path), { signal: opts.signal }).catch(
-      (err: unknown) => asKburError(err),
-    );
-    if (got instanceof Error) problems.push(`${archive.path}: ${got.message}`);
-    else if (got.sha256 !== archive.sha256 || got.size !== archive.size)
-      problems.push(`${archive.path} does not match its manifest (sha256 ${got.sha256}, manifest says ${archive.sha256})`);
+    const { problem } = await checkArtifact(opts.repository, manifest, archive, opts.signal);
+    if (problem) problems.push(`${archive.path}: ${problem}`);
   }
   return problems;
 }

@@ -1,0 +1,31 @@
+import { errorMessage } from '../../shared/errors.js';
+import type { Artifact, Manifest } from '../../shared/manifest.js';
+import { digestFile, type FileDigest } from '../../shared/streams.js';
+import type { Repository } from './repository.js';
+
+/**
+ * Rereads an artifact and compares it with its manifest entry: size, sha256, and for the etcd
+ * snapshot its own integrity hash. `problem` says what is wrong; `digest` is what was read, when
+ * the file could be read whole.
+ */
+export async function checkArtifact(
+  repository: Repository,
+  manifest: Manifest,
+  a: Artifact,
+  signal: AbortSignal,
+): Promise<{ digest?: FileDigest; problem?: string }> {
+  let digest: FileDigest;
+  try {
+    digest = await digestFile(repository.artifactLocation(manifest.cluster, manifest.id, a.path), {
+      snapshot: a.kind === 'etcd-snapshot',
+      signal,
+    });
+  } catch (err) {
+    return { problem: errorMessage(err) };
+  }
+  const problems = [
+    ...(digest.size !== a.size ? [`size ${digest.size}, manifest says ${a.size}`] : []),
+    ...(digest.sha256 !== a.sha256 ? [`sha256 ${digest.sha256}, manifest says ${a.sha256}`] : []),
+  ];
+  return problems.length ? { digest, problem: problems.join('; ') } : { digest };
+}
