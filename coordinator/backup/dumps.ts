@@ -5,7 +5,7 @@ import type { Artifact, Manifest } from '../../shared/manifest.js';
 import { StreamDigest } from '../../shared/streams.js';
 import type { AgentClient } from '../agent-client.js';
 import type { ArtifactWriter, BackupWriter } from '../repository/repository.js';
-import { stallWatch } from './receive.js';
+import { commitIfWhole, stallWatch } from './receive.js';
 
 export const dumpPath = (node: string, profile: string, h: Pick<DumpPartHeader, 'name' | 'extension' | 'compression'>): string =>
   `dumps/${node}/${profile}/${h.name}.${h.extension}${h.compression === 'gzip' ? '.gz' : ''}`;
@@ -45,14 +45,7 @@ export async function runDumpProfile(opts: {
       } else if (kind?.$case === 'partEnd') {
         if (!current) throw new KburError('DATA_LOSS', `dump ${opts.profile} on ${node}: a part trailer without its header`);
         const { header, writer, digest } = current;
-        const sha256 = digest.sha256();
-        if (kind.value.size !== digest.size || kind.value.sha256 !== sha256) {
-          throw new KburError(
-            'DATA_LOSS',
-            `dump ${opts.profile}/${header.name} on ${node}: received ${digest.size} bytes (sha256 ${sha256}), the agent sent ${kind.value.size} (sha256 ${kind.value.sha256})`,
-          );
-        }
-        await writer.commit();
+        const sha256 = await commitIfWhole(writer, digest, kind.value, `dump ${opts.profile}/${header.name} on ${node}`);
         current = undefined;
         artifacts.push({
           kind: 'dump',

@@ -66,14 +66,7 @@ export async function receiveArtifact<H, T extends Trailer>(opts: {
       const integrity = digest.snapshotIntegrityError();
       if (integrity) throw integrity;
     }
-    const sha256 = digest.sha256();
-    if (trailer.size !== digest.size || trailer.sha256 !== sha256) {
-      throw new KburError(
-        'DATA_LOSS',
-        `${opts.what}: received ${digest.size} bytes with sha256 ${sha256}, the agent sent ${trailer.size} bytes with sha256 ${trailer.sha256}`,
-      );
-    }
-    await opts.writer.commit();
+    const sha256 = await commitIfWhole(opts.writer, digest, trailer, opts.what);
     return { header, trailer, size: digest.size, sha256 };
   } catch (err) {
     await opts.writer.abort();
@@ -81,6 +74,22 @@ export async function receiveArtifact<H, T extends Trailer>(opts: {
   } finally {
     stall.stop();
   }
+}
+
+/**
+ * Commits an artifact when what was written is what the agent says it sent (size and sha256);
+ * otherwise DATA_LOSS, and the caller aborts it. Returns the sha256.
+ */
+export async function commitIfWhole(writer: ArtifactWriter, digest: StreamDigest, trailer: Trailer, what: string): Promise<string> {
+  const sha256 = digest.sha256();
+  if (trailer.size !== digest.size || trailer.sha256 !== sha256) {
+    throw new KburError(
+      'DATA_LOSS',
+      `${what}: received ${digest.size} bytes with sha256 ${sha256}, the agent sent ${trailer.size} bytes with sha256 ${trailer.sha256}`,
+    );
+  }
+  await writer.commit();
+  return sha256;
 }
 
 /**
