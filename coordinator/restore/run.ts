@@ -131,10 +131,10 @@ async function runStep(r: RestoreRun, step: StepName): Promise<void> {
         });
         return res.done;
       });
-    case 'restore-kubernetes':
+    case 'restore-kubernetes': {
       if (!plan.withKubernetesDir) return;
+      const manifest = await r.repository.readManifest(plan.cluster, plan.backupId);
       return perNode(r, step, async (node) => {
-        const manifest = await r.repository.readManifest(plan.cluster, plan.backupId);
         const archive = manifest.artifacts.find((a) => a.kind === 'kubernetes-dir' && a.node === node)!;
         const stream = await r.repository.openArtifact(plan.cluster, plan.backupId, archive.path);
         return (
@@ -145,6 +145,7 @@ async function runStep(r: RestoreRun, step: StepName): Promise<void> {
           )
         ).done;
       });
+    }
     case 'start-etcd':
       return perNode(r, step, async (node) => (await agent(node).restoreStep('StartEtcd', plan.restoreId)).done);
     case 'wait-quorum':
