@@ -1,5 +1,5 @@
 import { createHash, type Hash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { link, open, rename, rm } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { Transform, Writable, type TransformCallback } from 'node:stream';
@@ -81,7 +81,19 @@ export interface FileDigest {
 /** sha256 and size of a file, streamed; with `snapshot`, also checks the etcd integrity hash. */
 export async function digestFile(path: string, opts: { snapshot?: boolean; signal?: AbortSignal } = {}): Promise<FileDigest> {
   const digest = new StreamDigest();
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20, signal: opts.signal })) digest.update(chunk as Buffer);
+  // One buffer, read into again and again: a fresh buffer per chunk costs page faults on every MiB.
+  const buf = Buffer.allocUnsafeSlow(1 << 20);
+  const file = await open(path, 'r');
+  try {
+    for (;;) {
+      opts.signal?.throwIfAborted();
+      const { bytesRead } = await file.read(buf, 0, buf.length, null);
+      if (bytesRead === 0) break;
+      digest.update(buf.subarray(0, bytesRead));
+    }
+  } finally {
+    await file.close();
+  }
   const integrity = opts.snapshot ? digest.snapshotIntegrityError() : null;
   if (integrity) throw integrity;
   return { size: digest.size, sha256: digest.sha256() };

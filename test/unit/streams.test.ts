@@ -123,4 +123,17 @@ describe('digestFile', () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  it('reads a file larger than its buffer into the same sha256 and integrity hash as the bytes themselves', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kbur-unit-'));
+    try {
+      // 2.5 MiB and 32 bytes: the reused 1 MiB buffer is refilled three times, the hash's tail spans a refill.
+      const snap = fakeSnapshot(5120);
+      await writeFile(join(dir, 's.db'), snap);
+      const got = await digestFile(join(dir, 's.db'), { snapshot: true });
+      expect(got).to.deep.equal({ size: snap.length, sha256: createHash('sha256').update(snap).digest('hex') });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });
