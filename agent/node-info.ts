@@ -4,10 +4,16 @@ import si from 'systeminformation';
 import type { DiskSpace, GetNodeInfoResponse } from '../proto/gen/kbur/v1/agent.js';
 import { KBUR_VERSION } from '../shared/version.js';
 import type { LocalEtcd } from './etcd/member.js';
+import { listLocalSnapshots } from './local-snapshots.js';
 
 /** What the coordinator needs to know about this node before it plans anything. */
 export async function nodeInfo(node: string, stateDir: string, etcd: LocalEtcd): Promise<GetNodeInfoResponse> {
-  const [os, mounts, member] = await Promise.all([si.osInfo(), si.fsSize(), etcd.status({ keyCount: true })]);
+  const [os, mounts, member, localSnapshots] = await Promise.all([
+    osInfo(),
+    si.fsSize(),
+    etcd.status({ keyCount: true }),
+    listLocalSnapshots(stateDir),
+  ]);
   return {
     node,
     hostname: os.hostname,
@@ -17,7 +23,18 @@ export async function nodeInfo(node: string, stateDir: string, etcd: LocalEtcd):
     etcdDataDisk: diskOf(etcd.settings.dataDir, mounts),
     stateDisk: diskOf(stateDir, mounts),
     etcd: member,
+    localSnapshots,
   };
+}
+
+/** The OS does not change under a running agent; asking spawns a handful of processes, so once. */
+let cachedOs: Promise<si.Systeminformation.OsData> | undefined;
+function osInfo(): Promise<si.Systeminformation.OsData> {
+  cachedOs ??= si.osInfo().catch((err: unknown) => {
+    cachedOs = undefined;
+    throw err;
+  });
+  return cachedOs;
 }
 
 /** Free space where a path lives (or would live): the longest mount point that contains it. */

@@ -26,7 +26,12 @@ export class LocalEtcd {
       // and a member that just came back must be usable at once.
       faultHandling: { host: () => noop, global: noop },
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + STATUS_DEADLINE_MS }),
-      grpcOptions: { 'grpc.max_receive_message_length': 64 << 20 },
+      grpcOptions: {
+        'grpc.max_receive_message_length': 64 << 20,
+        // grpc's 1 s first reconnect backoff would make a restore wait that long for a member it just started.
+        'grpc.initial_reconnect_backoff_ms': 100,
+        'grpc.max_reconnect_backoff_ms': 1000,
+      },
     });
     return new LocalEtcd(settings, client, tls);
   }

@@ -150,7 +150,7 @@ export async function waitEtcdStopped(s: AgentState): Promise<void> {
         { hint: 'find out why etcd does not stop (crictl ps, journalctl -u kubelet), stop it, then run kbur restore --resume' },
       );
     }
-    await sleep(200);
+    await sleep(POLL_MS);
   }
 }
 
@@ -168,7 +168,7 @@ async function waitEtcdAnswers(s: AgentState): Promise<void> {
         },
       );
     }
-    await sleep(250);
+    await sleep(POLL_MS);
   }
 }
 
@@ -213,6 +213,9 @@ async function systemctl(verb: 'start' | 'stop', unit: string): Promise<void> {
     );
   }
 }
+
+/** How often a restore step looks whether etcd stopped or answers: the control plane is down meanwhile. */
+const POLL_MS = 100;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
