@@ -1,6 +1,7 @@
 #!/usr/bin/env -S node --max-semi-space-size=2
-import { dropIpServernameWarning } from '../shared/process.js';
+import { dropIpServernameWarning, survivePipeClose } from '../shared/process.js';
 import { cli } from './cli.js';
 
 dropIpServernameWarning();
+survivePipeClose();
 process.exitCode = await cli(process.argv);

@@ -14,6 +14,18 @@ export function dropIpServernameWarning(): void {
 }
 
 /**
+ * Output to a closed pipe (`kbur restore ... | head`) is dropped instead of killing the process:
+ * a restore must not stop half-way because its reader went away; its journal keeps the record.
+ */
+export function survivePipeClose(): void {
+  for (const out of [process.stdout, process.stderr]) {
+    out.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') throw err;
+    });
+  }
+}
+
+/**
  * How kbur's binaries run node (their shebang says the same): a small young generation keeps the
  * heap from growing with the garbage that streaming gigabytes leaves behind, so memory stays flat.
  */

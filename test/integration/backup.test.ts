@@ -144,6 +144,14 @@ describe('kbur backup on a 3-member TLS etcd', function () {
     expect(described.stdout).to.contain(`revision ${m.etcd!.revision}`);
   });
 
+  it('finishes its work when its reader closes the pipe (kbur ... | head), instead of dying on EPIPE', async function () {
+    const { child, done } = spawnKbur(['--config', sandbox.coordinatorConfig, 'list']);
+    child.stdout!.destroy();
+    const run = await done;
+    expect(run.stderr).to.not.contain('EPIPE');
+    expect(run.code).to.equal(0);
+  });
+
   it('verify finds one flipped byte, records it beside the manifest and leaves the manifest as it was', async function () {
     const { manifest: m } = await backup();
     const dir = backupDir(m.id);
