@@ -7,6 +7,7 @@ export const METHOD_ROLES = {
   GetNodeInfo: ['admin', 'operator', 'monitor'],
   SnapshotEtcd: ['admin', 'operator'],
   ArchiveKubernetes: ['admin', 'operator'],
+  KeepSnapshot: ['admin', 'operator'],
   RunDump: ['admin', 'operator'],
   RestoreDump: ['admin'],
   PrepareRestore: ['admin'],

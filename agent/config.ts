@@ -52,6 +52,12 @@ const schema = z.strictObject({
     })
     .default({ stopTimeout: 60 }),
   stateDir: absPath.default('/var/lib/kbur'),
+  /**
+   * Snapshot copies this node keeps in <stateDir>/snapshots when the coordinator sends them
+   * (backup.copySnapshotToNodes), so that a restore starts without moving the snapshot: the
+   * newest `keep` are kept, older ones removed; 0 refuses copies.
+   */
+  localSnapshots: z.strictObject({ keep: z.number().int().min(0).default(1) }).default({ keep: 1 }),
   /** HTTP /healthz and /readyz; plain HTTP, so keep it on loopback or a management network. */
   health: hostPort.default('127.0.0.1:9443'),
   logLevel: z.enum(['error', 'warn', 'info', 'debug']).default('info'),

@@ -27,6 +27,7 @@ import { authorize, type AgentMethod } from './auth.js';
 import type { AgentState } from './state.js';
 import { snapshotMessages } from './etcd/snapshot.js';
 import { archiveMessages } from './kubernetes/messages.js';
+import { keepSnapshot } from './local-snapshots.js';
 import { nodeInfo } from './node-info.js';
 
 export const AGENT_SERVICE_NAME = 'kbur.v1.AgentService';
@@ -60,6 +61,7 @@ export class AgentServer {
       runDump: this.serverStream('RunDump', (s, signal, req) =>
         runDumpMessages(profileNamed(s.config.dumps, req.profile, s.config.node), signal),
       ),
+      keepSnapshot: this.clientStream('KeepSnapshot', keepSnapshot),
       restoreDump: this.clientStream('RestoreDump', restoreDump),
       prepareRestore: this.unary('PrepareRestore', prepareRestore),
       stageSnapshot: this.clientStream('StageSnapshot', stageSnapshot),

@@ -12,6 +12,8 @@ import {
   type AgentServiceClient,
   type ArchiveKubernetesResponse,
   type GetNodeInfoResponse,
+  type KeepSnapshotHeader,
+  type LocalSnapshot,
   type PrepareRestoreRequest,
   type RestoreDumpHeader,
   type RunDumpResponse,
@@ -92,6 +94,11 @@ export class AgentClient {
   /** Uploads a snapshot to the agent's state dir: header first, then the bytes at the pace HTTP/2 takes them. */
   stageSnapshot(header: StageSnapshotHeader, data: AsyncIterable<Buffer>, signal: AbortSignal): Promise<StageSnapshotResponse> {
     return this.upload(this.client.stageSnapshot.bind(this.client), header, data, signal);
+  }
+
+  /** Sends a backup's snapshot for the agent to keep as a local copy. */
+  keepSnapshot(header: KeepSnapshotHeader, data: AsyncIterable<Buffer>, signal: AbortSignal): Promise<LocalSnapshot> {
+    return this.upload(this.client.keepSnapshot.bind(this.client), header, data, signal);
   }
 
   /** Uploads the node's kubernetes dir archive, which the agent checks and puts in place. */

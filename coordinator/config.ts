@@ -25,6 +25,15 @@ const schema = z
     repository: z.discriminatedUnion('type', [z.strictObject({ type: z.literal('local'), path: z.string().min(1) })]),
     /** Stop a stream that sends nothing for this long (seconds). */
     stallTimeout: z.number().int().positive().default(60),
+    backup: z
+      .strictObject({
+        /**
+         * After each backup, put a copy of its snapshot on every node (kept by the agents, see their
+         * localSnapshots.keep), so that a restore starts from it instead of moving it over the network.
+         */
+        copySnapshotToNodes: z.boolean().default(false),
+      })
+      .default({ copySnapshotToNodes: false }),
     /** Dump profiles a backup runs: each names a node and a profile that node's agent config defines. */
     dumps: z.array(z.strictObject({ node: safeName, profile: safeName })).default([]),
   })

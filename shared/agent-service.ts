@@ -2,6 +2,7 @@ import { makeGenericClientConstructor, type ChannelCredentials, type ClientOptio
 import {
   AgentServiceService,
   ArchiveKubernetesResponse,
+  KeepSnapshotRequest,
   RestoreDumpRequest,
   RunDumpResponse,
   StageSnapshotRequest,
@@ -44,6 +45,7 @@ export const AgentService = {
       return data ? { kind: { $case: 'data', value: data } } : ArchiveKubernetesResponse.decode(b);
     },
   },
+  keepSnapshot: { ...AgentServiceService.keepSnapshot, ...uploadCodec(KeepSnapshotRequest) },
   stageSnapshot: { ...AgentServiceService.stageSnapshot, ...uploadCodec(StageSnapshotRequest) },
   restoreKubernetesDir: { ...AgentServiceService.restoreKubernetesDir, ...uploadCodec(StageSnapshotRequest) },
   restoreDump: { ...AgentServiceService.restoreDump, ...uploadCodec(RestoreDumpRequest) },

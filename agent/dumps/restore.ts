@@ -9,7 +9,7 @@ import type { RestoreDumpRequest } from '../../proto/gen/kbur/v1/agent.js';
 import { checkArchive } from '../../shared/archive-check.js';
 import { KburError } from '../../shared/errors.js';
 import { AtomicFile } from '../../shared/streams.js';
-import { receiveUpload } from '../restore/stage.js';
+import { receiveFile, uploadHeader } from '../restore/stage.js';
 import { restoreDir } from '../restore/record.js';
 import type { AgentState } from '../state.js';
 import {
@@ -35,23 +35,18 @@ export async function restoreDump(
   messages: AsyncIterable<RestoreDumpRequest>,
   signal: AbortSignal,
 ): Promise<{ done: string[]; alreadyDone: boolean }> {
-  const iterator = messages[Symbol.asyncIterator]();
-  const first = await iterator.next();
-  const header = !first.done && first.value.kind?.$case === 'header' ? first.value.kind.value : undefined;
-  if (!header) throw new KburError('INVALID_ARGUMENT', 'RestoreDump must start with a header (restore id, profile, part, size, sha256)');
+  const { header, rest } = await uploadHeader(messages, 'RestoreDump (restore id, profile, part, size, sha256)');
   const profile = profileNamed(s.config.dumps, header.profile, s.config.node);
   const plan = await planDump(profile);
   const part = plan.parts.find((p) => p.name === header.part) ?? partOutsidePlan(profile, plan, header.part);
 
-  const rest = { [Symbol.asyncIterator]: () => iterator } as AsyncIterable<RestoreDumpRequest>;
-  const upload = await receiveUpload(
-    s,
-    (async function* () {
-      yield { kind: { $case: 'header' as const, value: { restoreId: header.restoreId, size: header.size, sha256: header.sha256 } } };
-      for await (const m of rest) if (m.kind?.$case === 'data') yield { kind: m.kind };
-    })(),
-    { name: `${header.profile}.${header.part}.${part.extension}${header.compression === 'gzip' ? '.gz' : ''}`, snapshot: false, signal },
-  );
+  const path = await receiveFile(header, rest, {
+    dir: restoreDir(s.config.stateDir, header.restoreId),
+    name: `${header.profile}.${header.part}.${part.extension}${header.compression === 'gzip' ? '.gz' : ''}`,
+    snapshot: false,
+    signal,
+  });
+  const upload = { size: header.size, path };
 
   const done: string[] = [`received ${header.part} of ${header.profile} (${upload.size} bytes, sha256 checked)`];
   done.push(await safetyDump(s, header.restoreId, header.profile, profile, plan, part, signal));

@@ -3,6 +3,7 @@ import { promisify } from 'node:util';
 import si from 'systeminformation';
 import type { PrepareRestoreRequest, PrepareRestoreResponse } from '../../proto/gen/kbur/v1/agent.js';
 import { asKburError } from '../../shared/errors.js';
+import { checkLocalCopy, listLocalSnapshots } from '../local-snapshots.js';
 import { diskOf } from '../node-info.js';
 import type { AgentState } from '../state.js';
 import { assertRestoreId } from './record.js';
@@ -21,14 +22,17 @@ export async function prepareRestore(s: AgentState, req: PrepareRestoreRequest):
     problems.push(asKburError(err).message);
     return undefined;
   });
+  const localCopy = await findLocalCopy(s, req);
   const mounts = await si.fsSize();
   const stateDisk = diskOf(s.config.stateDir, mounts);
   const dataDisk = diskOf(s.etcd.settings.dataDir, mounts);
   const restored = req.snapshotSize + WAL_ALLOWANCE;
+  // A snapshot staged from the local copy is a hard link: it takes no space.
+  const staged = localCopy.has ? 0 : req.snapshotSize;
   const needed =
     stateDisk.mount === dataDisk.mount
-      ? { [dataDisk.mount]: req.snapshotSize + restored }
-      : { [stateDisk.mount]: req.snapshotSize, [dataDisk.mount]: restored };
+      ? { [dataDisk.mount]: staged + restored }
+      : { [stateDisk.mount]: staged, [dataDisk.mount]: restored };
   for (const disk of [stateDisk, dataDisk]) {
     const need = needed[disk.mount] ?? 0;
     if (disk.freeBytes < need)
@@ -57,7 +61,26 @@ export async function prepareRestore(s: AgentState, req: PrepareRestoreRequest):
     neededBytes: Object.values(needed).reduce((a, b) => a + b, 0),
     problems,
     dataDirBytes: await duBytes(s.etcd.settings.dataDir),
+    hasLocalCopy: localCopy.has,
+    localCopyProblem: localCopy.problem,
   };
+}
+
+/** Whether this node keeps a copy of the backup's snapshot; with check_local_copy, reread and checked. */
+async function findLocalCopy(s: AgentState, req: PrepareRestoreRequest): Promise<{ has: boolean; problem: string }> {
+  if (!req.backupId) return { has: false, problem: '' };
+  const want = { size: req.snapshotSize, sha256: req.snapshotSha256 };
+  if (req.checkLocalCopy) {
+    return checkLocalCopy(s, req.backupId, want).then(
+      () => ({ has: true, problem: '' }),
+      (err: unknown) => {
+        const e = asKburError(err);
+        return { has: false, problem: e.code === 'NOT_FOUND' ? '' : e.message };
+      },
+    );
+  }
+  const copy = (await listLocalSnapshots(s.config.stateDir)).find((c) => c.backupId === req.backupId);
+  return { has: copy?.size === want.size && copy.sha256 === want.sha256, problem: '' };
 }
 
 async function duBytes(path: string): Promise<number> {

@@ -1,3 +1,4 @@
+import { copySnapshotToNodes } from '../backup/copies.js';
 import { runBackup } from '../backup/run.js';
 import { Progress, mib } from '../backup/progress.js';
 import { connectAgents, loadContext, type GlobalOptions } from '../context.js';
@@ -19,8 +20,11 @@ export async function run(opts: GlobalOptions & { signal: AbortSignal }): Promis
       stallMs: ctx.config.stallTimeout * 1000,
       signal: opts.signal,
     });
+    const copies = ctx.config.backup.copySnapshotToNodes
+      ? await copySnapshotToNodes({ manifest: m, agents, repository: ctx.repository, signal: opts.signal })
+      : undefined;
     if (ctx.json) {
-      ctx.out.write(JSON.stringify(m, null, 2) + '\n');
+      ctx.out.write(JSON.stringify(copies ? { ...m, nodeCopies: copies } : m, null, 2) + '\n');
     } else {
       const size = m.artifacts.reduce((n, a) => n + a.size, 0);
       const lines = [
@@ -42,6 +46,12 @@ export async function run(opts: GlobalOptions & { signal: AbortSignal }): Promis
       const dumps = m.artifacts.filter((a) => a.kind === 'dump');
       if (dumps.length) lines.push(`  dumps: ${dumps.map((a) => `${a.node}/${a.dump!.profile}/${a.dump!.part}`).join(', ')}`);
       lines.push(`  total: ${mib(size)} in ${m.artifacts.length} artifacts`);
+      if (copies?.length) {
+        const ok = copies.filter((c) => c.ok).map((c) => c.node);
+        lines.push(`  snapshot copies kept on: ${ok.join(', ') || 'no node'}`);
+        for (const c of copies.filter((x) => !x.ok))
+          lines.push(`  WARNING no snapshot copy on ${c.node}: ${c.detail} (a restore uploads it to that node instead)`);
+      }
       for (const f of m.failures) lines.push(`  FAILED ${f.part}: ${f.message}`);
       if (m.phase === 'Completed') lines.push(`next: kbur verify ${m.id}`);
       else if (m.phase === 'PartiallyFailed')

@@ -62,6 +62,7 @@ export async function run(opts: RestoreOptions): Promise<ExitCode> {
       restoreId,
       agents,
       withKubernetesDir: Boolean(opts.withKubernetesDir),
+      dryRun: Boolean(opts.dryRun),
       signal: opts.signal,
     });
     if (check.plan) say(describePlan(check.plan));

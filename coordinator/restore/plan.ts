@@ -28,6 +28,8 @@ export const planSchema = z.object({
       etcdMode: z.string(),
       restoreTool: z.string(),
       manifests: z.array(z.string()),
+      /** Where the staged snapshot comes from: the copy the node keeps, or an upload from the repository. */
+      snapshotSource: z.enum(['local-copy', 'upload']).default('upload'),
     }),
   ),
   notes: z.array(z.string()),
@@ -54,6 +56,8 @@ export async function preflight(opts: {
   restoreId: string;
   agents: AgentClient[];
   withKubernetesDir: boolean;
+  /** A dry run also rereads the snapshot copies the nodes keep; a restore checks them when it stages. */
+  dryRun: boolean;
   signal: AbortSignal;
 }): Promise<Preflight> {
   const problems: string[] = [];
@@ -65,15 +69,27 @@ export async function preflight(opts: {
     );
   if (!snapshot || !manifest.etcd) return { plan: undefined, problems: [...problems, `backup ${manifest.id} has no etcd snapshot`] };
 
-  const [snapshotCheck, prepared] = await Promise.all([
-    checkArtifact(opts.repository, manifest, snapshot, opts.signal),
-    Promise.all(
-      opts.agents.map((a) =>
-        a.prepareRestore({ restoreId: opts.restoreId, snapshotSize: snapshot.size }).catch((err: unknown) => asKburError(err)),
-      ),
+  // The repository's copy is read only for nodes that keep no copy of their own: when every node
+  // has one, the check stops as soon as the agents say so (a dry run checks both).
+  const skipRepository = new AbortController();
+  const repositoryCheck = checkArtifact(opts.repository, manifest, snapshot, AbortSignal.any([opts.signal, skipRepository.signal]));
+  const prepared = await Promise.all(
+    opts.agents.map((a) =>
+      a
+        .prepareRestore({
+          restoreId: opts.restoreId,
+          snapshotSize: snapshot.size,
+          backupId: manifest.id,
+          snapshotSha256: snapshot.sha256,
+          checkLocalCopy: opts.dryRun,
+        })
+        .catch((err: unknown) => asKburError(err)),
     ),
-  ]);
-  if (snapshotCheck.problem) problems.push(`snapshot ${snapshot.path}: ${snapshotCheck.problem}`);
+  );
+  const everyNodeHasCopy = prepared.every((p) => !(p instanceof Error) && p.hasLocalCopy);
+  if (everyNodeHasCopy && !opts.dryRun) skipRepository.abort();
+  const snapshotCheck = await repositoryCheck;
+  if (snapshotCheck.problem && !skipRepository.signal.aborted) problems.push(`snapshot ${snapshot.path}: ${snapshotCheck.problem}`);
 
   if (opts.withKubernetesDir) problems.push(...(await checkNodeArchives(opts, manifest)));
   const nodes: RestorePlan['nodes'] = [];
@@ -91,6 +107,12 @@ export async function preflight(opts: {
     nodes.push(toPlanNode(agent, p, member.peerUrls));
   });
   const notes: string[] = [];
+  for (const p of prepared) {
+    if (!(p instanceof Error) && p.localCopyProblem)
+      notes.push(`${p.node}: its copy of the snapshot cannot be used (${p.localCopyProblem}); the snapshot is uploaded to it instead`);
+  }
+  if (everyNodeHasCopy && !opts.dryRun)
+    notes.push("every node keeps a copy of this snapshot: each is staged from it and checked there; the repository's copy is not read");
   for (const m of manifest.etcd.members) {
     if (!nodes.some((n) => n.memberName === m.name))
       notes.push(`member ${m.name} of the backup has no node in kbur.yaml: the restored cluster has ${nodes.length} members`);
@@ -155,6 +177,7 @@ function toPlanNode(agent: AgentClient, p: PrepareRestoreResponse, peerUrls: str
     etcdMode: p.etcdMode,
     restoreTool: `${p.restoreTool} ${p.restoreToolVersion}`,
     manifests: p.manifests,
+    snapshotSource: p.hasLocalCopy ? 'local-copy' : 'upload',
   };
 }
 
@@ -166,7 +189,7 @@ export function describePlan(plan: RestorePlan, manifest?: Pick<Manifest, 'start
     `  new cluster token: ${plan.token}`,
     `  revision bump: ${plan.bumpRevision ? `+${plan.bumpRevision}, marked compacted` : 'no'}`,
     '  on every node, in this order:',
-    "    1. stage the snapshot in the agent's state dir and check it there",
+    "    1. stage the snapshot in the agent's state dir (from the node's own copy, or uploaded) and check it there",
     '    2. stop: move out of manifests/ the control plane, then etcd (or stop the etcd unit); wait until etcd is gone',
     '    3. restore the member from the snapshot into a new dir; move the data dir aside as <dataDir>.kbur-<restore-id> (never deleted); put the restored one in place',
     ...(plan.withKubernetesDir
@@ -181,6 +204,7 @@ export function describePlan(plan: RestorePlan, manifest?: Pick<Manifest, 'start
   for (const n of plan.nodes) {
     lines.push(
       `    ${n.node} (${n.agent}): member ${n.memberName}, peers ${n.peerUrls.join(',')}, ${n.etcdMode}, tool ${n.restoreTool}`,
+      `      snapshot: ${n.snapshotSource === 'local-copy' ? 'the copy this node keeps' : 'uploaded from the repository'}`,
       `      data dir ${n.dataDir} -> moved aside to ${n.dataDir}.kbur-${plan.restoreId}`,
       `      stopped and started: ${n.manifests.join(', ') || '(etcd unit)'}`,
     );

@@ -1,9 +1,10 @@
-import { PassThrough } from 'node:stream';
 import { KburError, asKburError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
-import type { GetNodeInfoResponse } from '../../proto/gen/kbur/v1/agent.js';
+import type { GetNodeInfoResponse, StageSnapshotHeader } from '../../proto/gen/kbur/v1/agent.js';
 import type { AgentClient } from '../agent-client.js';
+import { FanOut } from '../fan-out.js';
 import type { Repository } from '../repository/repository.js';
+import type { RestorePlan } from './plan.js';
 import { STEPS, type Journal, type StepName } from './journal.js';
 
 export interface RestoreRun {
@@ -15,6 +16,8 @@ export interface RestoreRun {
   /** One line per event, for the operator. */
   say: (line: string) => void;
   quorumTimeoutMs?: number;
+  /** Nodes whose snapshot this run staged (and so checked moments ago); filled by the stage step. */
+  stagedNow?: Set<string>;
 }
 
 /**
@@ -24,9 +27,10 @@ export interface RestoreRun {
 export async function executeRestore(r: RestoreRun): Promise<void> {
   const { journal } = r;
   await journal.setStatus('running');
+  const run = { ...r, stagedNow: new Set<string>() };
   try {
     for (const step of STEPS) {
-      await runStep(r, step);
+      await runStep(run, step);
       failpoint(step);
     }
     await journal.setStatus('completed');
@@ -79,37 +83,30 @@ async function runStep(r: RestoreRun, step: StepName): Promise<void> {
   const agent = (node: string): AgentClient => agentOf(r, node);
   switch (step) {
     case 'stage': {
-      // One read of the snapshot, piped to every node at once: Node's pipe() waits for the slowest
-      // and lets a failed node drop out without stopping the others.
-      const source = await r.repository.openArtifact(plan.cluster, plan.backupId, plan.snapshot.path);
-      const branches = new Map(
-        plan.nodes
-          .filter((n) => !r.journal.isDone(step, n.node))
-          .map((n) => [n.node, source.pipe(new PassThrough({ highWaterMark: 1 << 20 }))]),
-      );
+      // Nodes that keep a copy of the snapshot stage from it; any whose copy turns out missing or
+      // damaged joins the upload. The upload reads the repository's copy once for every node.
+      const fromCopy = plan.nodes.filter((n) => n.snapshotSource === 'local-copy' && !r.journal.isDone(step, n.node));
+      await Promise.all(fromCopy.map((n) => stageFromCopy(r, n.node)));
+      const rest = plan.nodes.filter((n) => !r.journal.isDone(step, n.node)).map((n) => n.node);
+      if (rest.length === 0) return;
+      const fan = new FanOut(await r.repository.openArtifact(plan.cluster, plan.backupId, plan.snapshot.path), rest);
       try {
         return await perNode(r, step, async (node) => {
-          const branch = branches.get(node)!;
-          try {
-            const got = await agent(node).stageSnapshot(
-              { restoreId: plan.restoreId, size: plan.snapshot.size, sha256: plan.snapshot.sha256 },
-              branch,
-              r.signal,
-            );
-            return [`staged ${got.path} (${got.size} bytes, sha256 checked on the node)`];
-          } finally {
-            source.unpipe(branch);
-            branch.destroy();
-          }
+          const got = await fan.send(node, (data) => agent(node).stageSnapshot(stageHeader(plan), data, r.signal));
+          r.stagedNow?.add(node);
+          return [`staged ${got.path} (${got.size} bytes uploaded, sha256 checked on the node)`];
         });
       } finally {
-        source.destroy();
+        fan.close();
       }
     }
     case 'verify-staged':
-      return perNode(r, step, async (node) => [
-        `staged copy rechecked: ${(await agent(node).verifyStagedSnapshot(plan.restoreId)).sha256}`,
-      ]);
+      // A copy staged by this run was checked moments ago; one staged by an interrupted run is reread.
+      return perNode(r, step, async (node) =>
+        r.stagedNow?.has(node)
+          ? ['checked as it was staged, in this run']
+          : [`staged copy rechecked: ${(await agent(node).verifyStagedSnapshot(plan.restoreId)).sha256}`],
+      );
     case 'stop':
       // The leader last: stopped while its followers stop, it waits for a leadership transfer that cannot happen.
       return perNode(
@@ -139,7 +136,7 @@ async function runStep(r: RestoreRun, step: StepName): Promise<void> {
         const stream = await r.repository.openArtifact(plan.cluster, plan.backupId, archive.path);
         return (
           await agent(node).restoreKubernetesDir(
-            { restoreId: plan.restoreId, size: archive.size, sha256: archive.sha256 },
+            { restoreId: plan.restoreId, size: archive.size, sha256: archive.sha256, localCopy: '' },
             stream,
             r.signal,
           )
@@ -156,6 +153,30 @@ async function runStep(r: RestoreRun, step: StepName): Promise<void> {
       return perNode(r, step, async (node) => (await agent(node).restoreStep('StartControlPlane', plan.restoreId)).done);
   }
 }
+
+function stageHeader(plan: RestorePlan, localCopy = ''): StageSnapshotHeader {
+  return { restoreId: plan.restoreId, size: plan.snapshot.size, sha256: plan.snapshot.sha256, localCopy };
+}
+
+/** Stages one node's snapshot from the copy it keeps; journaled; a failure is said and left to the upload. */
+async function stageFromCopy(r: RestoreRun, node: string): Promise<void> {
+  const plan = r.journal.plan;
+  await r.journal.begin('stage', node);
+  try {
+    const got = await agentOf(r, node).stageSnapshot(stageHeader(plan, plan.backupId), emptyData(), r.signal);
+    const detail = [`staged ${got.path} from the copy this node keeps (sha256 checked on the node)`];
+    await r.journal.done('stage', node, detail);
+    r.stagedNow?.add(node);
+    r.say(`stage ${node}: ${detail[0]}`);
+  } catch (err) {
+    const e = asKburError(err);
+    if (e.code === 'CANCELLED' || r.signal.aborted) throw e;
+    await r.journal.fail('stage', node, e.message);
+    r.say(`stage ${node}: its copy cannot be used (${e.message}); uploading the snapshot from the repository instead`);
+  }
+}
+
+async function* emptyData(): AsyncGenerator<Buffer> {}
 
 /** Runs a step on every node where it is not done yet, in parallel (or in `order`'s groups); all must succeed. */
 async function perNode(r: RestoreRun, step: StepName, work: (node: string) => Promise<string[]>, order?: string[][]): Promise<void> {

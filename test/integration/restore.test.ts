@@ -269,4 +269,78 @@ describe('kbur restore on a 3-member TLS etcd', function () {
     expect(run.stderr).to.match(/refusing to restore .* without confirmation/);
     expect(await fingerprint()).to.deep.equal(before);
   });
+
+  describe('with backup.copySnapshotToNodes (a copy of the snapshot kept on every node)', function () {
+    let copiesConfig: string;
+    const kburCopies = (...args: string[]) => runKbur(['--config', copiesConfig, ...args]);
+    const copyOf = (node: SandboxNode, id: string): string => join(node.stateDir, 'snapshots', `${id}.db`);
+
+    async function backupWithCopies(): Promise<Manifest & { nodeCopies: { node: string; ok: boolean; detail: string }[] }> {
+      const run = await kburCopies('backup', '--json');
+      expect(run.code, run.stderr).to.equal(0);
+      return JSON.parse(run.stdout) as Manifest & { nodeCopies: { node: string; ok: boolean; detail: string }[] };
+    }
+
+    before(async function () {
+      copiesConfig = join(root, 'kbur-copies.yaml');
+      await writeFile(copiesConfig, `${await readFile(sandbox.coordinatorConfig, 'utf8')}backup:\n  copySnapshotToNodes: true\n`, {
+        mode: 0o600,
+      });
+    });
+
+    it('keeps a checked copy on every node, only the newest, and a restore stages from them without reading the repository', async function () {
+      const older = await backupWithCopies();
+      const m = await backupWithCopies();
+      const snapshot = m.artifacts.find((a) => a.kind === 'etcd-snapshot')!;
+      expect(m.nodeCopies.map((c) => [c.node, c.ok])).to.deep.equal(sandbox.nodes.map((n) => [n.name, true]));
+      for (const node of sandbox.nodes) {
+        expect(await sha256(copyOf(node, m.id)), node.name).to.equal(snapshot.sha256);
+        // localSnapshots.keep defaults to 1: the older backup's copy is gone, the new one whole.
+        expect(await readdir(join(node.stateDir, 'snapshots')), node.name).to.deep.equal([`${m.id}.db`, `${m.id}.json`]);
+      }
+      expect(older.id < m.id).to.equal(true);
+
+      const dry = await kbur('restore', m.id, '--dry-run');
+      expect(dry.code, dry.stderr).to.equal(0);
+      expect(dry.stdout.match(/snapshot: the copy this node keeps/g)).to.have.length(3);
+
+      // The repository's copy is damaged: a restore that still reads it would refuse.
+      await flipByte(join(sandbox.repoDir, 'sandbox', 'backups', m.id, 'etcd', 'snapshot.db'), 2048);
+      const before = await keys();
+      await sandbox.etcdctl(['del', '--prefix', '/registry/configmaps/demo/']);
+      const run = await kbur('restore', m.id, '--yes');
+      expect(run.code, run.stdout + run.stderr).to.equal(0);
+      expect(run.stdout).to.contain("the repository's copy is not read");
+      for (const node of sandbox.nodes) {
+        expect(run.stdout).to.match(new RegExp(`^stage ${node.name}: staged .* from the copy this node keeps`, 'm'));
+        expect(run.stdout).to.match(new RegExp(`^verify-staged ${node.name}: checked as it was staged, in this run`, 'm'));
+      }
+      await waitHealthy();
+      expect(await keys()).to.deep.equal(before);
+    });
+
+    it('uploads the snapshot to a node whose copy is damaged, after the dry run says so, before anything stops', async function () {
+      const m = await backupWithCopies();
+      await flipByte(copyOf(sandbox.nodes[1]!, m.id), 4096);
+      const dry = await kbur('restore', m.id, '--dry-run');
+      expect(dry.code, dry.stderr).to.equal(0);
+      expect(dry.stdout).to.match(
+        /note: node-2: its copy of the snapshot cannot be used \(.*integrity hash mismatch.*\); the snapshot is uploaded to it instead/,
+      );
+      expect(dry.stdout).to.match(/node-2 \(.*\n {6}snapshot: uploaded from the repository/);
+
+      const before = await keys();
+      const run = await kbur('restore', m.id, '--yes');
+      expect(run.code, run.stdout + run.stderr).to.equal(0);
+      // A restore's preflight only looks for the copy; its stage step rereads it, refuses it, and uploads instead.
+      expect(run.stdout).to.match(/^stage node-2: its copy cannot be used \(.*\); uploading the snapshot from the repository instead$/m);
+      expect(run.stdout).to.match(/^stage node-2: staged .* bytes uploaded, sha256 checked on the node/m);
+      expect(run.stdout).to.match(/^stage node-1: staged .* from the copy this node keeps/m);
+      const stage = run.stdout.indexOf('stage node-2: staged');
+      expect(stage).to.be.greaterThan(-1);
+      expect(run.stdout.indexOf('\nstop ')).to.be.greaterThan(stage);
+      await waitHealthy();
+      expect(await keys()).to.deep.equal(before);
+    });
+  });
 });

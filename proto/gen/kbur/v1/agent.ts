@@ -43,7 +43,28 @@ export interface GetNodeInfoResponse {
   agentVersion: string;
   etcdDataDisk?: DiskSpace | undefined;
   stateDisk?: DiskSpace | undefined;
-  etcd?: EtcdMemberStatus | undefined;
+  etcd?:
+    | EtcdMemberStatus
+    | undefined;
+  /** Snapshot copies this node keeps (see KeepSnapshot), newest first. */
+  localSnapshots: LocalSnapshot[];
+}
+
+export interface LocalSnapshot {
+  backupId: string;
+  size: number;
+  sha256: string;
+  path: string;
+}
+
+export interface KeepSnapshotRequest {
+  kind?: { $case: "header"; value: KeepSnapshotHeader } | { $case: "data"; value: Buffer } | undefined;
+}
+
+export interface KeepSnapshotHeader {
+  backupId: string;
+  size: number;
+  sha256: string;
 }
 
 export interface DiskSpace {
@@ -131,6 +152,11 @@ export interface PrepareRestoreRequest {
   restoreId: string;
   /** Bytes the staged snapshot will take. */
   snapshotSize: number;
+  /** The backup and its snapshot's sha256: the answer says whether this node keeps a copy of it. */
+  backupId: string;
+  snapshotSha256: string;
+  /** Also reread that copy and check its sha256 and integrity hash (a dry run; a restore checks it when staging). */
+  checkLocalCopy: boolean;
 }
 
 export interface PrepareRestoreResponse {
@@ -156,6 +182,10 @@ export interface PrepareRestoreResponse {
   /** Problems that forbid the restore on this node; empty when it can go ahead. */
   problems: string[];
   dataDirBytes: number;
+  /** This node keeps a copy of the backup's snapshot (same size and sha256): it is staged from that copy. */
+  hasLocalCopy: boolean;
+  /** Why a copy it keeps cannot be used (check_local_copy found it damaged); it is uploaded then. */
+  localCopyProblem: string;
 }
 
 export interface StageSnapshotRequest {
@@ -166,6 +196,11 @@ export interface StageSnapshotHeader {
   restoreId: string;
   size: number;
   sha256: string;
+  /**
+   * StageSnapshot only: stage from the copy of this backup that the node keeps (see KeepSnapshot),
+   * checked against size and sha256; no data follows.
+   */
+  localCopy: string;
 }
 
 export interface StageSnapshotResponse {
@@ -304,6 +339,7 @@ function createBaseGetNodeInfoResponse(): GetNodeInfoResponse {
     etcdDataDisk: undefined,
     stateDisk: undefined,
     etcd: undefined,
+    localSnapshots: [],
   };
 }
 
@@ -332,6 +368,9 @@ export const GetNodeInfoResponse: MessageFns<GetNodeInfoResponse> = {
     }
     if (message.etcd !== undefined) {
       EtcdMemberStatus.encode(message.etcd, writer.uint32(66).fork()).join();
+    }
+    for (const v of message.localSnapshots) {
+      LocalSnapshot.encode(v!, writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -413,6 +452,14 @@ export const GetNodeInfoResponse: MessageFns<GetNodeInfoResponse> = {
             message.etcd = EtcdMemberStatus.decode(reader, reader.uint32());
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.localSnapshots.push(LocalSnapshot.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -447,6 +494,11 @@ export const GetNodeInfoResponse: MessageFns<GetNodeInfoResponse> = {
         ? DiskSpace.fromJSON(object.state_disk)
         : undefined,
       etcd: isSet(object.etcd) ? EtcdMemberStatus.fromJSON(object.etcd) : undefined,
+      localSnapshots: globalThis.Array.isArray(object?.localSnapshots)
+        ? object.localSnapshots.map((e: any) => LocalSnapshot.fromJSON(e))
+        : globalThis.Array.isArray(object?.local_snapshots)
+        ? object.local_snapshots.map((e: any) => LocalSnapshot.fromJSON(e))
+        : [],
     };
   },
 
@@ -476,6 +528,9 @@ export const GetNodeInfoResponse: MessageFns<GetNodeInfoResponse> = {
     if (message.etcd !== undefined) {
       obj.etcd = EtcdMemberStatus.toJSON(message.etcd);
     }
+    if (message.localSnapshots?.length) {
+      obj.localSnapshots = message.localSnapshots.map((e) => LocalSnapshot.toJSON(e));
+    }
     return obj;
   },
 
@@ -498,6 +553,334 @@ export const GetNodeInfoResponse: MessageFns<GetNodeInfoResponse> = {
     message.etcd = (object.etcd !== undefined && object.etcd !== null)
       ? EtcdMemberStatus.fromPartial(object.etcd)
       : undefined;
+    message.localSnapshots = object.localSnapshots?.map((e) => LocalSnapshot.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseLocalSnapshot(): LocalSnapshot {
+  return { backupId: "", size: 0, sha256: "", path: "" };
+}
+
+export const LocalSnapshot: MessageFns<LocalSnapshot> = {
+  encode(message: LocalSnapshot, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.backupId !== "") {
+      writer.uint32(10).string(message.backupId);
+    }
+    if (message.size !== 0) {
+      writer.uint32(16).int64(message.size);
+    }
+    if (message.sha256 !== "") {
+      writer.uint32(26).string(message.sha256);
+    }
+    if (message.path !== "") {
+      writer.uint32(34).string(message.path);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LocalSnapshot {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLocalSnapshot();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.backupId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.size = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.sha256 = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LocalSnapshot {
+    return {
+      backupId: isSet(object.backupId)
+        ? globalThis.String(object.backupId)
+        : isSet(object.backup_id)
+        ? globalThis.String(object.backup_id)
+        : "",
+      size: isSet(object.size) ? globalThis.Number(object.size) : 0,
+      sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+    };
+  },
+
+  toJSON(message: LocalSnapshot): unknown {
+    const obj: any = {};
+    if (message.backupId !== "") {
+      obj.backupId = message.backupId;
+    }
+    if (message.size !== 0) {
+      obj.size = Math.round(message.size);
+    }
+    if (message.sha256 !== "") {
+      obj.sha256 = message.sha256;
+    }
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LocalSnapshot>, I>>(base?: I): LocalSnapshot {
+    return LocalSnapshot.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LocalSnapshot>, I>>(object: I): LocalSnapshot {
+    const message = createBaseLocalSnapshot();
+    message.backupId = object.backupId ?? "";
+    message.size = object.size ?? 0;
+    message.sha256 = object.sha256 ?? "";
+    message.path = object.path ?? "";
+    return message;
+  },
+};
+
+function createBaseKeepSnapshotRequest(): KeepSnapshotRequest {
+  return { kind: undefined };
+}
+
+export const KeepSnapshotRequest: MessageFns<KeepSnapshotRequest> = {
+  encode(message: KeepSnapshotRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.kind?.$case) {
+      case "header":
+        KeepSnapshotHeader.encode(message.kind.value, writer.uint32(10).fork()).join();
+        break;
+      case "data":
+        writer.uint32(18).bytes(message.kind.value);
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): KeepSnapshotRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseKeepSnapshotRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.kind = { $case: "header", value: KeepSnapshotHeader.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.kind = { $case: "data", value: Buffer.from(reader.bytes()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): KeepSnapshotRequest {
+    return {
+      kind: isSet(object.header)
+        ? { $case: "header", value: KeepSnapshotHeader.fromJSON(object.header) }
+        : isSet(object.data)
+        ? { $case: "data", value: Buffer.from(bytesFromBase64(object.data)) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: KeepSnapshotRequest): unknown {
+    const obj: any = {};
+    if (message.kind?.$case === "header") {
+      obj.header = KeepSnapshotHeader.toJSON(message.kind.value);
+    } else if (message.kind?.$case === "data") {
+      obj.data = base64FromBytes(message.kind.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<KeepSnapshotRequest>, I>>(base?: I): KeepSnapshotRequest {
+    return KeepSnapshotRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<KeepSnapshotRequest>, I>>(object: I): KeepSnapshotRequest {
+    const message = createBaseKeepSnapshotRequest();
+    switch (object.kind?.$case) {
+      case "header": {
+        if (object.kind?.value !== undefined && object.kind?.value !== null) {
+          message.kind = { $case: "header", value: KeepSnapshotHeader.fromPartial(object.kind.value) };
+        }
+        break;
+      }
+      case "data": {
+        if (object.kind?.value !== undefined && object.kind?.value !== null) {
+          message.kind = { $case: "data", value: object.kind.value };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseKeepSnapshotHeader(): KeepSnapshotHeader {
+  return { backupId: "", size: 0, sha256: "" };
+}
+
+export const KeepSnapshotHeader: MessageFns<KeepSnapshotHeader> = {
+  encode(message: KeepSnapshotHeader, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.backupId !== "") {
+      writer.uint32(10).string(message.backupId);
+    }
+    if (message.size !== 0) {
+      writer.uint32(16).int64(message.size);
+    }
+    if (message.sha256 !== "") {
+      writer.uint32(26).string(message.sha256);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): KeepSnapshotHeader {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseKeepSnapshotHeader();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.backupId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.size = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.sha256 = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): KeepSnapshotHeader {
+    return {
+      backupId: isSet(object.backupId)
+        ? globalThis.String(object.backupId)
+        : isSet(object.backup_id)
+        ? globalThis.String(object.backup_id)
+        : "",
+      size: isSet(object.size) ? globalThis.Number(object.size) : 0,
+      sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
+    };
+  },
+
+  toJSON(message: KeepSnapshotHeader): unknown {
+    const obj: any = {};
+    if (message.backupId !== "") {
+      obj.backupId = message.backupId;
+    }
+    if (message.size !== 0) {
+      obj.size = Math.round(message.size);
+    }
+    if (message.sha256 !== "") {
+      obj.sha256 = message.sha256;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<KeepSnapshotHeader>, I>>(base?: I): KeepSnapshotHeader {
+    return KeepSnapshotHeader.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<KeepSnapshotHeader>, I>>(object: I): KeepSnapshotHeader {
+    const message = createBaseKeepSnapshotHeader();
+    message.backupId = object.backupId ?? "";
+    message.size = object.size ?? 0;
+    message.sha256 = object.sha256 ?? "";
     return message;
   },
 };
@@ -1801,7 +2184,7 @@ export const ArchiveTrailer: MessageFns<ArchiveTrailer> = {
 };
 
 function createBasePrepareRestoreRequest(): PrepareRestoreRequest {
-  return { restoreId: "", snapshotSize: 0 };
+  return { restoreId: "", snapshotSize: 0, backupId: "", snapshotSha256: "", checkLocalCopy: false };
 }
 
 export const PrepareRestoreRequest: MessageFns<PrepareRestoreRequest> = {
@@ -1811,6 +2194,15 @@ export const PrepareRestoreRequest: MessageFns<PrepareRestoreRequest> = {
     }
     if (message.snapshotSize !== 0) {
       writer.uint32(16).int64(message.snapshotSize);
+    }
+    if (message.backupId !== "") {
+      writer.uint32(26).string(message.backupId);
+    }
+    if (message.snapshotSha256 !== "") {
+      writer.uint32(34).string(message.snapshotSha256);
+    }
+    if (message.checkLocalCopy !== false) {
+      writer.uint32(40).bool(message.checkLocalCopy);
     }
     return writer;
   },
@@ -1844,6 +2236,30 @@ export const PrepareRestoreRequest: MessageFns<PrepareRestoreRequest> = {
             message.snapshotSize = longToNumber(reader.int64());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.backupId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.snapshotSha256 = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.checkLocalCopy = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1868,6 +2284,21 @@ export const PrepareRestoreRequest: MessageFns<PrepareRestoreRequest> = {
         : isSet(object.snapshot_size)
         ? globalThis.Number(object.snapshot_size)
         : 0,
+      backupId: isSet(object.backupId)
+        ? globalThis.String(object.backupId)
+        : isSet(object.backup_id)
+        ? globalThis.String(object.backup_id)
+        : "",
+      snapshotSha256: isSet(object.snapshotSha256)
+        ? globalThis.String(object.snapshotSha256)
+        : isSet(object.snapshot_sha256)
+        ? globalThis.String(object.snapshot_sha256)
+        : "",
+      checkLocalCopy: isSet(object.checkLocalCopy)
+        ? globalThis.Boolean(object.checkLocalCopy)
+        : isSet(object.check_local_copy)
+        ? globalThis.Boolean(object.check_local_copy)
+        : false,
     };
   },
 
@@ -1879,6 +2310,15 @@ export const PrepareRestoreRequest: MessageFns<PrepareRestoreRequest> = {
     if (message.snapshotSize !== 0) {
       obj.snapshotSize = Math.round(message.snapshotSize);
     }
+    if (message.backupId !== "") {
+      obj.backupId = message.backupId;
+    }
+    if (message.snapshotSha256 !== "") {
+      obj.snapshotSha256 = message.snapshotSha256;
+    }
+    if (message.checkLocalCopy !== false) {
+      obj.checkLocalCopy = message.checkLocalCopy;
+    }
     return obj;
   },
 
@@ -1889,6 +2329,9 @@ export const PrepareRestoreRequest: MessageFns<PrepareRestoreRequest> = {
     const message = createBasePrepareRestoreRequest();
     message.restoreId = object.restoreId ?? "";
     message.snapshotSize = object.snapshotSize ?? 0;
+    message.backupId = object.backupId ?? "";
+    message.snapshotSha256 = object.snapshotSha256 ?? "";
+    message.checkLocalCopy = object.checkLocalCopy ?? false;
     return message;
   },
 };
@@ -1909,6 +2352,8 @@ function createBasePrepareRestoreResponse(): PrepareRestoreResponse {
     neededBytes: 0,
     problems: [],
     dataDirBytes: 0,
+    hasLocalCopy: false,
+    localCopyProblem: "",
   };
 }
 
@@ -1955,6 +2400,12 @@ export const PrepareRestoreResponse: MessageFns<PrepareRestoreResponse> = {
     }
     if (message.dataDirBytes !== 0) {
       writer.uint32(112).int64(message.dataDirBytes);
+    }
+    if (message.hasLocalCopy !== false) {
+      writer.uint32(120).bool(message.hasLocalCopy);
+    }
+    if (message.localCopyProblem !== "") {
+      writer.uint32(130).string(message.localCopyProblem);
     }
     return writer;
   },
@@ -2084,6 +2535,22 @@ export const PrepareRestoreResponse: MessageFns<PrepareRestoreResponse> = {
             message.dataDirBytes = longToNumber(reader.int64());
             continue;
           }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.hasLocalCopy = reader.bool();
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.localCopyProblem = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2160,6 +2627,16 @@ export const PrepareRestoreResponse: MessageFns<PrepareRestoreResponse> = {
         : isSet(object.data_dir_bytes)
         ? globalThis.Number(object.data_dir_bytes)
         : 0,
+      hasLocalCopy: isSet(object.hasLocalCopy)
+        ? globalThis.Boolean(object.hasLocalCopy)
+        : isSet(object.has_local_copy)
+        ? globalThis.Boolean(object.has_local_copy)
+        : false,
+      localCopyProblem: isSet(object.localCopyProblem)
+        ? globalThis.String(object.localCopyProblem)
+        : isSet(object.local_copy_problem)
+        ? globalThis.String(object.local_copy_problem)
+        : "",
     };
   },
 
@@ -2207,6 +2684,12 @@ export const PrepareRestoreResponse: MessageFns<PrepareRestoreResponse> = {
     if (message.dataDirBytes !== 0) {
       obj.dataDirBytes = Math.round(message.dataDirBytes);
     }
+    if (message.hasLocalCopy !== false) {
+      obj.hasLocalCopy = message.hasLocalCopy;
+    }
+    if (message.localCopyProblem !== "") {
+      obj.localCopyProblem = message.localCopyProblem;
+    }
     return obj;
   },
 
@@ -2233,6 +2716,8 @@ export const PrepareRestoreResponse: MessageFns<PrepareRestoreResponse> = {
     message.neededBytes = object.neededBytes ?? 0;
     message.problems = object.problems?.map((e) => e) || [];
     message.dataDirBytes = object.dataDirBytes ?? 0;
+    message.hasLocalCopy = object.hasLocalCopy ?? false;
+    message.localCopyProblem = object.localCopyProblem ?? "";
     return message;
   },
 };
@@ -2339,7 +2824,7 @@ export const StageSnapshotRequest: MessageFns<StageSnapshotRequest> = {
 };
 
 function createBaseStageSnapshotHeader(): StageSnapshotHeader {
-  return { restoreId: "", size: 0, sha256: "" };
+  return { restoreId: "", size: 0, sha256: "", localCopy: "" };
 }
 
 export const StageSnapshotHeader: MessageFns<StageSnapshotHeader> = {
@@ -2352,6 +2837,9 @@ export const StageSnapshotHeader: MessageFns<StageSnapshotHeader> = {
     }
     if (message.sha256 !== "") {
       writer.uint32(26).string(message.sha256);
+    }
+    if (message.localCopy !== "") {
+      writer.uint32(34).string(message.localCopy);
     }
     return writer;
   },
@@ -2393,6 +2881,14 @@ export const StageSnapshotHeader: MessageFns<StageSnapshotHeader> = {
             message.sha256 = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.localCopy = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2414,6 +2910,11 @@ export const StageSnapshotHeader: MessageFns<StageSnapshotHeader> = {
         : "",
       size: isSet(object.size) ? globalThis.Number(object.size) : 0,
       sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
+      localCopy: isSet(object.localCopy)
+        ? globalThis.String(object.localCopy)
+        : isSet(object.local_copy)
+        ? globalThis.String(object.local_copy)
+        : "",
     };
   },
 
@@ -2428,6 +2929,9 @@ export const StageSnapshotHeader: MessageFns<StageSnapshotHeader> = {
     if (message.sha256 !== "") {
       obj.sha256 = message.sha256;
     }
+    if (message.localCopy !== "") {
+      obj.localCopy = message.localCopy;
+    }
     return obj;
   },
 
@@ -2439,6 +2943,7 @@ export const StageSnapshotHeader: MessageFns<StageSnapshotHeader> = {
     message.restoreId = object.restoreId ?? "";
     message.size = object.size ?? 0;
     message.sha256 = object.sha256 ?? "";
+    message.localCopy = object.localCopy ?? "";
     return message;
   },
 };
@@ -3680,6 +4185,21 @@ export const AgentServiceService = {
     responseDeserialize: (value: Buffer): ArchiveKubernetesResponse => ArchiveKubernetesResponse.decode(value),
   },
   /**
+   * Client stream: a header (backup id, size, sha256), then a backup's snapshot, which the agent
+   * keeps in its state dir as a local copy, checked like a staged one, so that a restore can start
+   * from it without moving the snapshot over the network. The agent keeps its config's
+   * localSnapshots.keep newest copies and removes older ones. Roles: operator, admin.
+   */
+  keepSnapshot: {
+    path: "/kbur.v1.AgentService/KeepSnapshot" as const,
+    requestStream: true as const,
+    responseStream: false as const,
+    requestSerialize: (value: KeepSnapshotRequest): Buffer => Buffer.from(KeepSnapshotRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): KeepSnapshotRequest => KeepSnapshotRequest.decode(value),
+    responseSerialize: (value: LocalSnapshot): Buffer => Buffer.from(LocalSnapshot.encode(value).finish()),
+    responseDeserialize: (value: Buffer): LocalSnapshot => LocalSnapshot.decode(value),
+  },
+  /**
    * Runs a dump profile that this node's config defines, by name: for each part (a database, the
    * file set...) a header, the bytes, a trailer. A part that fails (exit code, signal, timeout,
    * nothing written) fails the whole stream; its bytes must not be kept. Roles: operator, admin.
@@ -3835,6 +4355,13 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
    */
   archiveKubernetes: handleServerStreamingCall<ArchiveKubernetesRequest, ArchiveKubernetesResponse>;
   /**
+   * Client stream: a header (backup id, size, sha256), then a backup's snapshot, which the agent
+   * keeps in its state dir as a local copy, checked like a staged one, so that a restore can start
+   * from it without moving the snapshot over the network. The agent keeps its config's
+   * localSnapshots.keep newest copies and removes older ones. Roles: operator, admin.
+   */
+  keepSnapshot: handleClientStreamingCall<KeepSnapshotRequest, LocalSnapshot>;
+  /**
    * Runs a dump profile that this node's config defines, by name: for each part (a database, the
    * file set...) a header, the bytes, a trailer. A part that fails (exit code, signal, timeout,
    * nothing written) fails the whole stream; its bytes must not be kept. Roles: operator, admin.
@@ -3926,6 +4453,28 @@ export interface AgentServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<ArchiveKubernetesResponse>;
+  /**
+   * Client stream: a header (backup id, size, sha256), then a backup's snapshot, which the agent
+   * keeps in its state dir as a local copy, checked like a staged one, so that a restore can start
+   * from it without moving the snapshot over the network. The agent keeps its config's
+   * localSnapshots.keep newest copies and removes older ones. Roles: operator, admin.
+   */
+  keepSnapshot(
+    callback: (error: ServiceError | null, response: LocalSnapshot) => void,
+  ): ClientWritableStream<KeepSnapshotRequest>;
+  keepSnapshot(
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: LocalSnapshot) => void,
+  ): ClientWritableStream<KeepSnapshotRequest>;
+  keepSnapshot(
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: LocalSnapshot) => void,
+  ): ClientWritableStream<KeepSnapshotRequest>;
+  keepSnapshot(
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: LocalSnapshot) => void,
+  ): ClientWritableStream<KeepSnapshotRequest>;
   /**
    * Runs a dump profile that this node's config defines, by name: for each part (a database, the
    * file set...) a header, the bytes, a trailer. A part that fails (exit code, signal, timeout,
