@@ -18,12 +18,18 @@ const WAL_ALLOWANCE = 128 << 20;
 export async function prepareRestore(s: AgentState, req: PrepareRestoreRequest): Promise<PrepareRestoreResponse> {
   assertRestoreId(req.restoreId);
   const problems: string[] = [];
-  const tool = await findRestoreTool(s.config.etcd.restoreTool).catch((err: unknown) => {
-    problems.push(asKburError(err).message);
-    return undefined;
-  });
-  const localCopy = await findLocalCopy(s, req);
-  const mounts = await si.fsSize();
+  // Independent looks (each may spawn a process): at once, the restore waits on the slowest only.
+  const [tool, localCopy, mounts, other, manifests, dataDirBytes] = await Promise.all([
+    findRestoreTool(s.config.etcd.restoreTool).catch((err: unknown) => {
+      problems.push(asKburError(err).message);
+      return undefined;
+    }),
+    findLocalCopy(s, req),
+    si.fsSize(),
+    restoreInProgress(s, req.restoreId),
+    presentManifests(s, req.restoreId),
+    duBytes(s.etcd.settings.dataDir),
+  ]);
   const stateDisk = diskOf(s.config.stateDir, mounts);
   const dataDisk = diskOf(s.etcd.settings.dataDir, mounts);
   const restored = req.snapshotSize + WAL_ALLOWANCE;
@@ -40,10 +46,8 @@ export async function prepareRestore(s: AgentState, req: PrepareRestoreRequest):
         `${disk.mount} has ${disk.freeBytes} bytes free; the restore needs ${need} there (staged snapshot and restored data dir)`,
       );
   }
-  const other = await restoreInProgress(s, req.restoreId);
   if (other)
     problems.push(`restore ${other} is still in progress here (it holds the control plane stopped): resume it or roll it back first`);
-  const manifests = await presentManifests(s, req.restoreId);
   if (!other && etcdMode(s) === 'static-pod' && !manifests.includes('etcd.yaml'))
     problems.push(`no etcd.yaml in ${s.config.kubernetesDir}/manifests: cannot stop or start etcd here`);
   return {
@@ -60,7 +64,7 @@ export async function prepareRestore(s: AgentState, req: PrepareRestoreRequest):
     dataDisk,
     neededBytes: Object.values(needed).reduce((a, b) => a + b, 0),
     problems,
-    dataDirBytes: await duBytes(s.etcd.settings.dataDir),
+    dataDirBytes,
     hasLocalCopy: localCopy.has,
     localCopyProblem: localCopy.problem,
   };
