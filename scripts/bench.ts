@@ -5,9 +5,11 @@
  * the peak RSS of the coordinator (kbur CLI) and of the agent that streamed the snapshot.
  *
  * Then the restore benchmark (RTO) for each --restore-sizes, on the backup benchmark's sandbox of
- * that size (else a fresh one filled the same way): one kept `kbur backup`, restored in each run by
- * etcd's documented manual procedure and by `kbur restore --yes`, in alternating order, each
- * restored cluster checked. Target: median kbur/manual at most 1.3. See RESTORE_METHOD.
+ * that size (else a fresh one filled the same way): two kept `kbur backup`s, the first without and
+ * the second with backup.copySnapshotToNodes, restored in each run by etcd's documented manual
+ * procedure, by `kbur restore --yes` of the second (staged from the copies on the nodes) and of the
+ * first (snapshot uploaded), the three in rotation, each restored cluster checked. Target: median
+ * kbur/manual at most 1.3 with the copies on the nodes; the upload is reported beside it. See RESTORE_METHOD.
  *
  *   npm run bench                                  backup 300 MiB and 1536 MiB, restore 300 MiB, 3 runs each
  *   node dist/scripts/bench.js [--sizes 300,1536|none] [--restore-sizes 300|none] [--runs 3]
@@ -36,12 +38,14 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs, promisify } from 'node:util';
 import { Etcd3 } from 'etcd3';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import type { Manifest } from '../shared/manifest.js';
 import { KBUR_VERSION } from '../shared/version.js';
 import { KBUR_BIN } from '../test/helpers/kbur.js';
 import { createSandbox, waitForEtcdHealthy, type Sandbox, type SandboxNode } from '../test/sandbox/cluster.js';
 import { NODE_FLAGS } from '../shared/process.js';
 import { STEPS } from '../coordinator/restore/journal.js';
+import type { NodeCopy } from '../coordinator/backup/copies.js';
 
 const run = promisify(execFile);
 
@@ -511,19 +515,16 @@ interface KburOutcome {
   measured: Measured;
   manifest: Manifest;
   snapshotBytes: number;
+  /** Where each node keeps its copy of the snapshot: only with backup.copySnapshotToNodes in the config. */
+  nodeCopies: NodeCopy[] | undefined;
 }
 
 /** kbur backup --json; its backup folder is removed once its manifest is read, unless `keep`. */
-async function kburBackup(sandbox: Sandbox, signal: AbortSignal, keep = false): Promise<KburOutcome> {
-  const measured = await measure(
-    process.execPath,
-    [...NODE_FLAGS, KBUR_BIN, '--config', sandbox.coordinatorConfig, 'backup', '--json'],
-    process.env,
-    signal,
-  );
-  let manifest: Manifest;
+async function kburBackup(sandbox: Sandbox, signal: AbortSignal, keep = false, config = sandbox.coordinatorConfig): Promise<KburOutcome> {
+  const measured = await measure(process.execPath, [...NODE_FLAGS, KBUR_BIN, '--config', config, 'backup', '--json'], process.env, signal);
+  let manifest: Manifest & { nodeCopies?: NodeCopy[] };
   try {
-    manifest = JSON.parse(measured.stdout) as Manifest;
+    manifest = JSON.parse(measured.stdout) as Manifest & { nodeCopies?: NodeCopy[] };
   } catch {
     throw failure('kbur backup --json (no manifest on stdout)', measured);
   }
@@ -534,7 +535,7 @@ async function kburBackup(sandbox: Sandbox, signal: AbortSignal, keep = false): 
   }
   const snapshot = manifest.artifacts.find((a) => a.kind === 'etcd-snapshot');
   if (!manifest.etcd || !snapshot) throw new Error('kbur backup is Completed but has no etcd snapshot in its manifest');
-  return { measured, manifest, snapshotBytes: snapshot.size };
+  return { measured, manifest, snapshotBytes: snapshot.size, nodeCopies: manifest.nodeCopies };
 }
 
 async function etcdctlSnapshot(
@@ -752,7 +753,8 @@ function toMiBOrUndefined(kib: number | undefined): number | undefined {
 // ---------------------------------------------------------------------------------------------
 // Restore (RTO): kbur restore against etcd's documented manual procedure
 
-const RESTORE_TARGETS = { ratioMax: 1.3 } as const;
+/** Which kbur restore the target applies to: the backup whose snapshot every node keeps a copy of. */
+const RESTORE_TARGETS = { ratioMax: 1.3, kburMode: 'copies' } as const;
 const HEALTHY_TIMEOUT_MS = 120_000;
 /** The control-plane containers of a sandbox node, as the kubelet stand-in names them. */
 const CONTAINERS = ['etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler'];
@@ -768,20 +770,33 @@ type ManualStep = (typeof MANUAL_STEPS)[number];
 /** kbur restore's phases as its stdout shows them: preflight until `restore <id> started;`, then one per step, then the exit. */
 const KBUR_STEPS = ['preflight', ...STEPS, 'exit'] as const;
 type KburStep = (typeof KBUR_STEPS)[number];
+/**
+ * The two kbur restores of every run: `copies` restores a backup taken with
+ * backup.copySnapshotToNodes (each node stages its own copy), `upload` one taken without (the
+ * coordinator uploads the snapshot to every node).
+ */
+const KBUR_MODES = ['copies', 'upload'] as const;
+type KburMode = (typeof KBUR_MODES)[number];
+const KBUR_MODE_TEXT: Record<KburMode, string> = { copies: 'kbur, copies on the nodes', upload: 'kbur, snapshot uploaded' };
+/** The procedures of a run; run i starts at the i-th (mod 3) and goes round. */
+const RESTORE_PROCEDURES = ['manual', ...KBUR_MODES] as const;
+type RestoreProcedure = (typeof RESTORE_PROCEDURES)[number];
+/** The coordinator config beside the sandbox's kbur.yaml with backup.copySnapshotToNodes on. */
+const COPIES_CONFIG = 'kbur-copies.yaml';
 
-interface RestoreRunResult {
-  run: number;
-  order: 'manual-first' | 'kbur-first';
-  manualSeconds: number;
-  kburSeconds: number;
-  /** kbur / manual. */
+/** One `kbur restore --yes` of a run. */
+interface KburRestoreRunResult {
+  backupId: string;
+  restoreId: string;
+  seconds: number;
+  /** This kbur restore / the manual procedure of the same run. */
   ratio: number;
   /** From kbur's first `stop <node>:` line to its `verify:` line. */
-  kburDowntimeSeconds: number;
+  downtimeSeconds: number;
   /** From kbur's spawn to its last `verify-staged <node>:` line: preflight, plan, staging and its recheck. */
-  kburPreStopSeconds: number;
+  preStopSeconds: number;
   /** From that line (the stop step starts then) to the `verify:` line: the downtime including the followers' stop. */
-  kburStopToVerifySeconds: number;
+  stopToVerifySeconds: number;
   coordinatorPeakRssMiB: number;
   /** The agents' VmHWM after the run: the peak over their lives (backup runs included when the sandbox is reused). */
   agentPeakRssMiB: number;
@@ -791,32 +806,58 @@ interface RestoreRunResult {
     agents: number;
     /** What the agents' finished children used (etcdctl snapshot restore, du...). */
     agentChildren: number;
-    manualEtcdctl: number;
-    manualCp: number;
   };
-  manualSteps: Record<ManualStep, number>;
-  kburSteps: Partial<Record<KburStep, number>>;
+  steps: Partial<Record<KburStep, number>>;
+  /** Where each node's snapshot was staged from, as its `stage <node>:` line says. */
+  stagedFrom: Record<string, 'copy' | 'upload'>;
   /** When each of kbur's step lines arrived, seconds after its spawn. */
-  kburLines: { t: number; line: string }[];
-  restoreId: string;
-  checks: { manual: string; kbur: string };
+  lines: { t: number; line: string }[];
+  check: string;
+}
+
+interface RestoreRunResult {
+  run: number;
+  /** The procedures in the order they ran. */
+  order: RestoreProcedure[];
+  manual: {
+    seconds: number;
+    steps: Record<ManualStep, number>;
+    cpuSeconds: { etcdctl: number; cp: number };
+    check: string;
+  };
+  kbur: Record<KburMode, KburRestoreRunResult>;
   problems: string[];
 }
 
-type RestoreSummary = Record<
-  | 'manualSeconds'
-  | 'kburSeconds'
-  | 'ratio'
-  | 'kburDowntimeSeconds'
-  | 'kburPreStopSeconds'
-  | 'kburStopToVerifySeconds'
-  | 'coordinatorPeakRssMiB',
+type KburRestoreSummary = Record<
+  'seconds' | 'ratio' | 'downtimeSeconds' | 'preStopSeconds' | 'stopToVerifySeconds' | 'coordinatorPeakRssMiB',
   number
 > & {
-  cpuSeconds: RestoreRunResult['cpuSeconds'];
-  manualSteps: Record<ManualStep, number>;
-  kburSteps: Partial<Record<KburStep, number>>;
+  cpuSeconds: KburRestoreRunResult['cpuSeconds'];
+  steps: Partial<Record<KburStep, number>>;
 };
+
+interface RestoreSummary {
+  manual: { seconds: number; steps: Record<ManualStep, number>; cpuSeconds: RestoreRunResult['manual']['cpuSeconds'] };
+  kbur: Record<KburMode, KburRestoreSummary>;
+}
+
+/** A kept backup that the runs restore. */
+interface RestoreBackup {
+  id: string;
+  /** The coordinator config of its `kbur backup` and `kbur restore`. */
+  config: string;
+  seconds: number;
+  coordinatorPeakRssMiB: number;
+  node: string;
+  snapshotBytes: number;
+  snapshotMiB: number;
+  revision: number;
+  keyCount: number;
+  registryKeyCount: number;
+  /** The backup's `nodeCopies` (copies mode): where each agent keeps its copy. */
+  nodeCopies?: NodeCopy[];
+}
 
 interface RestoreSizeResult {
   sizeMiB: number;
@@ -824,23 +865,14 @@ interface RestoreSizeResult {
   quotaBackendBytes: number;
   sandboxStartSeconds: number;
   fillSeconds: number;
-  backup:
-    | {
-        id: string;
-        seconds: number;
-        node: string;
-        snapshotBytes: number;
-        snapshotMiB: number;
-        revision: number;
-        keyCount: number;
-        registryKeyCount: number;
-      }
-    | undefined;
+  /** `upload` is taken first, then `copies` (the copies the agents keep are of the newest backup). */
+  backups: Partial<Record<KburMode, RestoreBackup>>;
   loadAverage: { before: number[]; after: number[] };
   runs: RestoreRunResult[];
   median: RestoreSummary | undefined;
-  max: { coordinatorPeakRssMiB: number; agentPeakRssMiB: number } | undefined;
+  max: { coordinatorPeakRssMiB: Record<KburMode, number>; agentPeakRssMiB: number } | undefined;
   targets: typeof RESTORE_TARGETS;
+  /** `ratio` is the target's, on the copies mode. */
   pass: { ratio: boolean; checks: boolean };
   error?: string;
 }
@@ -906,7 +938,7 @@ async function etcdLeader(sandbox: Sandbox): Promise<string | undefined> {
   return (await endpointStatus(sandbox)).find((s) => s.isLeader)?.node;
 }
 
-/** What a restore left beside the data dirs, in the state dirs and beside manifests/. */
+/** What a restore left beside the data dirs, in the state dirs (restores/ only) and beside manifests/. */
 async function leftovers(sandbox: Sandbox): Promise<string[]> {
   const found: string[] = [];
   for (const n of sandbox.nodes) {
@@ -922,15 +954,53 @@ async function leftovers(sandbox: Sandbox): Promise<string[]> {
 
 /**
  * Deletes what a finished restore leaves (old data dirs <dataDir>.kbur-<id> and the manual
- * procedure's, staged snapshots, the copies, empty held folders) and kbur's journals. Only called
- * once the cluster was checked healthy on its restored data: never the live data dir.
+ * procedure's, staged snapshots, the manual procedure's copies of the snapshot, empty held folders)
+ * and kbur's journals. Only called once the cluster was checked healthy on its restored data: never
+ * the live data dir, never the snapshot copies the agents keep (<stateDir>/snapshots/, which the
+ * copies mode restores from in every run; a staged snapshot is a hard link to one, deleting it
+ * leaves the copy whole).
  */
 async function removeLeftovers(sandbox: Sandbox, cluster: string): Promise<void> {
+  const within = (path: string, dir: string): boolean => path === dir || path.startsWith(`${dir}/`) || dir.startsWith(`${path}/`);
   for (const path of await leftovers(sandbox)) {
     if (sandbox.nodes.some((n) => path === n.dataDir)) throw new Error(`refusing to delete the live data dir ${path}`);
+    if (sandbox.nodes.some((n) => within(path, localCopies(n))))
+      throw new Error(`refusing to delete ${path}: the snapshot copies an agent keeps are in it`);
     await rm(path, { recursive: true, force: true });
   }
   await rm(join(sandbox.repoDir, cluster, 'restores'), { recursive: true, force: true });
+}
+
+/** Where a node's agent keeps its snapshot copies (see agent/local-snapshots.ts). */
+function localCopies(n: SandboxNode): string {
+  return join(n.stateDir, 'snapshots');
+}
+
+/**
+ * The sandbox's kbur.yaml with backup.copySnapshotToNodes on, written beside it. Its paths are the
+ * sandbox's, absolute: the copy works from any directory.
+ */
+async function writeCopiesConfig(sandbox: Sandbox): Promise<string> {
+  const config = parseYaml(await readFile(sandbox.coordinatorConfig, 'utf8')) as Record<string, unknown>;
+  if ('backup' in config) throw new Error(`${sandbox.coordinatorConfig} already has a backup: section; the bench sets it itself`);
+  const to = join(dirname(sandbox.coordinatorConfig), COPIES_CONFIG);
+  await writeFile(to, stringifyYaml({ ...config, backup: { copySnapshotToNodes: true } }), { mode: 0o600 });
+  return to;
+}
+
+/** Every node keeps the copy of `backup` that its `kbur backup` reported, whole in size. */
+async function assertCopiesKept(sandbox: Sandbox, backup: RestoreBackup): Promise<void> {
+  const missing: string[] = [];
+  for (const n of sandbox.nodes) {
+    const path = join(localCopies(n), `${backup.id}.db`);
+    const size = await stat(path).then(
+      (s) => s.size,
+      () => undefined,
+    );
+    if (size !== backup.snapshotBytes) missing.push(`${n.name}: ${path} ${size === undefined ? 'is missing' : `has ${size} bytes`}`);
+  }
+  if (missing.length)
+    throw new Error(`the snapshot copies of backup ${backup.id} (${backup.snapshotBytes} bytes) are not all kept: ${missing.join('; ')}`);
 }
 
 /** The cluster as before any restore: every manifest in place and its container running, etcd healthy, nothing left over. */
@@ -1082,14 +1152,32 @@ interface KburRestoreOutcome {
   preStopSeconds: number;
   stopToVerifySeconds: number;
   steps: Partial<Record<KburStep, number>>;
+  stagedFrom: Record<string, 'copy' | 'upload'>;
   lines: { t: number; line: string }[];
   agentCpu: number;
   agentChildrenCpu: number;
   agentHwmKiB: number;
 }
 
+/**
+ * Where a `stage <node>:` line says the node's snapshot came from: its own copy (`staged <path> from
+ * the copy this node keeps`) or the repository (`staged <path> (<n> bytes uploaded, ...)`);
+ * undefined for any other line, e.g. `its copy cannot be used (...); uploading ... instead`.
+ */
+function stageSource(line: string): 'copy' | 'upload' | undefined {
+  if (/^stage \S+: staged \S+ from the copy this node keeps\b/.test(line)) return 'copy';
+  if (/^stage \S+: staged \S+ \(\d+ bytes uploaded\b/.test(line)) return 'upload';
+  return undefined;
+}
+
 /** `kbur restore <backup> --yes`, timed from spawn to exit, with the time of each of its step lines. */
-async function kburRestore(sandbox: Sandbox, backupId: string, agentPids: number[], signal: AbortSignal): Promise<KburRestoreOutcome> {
+async function kburRestore(
+  sandbox: Sandbox,
+  config: string,
+  backupId: string,
+  agentPids: number[],
+  signal: AbortSignal,
+): Promise<KburRestoreOutcome> {
   const nodeNames = new Set(sandbox.nodes.map((n) => n.name));
   const lines: { t: number; line: string }[] = [];
   let restoreId = '';
@@ -1111,7 +1199,7 @@ async function kburRestore(sandbox: Sandbox, backupId: string, agentPids: number
   const [own0, children0] = cpu();
   const measured = await measure(
     process.execPath,
-    [...NODE_FLAGS, KBUR_BIN, '--config', sandbox.coordinatorConfig, 'restore', backupId, '--yes'],
+    [...NODE_FLAGS, KBUR_BIN, '--config', config, 'restore', backupId, '--yes'],
     process.env,
     signal,
     onLine,
@@ -1141,6 +1229,12 @@ async function kburRestore(sandbox: Sandbox, backupId: string, agentPids: number
   const preStop = lastOf('verify-staged');
   if (firstStop === undefined || verified === undefined || preStop === undefined)
     throw new Error(`kbur restore exited 0 but its output lacks a stop, verify-staged or verify line:\n${measured.stdout.slice(-2000)}`);
+  // A node whose copy could not be used says so, then is uploaded to: its last stage line decides.
+  const stagedFrom: Record<string, 'copy' | 'upload'> = {};
+  for (const node of nodeNames) {
+    const source = stageSource(lines.filter((l) => l.line.startsWith(`stage ${node}: `)).at(-1)?.line ?? '');
+    if (source) stagedFrom[node] = source;
+  }
   return {
     measured,
     restoreId,
@@ -1148,6 +1242,7 @@ async function kburRestore(sandbox: Sandbox, backupId: string, agentPids: number
     preStopSeconds: preStop,
     stopToVerifySeconds: verified - preStop,
     steps,
+    stagedFrom,
     lines: lines.map((l) => ({ t: round(l.t), line: l.line.slice(0, 300) })),
     agentCpu: own1 - own0,
     agentChildrenCpu: children1 - children0,
@@ -1155,38 +1250,131 @@ async function kburRestore(sandbox: Sandbox, backupId: string, agentPids: number
   };
 }
 
+/**
+ * The run fails unless every node was staged as `mode` means: from its own copy (copies), or by
+ * the upload (upload). A copies restore that fell back to the upload must not be reported as one.
+ */
+function assertStaged(mode: KburMode, got: KburRestoreOutcome, nodes: SandboxNode[]): void {
+  const want = mode === 'copies' ? 'copy' : 'upload';
+  const wrong = nodes.filter((n) => got.stagedFrom[n.name] !== want);
+  if (wrong.length === 0) return;
+  const how = (node: string): string => {
+    const from = got.stagedFrom[node];
+    return from === undefined ? `${node} has no "staged" line` : `${node} was staged ${from === 'copy' ? 'from its copy' : 'by upload'}`;
+  };
+  const stageLines = got.lines.filter((l) => l.line.startsWith('stage ')).map((l) => `  ${l.line}`);
+  throw new Error(
+    `${KBUR_MODE_TEXT[mode]}: restore ${got.restoreId} exited 0, but ${wrong.map((n) => how(n.name)).join(', ')}; ` +
+      `every node must be staged ${want === 'copy' ? 'from the copy it keeps' : 'by upload'}. Its stage lines:\n${stageLines.join('\n')}`,
+  );
+}
+
 function summarizeRestore(runs: RestoreRunResult[]): RestoreSummary | undefined {
   if (runs.length === 0) return undefined;
   const m = (f: (r: RestoreRunResult) => number, digits = 3): number => round(median(runs.map(f)), digits);
-  const kburSteps: Partial<Record<KburStep, number>> = {};
-  for (const step of KBUR_STEPS) {
-    const xs = runs.map((r) => r.kburSteps[step]).filter((x): x is number => x !== undefined);
-    if (xs.length) kburSteps[step] = round(median(xs));
-  }
-  return {
-    manualSeconds: m((r) => r.manualSeconds),
-    kburSeconds: m((r) => r.kburSeconds),
-    ratio: m((r) => r.ratio),
-    kburDowntimeSeconds: m((r) => r.kburDowntimeSeconds),
-    kburPreStopSeconds: m((r) => r.kburPreStopSeconds),
-    kburStopToVerifySeconds: m((r) => r.kburStopToVerifySeconds),
-    coordinatorPeakRssMiB: m((r) => r.coordinatorPeakRssMiB, 1),
-    cpuSeconds: {
-      coordinator: m((r) => r.cpuSeconds.coordinator, 2),
-      agents: m((r) => r.cpuSeconds.agents, 2),
-      agentChildren: m((r) => r.cpuSeconds.agentChildren, 2),
-      manualEtcdctl: m((r) => r.cpuSeconds.manualEtcdctl, 2),
-      manualCp: m((r) => r.cpuSeconds.manualCp, 2),
-    },
-    manualSteps: Object.fromEntries(MANUAL_STEPS.map((s) => [s, m((r) => r.manualSteps[s])])) as Record<ManualStep, number>,
-    kburSteps,
+  const kbur = (mode: KburMode): KburRestoreSummary => {
+    const k = (f: (x: KburRestoreRunResult) => number, digits = 3): number => m((r) => f(r.kbur[mode]), digits);
+    const steps: Partial<Record<KburStep, number>> = {};
+    for (const step of KBUR_STEPS) {
+      const xs = runs.map((r) => r.kbur[mode].steps[step]).filter((x): x is number => x !== undefined);
+      if (xs.length) steps[step] = round(median(xs));
+    }
+    return {
+      seconds: k((x) => x.seconds),
+      ratio: k((x) => x.ratio),
+      downtimeSeconds: k((x) => x.downtimeSeconds),
+      preStopSeconds: k((x) => x.preStopSeconds),
+      stopToVerifySeconds: k((x) => x.stopToVerifySeconds),
+      coordinatorPeakRssMiB: k((x) => x.coordinatorPeakRssMiB, 1),
+      cpuSeconds: {
+        coordinator: k((x) => x.cpuSeconds.coordinator, 2),
+        agents: k((x) => x.cpuSeconds.agents, 2),
+        agentChildren: k((x) => x.cpuSeconds.agentChildren, 2),
+      },
+      steps,
+    };
   };
+  return {
+    manual: {
+      seconds: m((r) => r.manual.seconds),
+      steps: Object.fromEntries(MANUAL_STEPS.map((s) => [s, m((r) => r.manual.steps[s])])) as Record<ManualStep, number>,
+      cpuSeconds: { etcdctl: m((r) => r.manual.cpuSeconds.etcdctl, 2), cp: m((r) => r.manual.cpuSeconds.cp, 2) },
+    },
+    kbur: { copies: kbur('copies'), upload: kbur('upload') },
+  };
+}
+
+/** A kept backup, as the runs restore it. */
+interface KeptBackup {
+  info: RestoreBackup;
+  manifest: Manifest;
+  /** The snapshot in the repository. */
+  snapshot: string;
+}
+
+/**
+ * `kbur backup --json` with `config`, kept. For the copies mode, every node must report its copy
+ * kept (nodeCopies[].ok) and hold it; for the upload mode, no node may have been sent one.
+ */
+async function takeRestoreBackup(
+  sizeMiB: number,
+  sandbox: Sandbox,
+  mode: KburMode,
+  config: string,
+  signal: AbortSignal,
+): Promise<KeptBackup> {
+  log(
+    `${sizeMiB} MiB restore: taking the backup for "${KBUR_MODE_TEXT[mode]}" (kbur --config ${basename(config)} backup --json, kept${mode === 'copies' ? '; backup.copySnapshotToNodes: true' : ''})`,
+  );
+  const backup = await kburBackup(sandbox, signal, true, config);
+  const manifest = backup.manifest;
+  const etcd = manifest.etcd!;
+  const artifact = manifest.artifacts.find((a) => a.kind === 'etcd-snapshot')!;
+  const snapshot = join(sandbox.repoDir, manifest.cluster, 'backups', manifest.id, artifact.path);
+  if ((await stat(snapshot)).size !== artifact.size) throw new Error(`${snapshot} is not ${artifact.size} bytes as its manifest says`);
+  const after = await Promise.all(sandbox.nodes.map((n) => keyCounts(sandbox, n)));
+  if (after.some((c) => c.total !== etcd.keyCount || c.registry !== after[0]!.registry))
+    throw new Error(
+      `right after the backup the members hold ${after.map((c) => `${c.total} keys (/registry/ ${c.registry})`).join(', ')}; the backup says ${etcd.keyCount}: something writes to etcd`,
+    );
+  const info: RestoreBackup = {
+    id: manifest.id,
+    config,
+    seconds: round(backup.measured.seconds),
+    coordinatorPeakRssMiB: round(backup.measured.peakRssKiB / 1024, 1),
+    node: etcd.node,
+    snapshotBytes: artifact.size,
+    snapshotMiB: toMiB(artifact.size),
+    revision: etcd.revision,
+    keyCount: etcd.keyCount,
+    registryKeyCount: after[0]!.registry,
+  };
+  const copies = backup.nodeCopies;
+  if (mode === 'copies') {
+    if (!copies) throw new Error(`kbur --config ${config} backup --json (backup.copySnapshotToNodes: true) printed no nodeCopies`);
+    info.nodeCopies = copies;
+    const bad = [
+      ...copies.filter((c) => !c.ok).map((c) => `${c.node}: ${c.detail}`),
+      ...sandbox.nodes.filter((n) => !copies.some((c) => c.node === n.name)).map((n) => `${n.name}: not in nodeCopies`),
+    ];
+    if (bad.length) throw new Error(`backup ${manifest.id}: not every node keeps a copy of its snapshot: ${bad.join('; ')}`);
+    await assertCopiesKept(sandbox, info);
+  } else if (copies?.length) {
+    throw new Error(`backup ${manifest.id} with ${config} sent snapshot copies to the nodes: the upload mode needs a backup without`);
+  }
+  log(
+    `${sizeMiB} MiB restore: backup ${manifest.id} in ${info.seconds.toFixed(2)} s: snapshot ${toMiB(artifact.size)} MiB from ${etcd.node}, revision ${etcd.revision}, ${etcd.keyCount} keys (${after[0]!.registry} under /registry/)` +
+      (copies ? `; copies kept on ${copies.map((c) => c.node).join(', ')}` : ''),
+  );
+  return { info, manifest, snapshot };
 }
 
 /**
  * The restore benchmark of one size: on the backup benchmark's sandbox when given (after its runs),
- * else on a fresh one filled the same way. One kept `kbur backup` is restored by every run, by
- * hand and by kbur, in alternating order; the cluster is checked and tidied after each.
+ * else on a fresh one filled the same way. Two kept backups, the first without snapshot copies on
+ * the nodes and the second with; every run restores by hand (from the second's snapshot), with kbur
+ * from the nodes' copies (the second) and with kbur uploading the snapshot (the first), the three in
+ * rotation; the cluster is checked and tidied after each.
  */
 async function benchRestore(
   sizeMiB: number,
@@ -1207,103 +1395,115 @@ async function benchRestore(
   });
   await assertNormal(sandbox, signal);
 
-  log(`${sizeMiB} MiB restore: taking the backup to restore (kbur backup --json, kept)`);
-  const backup = await kburBackup(sandbox, signal, true);
-  const manifest = backup.manifest;
-  const etcd = manifest.etcd!;
-  const artifact = manifest.artifacts.find((a) => a.kind === 'etcd-snapshot')!;
-  const snapshot = join(sandbox.repoDir, manifest.cluster, 'backups', manifest.id, artifact.path);
-  if ((await stat(snapshot)).size !== artifact.size) throw new Error(`${snapshot} is not ${artifact.size} bytes as its manifest says`);
-  const after = await Promise.all(sandbox.nodes.map((n) => keyCounts(sandbox, n)));
-  if (after.some((c) => c.total !== etcd.keyCount || c.registry !== after[0]!.registry))
+  // The upload's backup first: the agents keep copies of the newest backups only (localSnapshots.keep, 1 by default).
+  const copiesConfig = await writeCopiesConfig(sandbox);
+  const upload = await takeRestoreBackup(sizeMiB, sandbox, 'upload', sandbox.coordinatorConfig, signal);
+  result.backups.upload = upload.info;
+  const copies = await takeRestoreBackup(sizeMiB, sandbox, 'copies', copiesConfig, signal);
+  result.backups.copies = copies.info;
+  const kept: Record<KburMode, KeptBackup> = { copies, upload };
+  if (copies.info.keyCount !== upload.info.keyCount || copies.info.registryKeyCount !== upload.info.registryKeyCount)
     throw new Error(
-      `right after the backup the members hold ${after.map((c) => `${c.total} keys (/registry/ ${c.registry})`).join(', ')}; the backup says ${etcd.keyCount}: something writes to etcd`,
+      `backup ${upload.info.id} has ${upload.info.keyCount} keys (/registry/ ${upload.info.registryKeyCount}), ${copies.info.id} ${copies.info.keyCount} (/registry/ ${copies.info.registryKeyCount}): something writes to etcd`,
     );
   const members = (await clusterIdentity(sandbox)).members;
-  result.backup = {
-    id: manifest.id,
-    seconds: round(backup.measured.seconds),
-    node: etcd.node,
-    snapshotBytes: artifact.size,
-    snapshotMiB: toMiB(artifact.size),
-    revision: etcd.revision,
-    keyCount: etcd.keyCount,
-    registryKeyCount: after[0]!.registry,
-  };
-  log(
-    `${sizeMiB} MiB restore: backup ${manifest.id}: snapshot ${toMiB(artifact.size)} MiB from ${etcd.node}, revision ${etcd.revision}, ${etcd.keyCount} keys (${after[0]!.registry} under /registry/)`,
-  );
   const agentPids = sandbox.nodes.map((n) =>
     findPid(`kbur-agent of ${n.name}`, (argv) => argv.includes(n.agentConfig) && argv.some((a) => a.endsWith('agent/bin.js'))),
   );
-  const want = { members, keyCount: etcd.keyCount, registryKeyCount: after[0]!.registry };
+  const want = (b: RestoreBackup): { members: string[]; keyCount: number; registryKeyCount: number } => ({
+    members,
+    keyCount: b.keyCount,
+    registryKeyCount: b.registryKeyCount,
+  });
+  type Check = { check: { problems: string[]; summary: string } };
 
   for (let i = 0; i < opts.runs; i++) {
-    const order = i % 2 === 0 ? 'manual-first' : 'kbur-first';
-    let manual: (ManualOutcome & { check: { problems: string[]; summary: string } }) | undefined;
-    let kbur: (KburRestoreOutcome & { check: { problems: string[]; summary: string } }) | undefined;
+    const order = RESTORE_PROCEDURES.map((_, j) => RESTORE_PROCEDURES[(i + j) % RESTORE_PROCEDURES.length]!);
+    let manual: (ManualOutcome & Check) | undefined;
+    const kbur: Partial<Record<KburMode, KburRestoreOutcome & Check>> = {};
     const clusterId = async (): Promise<string> => (await clusterIdentity(sandbox)).clusterIds[0] ?? '';
     const doManual = async (): Promise<void> => {
       const before = await clusterId();
       const leader = await etcdLeader(sandbox);
-      const got = await manualRestore(sandbox, snapshot, leader, signal);
-      manual = { ...got, check: await checkRestored(sandbox, { ...want, clusterIdBefore: before }, signal) };
+      // The copies mode's snapshot: the manual procedure starts, like it, with the snapshot at hand.
+      const got = await manualRestore(sandbox, copies.snapshot, leader, signal);
+      manual = { ...got, check: await checkRestored(sandbox, { ...want(copies.info), clusterIdBefore: before }, signal) };
       log(
         `${sizeMiB} MiB restore run ${i + 1}: manual ${got.seconds.toFixed(2)} s (${MANUAL_STEPS.map((s) => `${s} ${got.steps[s].toFixed(2)}`).join(', ')})`,
       );
     };
-    const doKbur = async (): Promise<void> => {
+    const doKbur = async (mode: KburMode): Promise<void> => {
+      const b = kept[mode].info;
       const before = await clusterId();
-      const got = await kburRestore(sandbox, manifest.id, agentPids, signal);
-      kbur = { ...got, check: await checkRestored(sandbox, { ...want, clusterIdBefore: before }, signal) };
+      const got = await kburRestore(sandbox, b.config, b.id, agentPids, signal);
+      assertStaged(mode, got, sandbox.nodes);
+      kbur[mode] = { ...got, check: await checkRestored(sandbox, { ...want(b), clusterIdBefore: before }, signal) };
       log(
-        `${sizeMiB} MiB restore run ${i + 1}: kbur ${got.measured.seconds.toFixed(2)} s (${Object.entries(got.steps)
+        `${sizeMiB} MiB restore run ${i + 1}: ${KBUR_MODE_TEXT[mode]} ${got.measured.seconds.toFixed(2)} s (${Object.entries(got.steps)
           .map(([s, x]) => `${s} ${x.toFixed(2)}`)
           .join(', ')})`,
       );
     };
-    for (const step of order === 'manual-first' ? [doManual, doKbur] : [doKbur, doManual]) {
+    for (const procedure of order) {
       await assertNormal(sandbox, signal);
+      await assertCopiesKept(sandbox, copies.info);
       await sleep(1_000, undefined, { signal });
-      await step();
-      // Both leave a healthy cluster on the restored data; what they left beside it goes.
-      await removeLeftovers(sandbox, manifest.cluster);
+      await (procedure === 'manual' ? doManual() : doKbur(procedure));
+      // Each leaves a healthy cluster on the restored data; what it left beside it goes (the nodes' snapshot copies stay).
+      await removeLeftovers(sandbox, copies.manifest.cluster);
     }
-    if (!manual || !kbur) throw new Error(`restore run ${i + 1} did not measure both procedures`);
-    const problems = [...manual.check.problems.map((p) => `manual: ${p}`), ...kbur.check.problems.map((p) => `kbur: ${p}`)];
+    if (!manual || !kbur.copies || !kbur.upload) throw new Error(`restore run ${i + 1} did not measure all three procedures`);
+    const manualSeconds = manual.seconds;
+    const kburResult = (mode: KburMode, k: KburRestoreOutcome & Check): KburRestoreRunResult => ({
+      backupId: kept[mode].info.id,
+      restoreId: k.restoreId,
+      seconds: round(k.measured.seconds),
+      ratio: round(k.measured.seconds / manualSeconds),
+      downtimeSeconds: round(k.downtimeSeconds),
+      preStopSeconds: round(k.preStopSeconds),
+      stopToVerifySeconds: round(k.stopToVerifySeconds),
+      coordinatorPeakRssMiB: round(k.measured.peakRssKiB / 1024, 1),
+      agentPeakRssMiB: round(k.agentHwmKiB / 1024, 1),
+      cpuSeconds: {
+        coordinator: round(k.measured.cpuSeconds, 2),
+        agents: round(k.agentCpu, 2),
+        agentChildren: round(k.agentChildrenCpu, 2),
+      },
+      steps: k.steps,
+      stagedFrom: k.stagedFrom,
+      lines: k.lines,
+      check: k.check.summary,
+    });
+    const problems = [
+      ...manual.check.problems.map((p) => `manual: ${p}`),
+      ...KBUR_MODES.flatMap((mode) => kbur[mode]!.check.problems.map((p) => `${KBUR_MODE_TEXT[mode]}: ${p}`)),
+    ];
     const r: RestoreRunResult = {
       run: i + 1,
       order,
-      manualSeconds: round(manual.seconds),
-      kburSeconds: round(kbur.measured.seconds),
-      ratio: round(kbur.measured.seconds / manual.seconds),
-      kburDowntimeSeconds: round(kbur.downtimeSeconds),
-      kburPreStopSeconds: round(kbur.preStopSeconds),
-      kburStopToVerifySeconds: round(kbur.stopToVerifySeconds),
-      coordinatorPeakRssMiB: round(kbur.measured.peakRssKiB / 1024, 1),
-      agentPeakRssMiB: round(kbur.agentHwmKiB / 1024, 1),
-      cpuSeconds: {
-        coordinator: round(kbur.measured.cpuSeconds, 2),
-        agents: round(kbur.agentCpu, 2),
-        agentChildren: round(kbur.agentChildrenCpu, 2),
-        manualEtcdctl: round(manual.etcdctlCpuSeconds, 2),
-        manualCp: round(manual.cpCpuSeconds, 2),
+      manual: {
+        seconds: round(manual.seconds),
+        steps: manual.steps,
+        cpuSeconds: { etcdctl: round(manual.etcdctlCpuSeconds, 2), cp: round(manual.cpCpuSeconds, 2) },
+        check: manual.check.summary,
       },
-      manualSteps: manual.steps,
-      kburSteps: kbur.steps,
-      kburLines: kbur.lines,
-      restoreId: kbur.restoreId,
-      checks: { manual: manual.check.summary, kbur: kbur.check.summary },
+      kbur: { copies: kburResult('copies', kbur.copies), upload: kburResult('upload', kbur.upload) },
       problems,
     };
     result.runs.push(r);
+    const c = r.kbur.copies;
+    const u = r.kbur.upload;
     log(
-      `${sizeMiB} MiB restore run ${i + 1}/${opts.runs} (${order}): manual ${r.manualSeconds.toFixed(2)} s, kbur ${r.kburSeconds.toFixed(2)} s, ratio ${r.ratio.toFixed(3)}; ` +
-        `kbur downtime ${r.kburDowntimeSeconds.toFixed(2)} s, before the stop ${r.kburPreStopSeconds.toFixed(2)} s; coordinator RSS ${r.coordinatorPeakRssMiB} MiB, CPU ${r.cpuSeconds.coordinator} s; agents CPU ${r.cpuSeconds.agents} s (+ children ${r.cpuSeconds.agentChildren} s)` +
+      `${sizeMiB} MiB restore run ${i + 1}/${opts.runs} (${order.join(', ')}): manual ${r.manual.seconds.toFixed(2)} s; ` +
+        `copies ${c.seconds.toFixed(2)} s, ratio ${c.ratio.toFixed(3)}, downtime ${c.downtimeSeconds.toFixed(2)} s, before the stop ${c.preStopSeconds.toFixed(2)} s; ` +
+        `upload ${u.seconds.toFixed(2)} s, ratio ${u.ratio.toFixed(3)}, downtime ${u.downtimeSeconds.toFixed(2)} s, before the stop ${u.preStopSeconds.toFixed(2)} s; ` +
+        `coordinator RSS ${c.coordinatorPeakRssMiB} / ${u.coordinatorPeakRssMiB} MiB, CPU ${c.cpuSeconds.coordinator} / ${u.cpuSeconds.coordinator} s; ` +
+        `agents CPU ${c.cpuSeconds.agents} / ${u.cpuSeconds.agents} s (copies / upload)` +
         (problems.length ? `; PROBLEM: ${problems.join('; ')}` : ''),
     );
   }
-  await rm(join(sandbox.repoDir, manifest.cluster, 'backups', manifest.id), { recursive: true, force: true });
+  for (const b of [upload, copies])
+    await rm(join(sandbox.repoDir, b.manifest.cluster, 'backups', b.manifest.id), { recursive: true, force: true });
 }
 
 function emptyRestoreResult(sizeMiB: number): RestoreSizeResult {
@@ -1313,7 +1513,7 @@ function emptyRestoreResult(sizeMiB: number): RestoreSizeResult {
     quotaBackendBytes: 0,
     sandboxStartSeconds: 0,
     fillSeconds: 0,
-    backup: undefined,
+    backups: {},
     loadAverage: { before: loadavg().map((x) => round(x, 2)), after: [] },
     runs: [],
     median: undefined,
@@ -1327,14 +1527,18 @@ function emptyRestoreResult(sizeMiB: number): RestoreSizeResult {
 function finishRestoreResult(r: RestoreSizeResult): RestoreSizeResult {
   r.loadAverage.after = loadavg().map((x) => round(x, 2));
   r.median = summarizeRestore(r.runs);
+  const maxOf = (mode: KburMode, f: (x: KburRestoreRunResult) => number): number => Math.max(...r.runs.map((x) => f(x.kbur[mode])));
   r.max = r.runs.length
     ? {
-        coordinatorPeakRssMiB: Math.max(...r.runs.map((x) => x.coordinatorPeakRssMiB)),
-        agentPeakRssMiB: Math.max(...r.runs.map((x) => x.agentPeakRssMiB)),
+        coordinatorPeakRssMiB: {
+          copies: maxOf('copies', (x) => x.coordinatorPeakRssMiB),
+          upload: maxOf('upload', (x) => x.coordinatorPeakRssMiB),
+        },
+        agentPeakRssMiB: Math.max(...KBUR_MODES.map((mode) => maxOf(mode, (x) => x.agentPeakRssMiB))),
       }
     : undefined;
   r.pass = {
-    ratio: r.error === undefined && r.median !== undefined && r.median.ratio <= RESTORE_TARGETS.ratioMax,
+    ratio: r.error === undefined && r.median !== undefined && r.median.kbur[RESTORE_TARGETS.kburMode].ratio <= RESTORE_TARGETS.ratioMax,
     checks: r.error === undefined && r.runs.length > 0 && r.runs.every((x) => x.problems.length === 0),
   };
   return r;
@@ -1584,92 +1788,120 @@ function backupMarkdown(report: Report): string[] {
 }
 
 const RESTORE_METHOD = [
-  "Per restore size: the backup benchmark's sandbox of that size after its runs (else a fresh one, filled the same way). One `kbur backup --json` is taken and kept; every run restores it, by hand and with kbur, in alternating order, 1 s apart.",
-  "Manual: the procedure of etcd's recovery guide for a kubeadm static-pod cluster, timed from the first copy to all three endpoints healthy: `cp` of the snapshot into each node's dir (an operator scp's it), `etcd.yaml` moved out of `manifests/` into a folder beside it and each etcd waited for until it exited (followers in parallel, then the leader, as kbur does; the leader is looked up before the clock starts), `etcdctl snapshot restore <copy> --name --initial-cluster --initial-cluster-token <new> --initial-advertise-peer-urls --data-dir <new dir>` of the three members in parallel (env: PATH and ETCDCTL_API=3 only), old data dirs moved aside and the new ones in place, the manifests moved back, then `etcdctl endpoint health` polled every 200 ms until all three pass.",
+  "Per restore size: the backup benchmark's sandbox of that size after its runs (else a fresh one, filled the same way). Two `kbur backup --json` are taken and kept: first one with the sandbox's kbur.yaml, for the upload mode; then one with `kbur-copies.yaml`, the same config plus `backup: {copySnapshotToNodes: true}`, for the copies mode: after it each agent keeps its snapshot as `<stateDir>/snapshots/<backup-id>.db` (agents keep the newest `localSnapshots.keep` copies, 1 by default, so the first backup has none). Every `nodeCopies[].ok` of that backup must be true, and each node's copy is checked in place (size) before every procedure of every run.",
+  'Every run restores three times, 1 s apart, the order rotating: run 1 manual, copies, upload; run 2 copies, upload, manual; run 3 upload, manual, copies; and so on. Both backups hold the same data (same key counts, checked).',
+  "Manual: the procedure of etcd's recovery guide for a kubeadm static-pod cluster, timed from the first copy to all three endpoints healthy: `cp` of the snapshot into each node's dir, `etcd.yaml` moved out of `manifests/` into a folder beside it and each etcd waited for until it exited (followers in parallel, then the leader, as kbur does; the leader is looked up before the clock starts), `etcdctl snapshot restore <copy> --name --initial-cluster --initial-cluster-token <new> --initial-advertise-peer-urls --data-dir <new dir>` of the three members in parallel (env: PATH and ETCDCTL_API=3 only), old data dirs moved aside and the new ones in place, the manifests moved back, then `etcdctl endpoint health` polled every 200 ms until all three pass.",
+  "The manual procedure starts with the snapshot already on each node: its `copy` step is a local `cp` (same disk, no network) of the copies backup's snapshot; getting it onto the nodes first (an operator's scp) is not timed. That is what kbur with copies on the nodes compares with: it too starts from a snapshot each node already holds. kbur with the snapshot uploaded moves 3× the snapshot over gRPC with mTLS before it stops anything, which the manual procedure does not count.",
   "The manual procedure leaves kube-apiserver, kube-controller-manager and kube-scheduler running (the guide's minimum); kbur also moves their manifests out before etcd and back after its checks.",
-  'kbur: `kbur restore <backup-id> --yes`, spawn to exit, exit 0 required; all its checks are included (preflight with the sha256 and etcd hash of the snapshot, staging checked on each node, the recheck before the stop, quorum and member list, revision and key count).',
-  "kbur downtime: from its first `stop <node>:` line to its `verify:` line on stdout (timestamps taken as lines arrive). The stop step starts before its first line (the followers' stop), right after the last `verify-staged` line; kbur pre-stop is from spawn to that line (preflight, plan, staging and its recheck). kbur stop→verify: from that line to the `verify:` line, the downtime with the followers' stop. A step's time runs from the previous step's last line to its own last line; `exit` is from the last line to the exit.",
-  "After each procedure, untimed: all three endpoints healthy, one new cluster id, the same member list, and on every member (serializable reads) the key count equals the backup manifest's etcd.keyCount and the count under /registry/ equals the count taken right after the backup. Then the old data dirs, staged snapshots, copies and journals are deleted.",
-  'Coordinator peak RSS and CPU: /proc polling every 20 ms. Agents CPU: utime+stime deltas of the three agents around the kbur run; their children (etcdctl snapshot restore, du) separately, from cutime+cstime. Agent RSS is the largest VmHWM of the three agents: the peak over their lives.',
+  "kbur, both modes: `kbur --config <that backup's config> restore <backup-id> --yes`, spawn to exit, exit 0 required; all its checks are included (staging checked on each node, sha256 and etcd hash; a snapshot staged in the same run is not reread by `verify-staged`; quorum and member list, revision and key count).",
+  "kbur, copies on the nodes (the target's mode): preflight finds a copy of the backup on every node and does not read the repository's copy (plan note: every node keeps a copy of this snapshot); each agent rereads its copy (sha256 and etcd hash) and stages it as a hard link: no snapshot bytes cross the network. The run fails unless every node's `stage` line says `staged ... from the copy this node keeps`: a fallback to the upload is never reported as this mode.",
+  "kbur, snapshot uploaded (no target, reported beside it): the backup without copies. Preflight checks the repository's copy (sha256 and etcd hash), then the coordinator reads the snapshot once and streams it to the three agents over gRPC with mTLS (3× the snapshot), each writing it and checking its sha256 and etcd hash. The run fails unless every node's `stage` line says `(<n> bytes uploaded`. The sandbox's nodes share one machine: the upload crosses loopback, so here it costs CPU (TLS, hashing) and disk writes, not network time.",
+  "kbur downtime: from its first `stop <node>:` line to its `verify:` line on stdout (timestamps taken as lines arrive). The stop step starts before its first line (the followers' stop), right after the last `verify-staged` line; kbur pre-stop is from spawn to that line (preflight, plan, staging and its check). kbur stop→verify: from that line to the `verify:` line, the downtime with the followers' stop. A step's time runs from the previous step's last line to its own last line; `exit` is from the last line to the exit.",
+  "After each procedure, untimed: all three endpoints healthy, one new cluster id, the same member list, and on every member (serializable reads) the key count equals the restored backup manifest's etcd.keyCount and the count under /registry/ equals the count taken right after that backup. Then the old data dirs, staged snapshots, the manual procedure's copies and kbur's journals are deleted; the snapshot copies the agents keep (`<stateDir>/snapshots/`) are not (the bench refuses to), so every run's copies mode restores from the copies made by the backup.",
+  'Coordinator peak RSS and CPU: /proc polling every 20 ms. Agents CPU: utime+stime deltas of the three agents around each kbur run; their children (etcdctl snapshot restore, du) separately, from cutime+cstime. Agent RSS is the largest VmHWM of the three agents: the peak over their lives.',
 ];
+
+const KBUR_MODE_SHORT: Record<KburMode, string> = { copies: 'kbur copies', upload: 'kbur upload' };
 
 function failedRestoreTargets(r: RestoreSizeResult): string[] {
   if (r.error || !r.median) return [`${r.sizeMiB} MiB: no measurement (${r.error ?? 'no runs'})`];
   const out: string[] = [];
-  if (!r.pass.ratio) out.push(`${r.sizeMiB} MiB: median ratio kbur/manual ${fmt(r.median.ratio, 3)} > ${RESTORE_TARGETS.ratioMax}`);
+  const mode = RESTORE_TARGETS.kburMode;
+  if (!r.pass.ratio)
+    out.push(
+      `${r.sizeMiB} MiB: median ratio ${KBUR_MODE_TEXT[mode]} / manual ${fmt(r.median.kbur[mode].ratio, 3)} > ${RESTORE_TARGETS.ratioMax}`,
+    );
   if (!r.pass.checks) out.push(`${r.sizeMiB} MiB: a restored cluster failed its checks (see runs)`);
   return out;
 }
 
+/** The upload mode, beside the target: no verdict. */
+function uploadReference(r: RestoreSizeResult): string | undefined {
+  const u = r.median?.kbur.upload;
+  if (!u) return undefined;
+  return `${r.sizeMiB} MiB: ${KBUR_MODE_TEXT.upload}, median ${fmt(u.seconds)} s, ratio to manual ${fmt(u.ratio, 3)}, pre-stop ${fmt(u.preStopSeconds)} s (no target)`;
+}
+
 function restoreSummaryRows(section: RestoreSection): { headers: string[]; rows: string[][] } {
-  const headers = [
-    'size',
-    'snapshot MiB',
-    'manual s',
-    'kbur s',
-    'ratio',
-    'kbur downtime s',
-    'kbur pre-stop s',
-    'coord RSS',
-    'coord CPU s',
-    'agents CPU s',
-    'result',
+  const perMode = (label: string): string[] => [
+    `${label} s`,
+    `${label} ratio`,
+    `${label} downtime s`,
+    `${label} pre-stop s`,
+    `${label} coord RSS`,
+    `${label} coord CPU s`,
+    `${label} agents CPU s`,
   ];
+  const headers = ['size', 'snapshot MiB', 'manual s', ...perMode('copies'), ...perMode('upload'), 'result'];
   const rows = section.results.map((r) => {
-    const m = r.median;
     const verdict = r.error
       ? 'ERROR'
       : failedRestoreTargets(r).length
         ? `FAIL (${[!r.pass.ratio && 'ratio', !r.pass.checks && 'check'].filter(Boolean).join(', ')})`
         : 'pass';
+    const mode = (m: KburMode): string[] => {
+      const k = r.median?.kbur[m];
+      return [
+        fmt(k?.seconds),
+        fmt(k?.ratio, 3),
+        fmt(k?.downtimeSeconds),
+        fmt(k?.preStopSeconds),
+        `${fmt(r.max?.coordinatorPeakRssMiB[m], 1)} MiB`,
+        fmt(k?.cpuSeconds.coordinator),
+        fmt(k?.cpuSeconds.agents),
+      ];
+    };
     return [
       `${r.sizeMiB} MiB`,
-      fmt(r.backup?.snapshotMiB, 1),
-      fmt(m?.manualSeconds),
-      fmt(m?.kburSeconds),
-      fmt(m?.ratio, 3),
-      fmt(m?.kburDowntimeSeconds),
-      fmt(m?.kburPreStopSeconds),
-      `${fmt(r.max?.coordinatorPeakRssMiB, 1)} MiB`,
-      fmt(m?.cpuSeconds.coordinator),
-      fmt(m?.cpuSeconds.agents),
+      fmt(r.backups.copies?.snapshotMiB, 1),
+      fmt(r.median?.manual.seconds),
+      ...mode('copies'),
+      ...mode('upload'),
       verdict,
     ];
   });
   return { headers, rows };
 }
 
+/** One row per run and kbur mode, beside the manual procedure of the same run. */
 function restoreRunRows(r: RestoreSizeResult): { headers: string[]; rows: string[][] } {
   const headers = [
     'run',
     'order',
     'manual s',
+    'kbur',
     'kbur s',
     'ratio',
-    'kbur downtime s',
-    'kbur pre-stop s',
-    'kbur stop→verify s',
+    'downtime s',
+    'pre-stop s',
+    'stop→verify s',
     'coord RSS',
     'coord CPU s',
     'agents CPU s',
     "agents' children CPU s",
     'manual etcdctl CPU s',
   ];
-  const rows = r.runs.map((x) => [
-    String(x.run),
-    x.order,
-    fmt(x.manualSeconds),
-    fmt(x.kburSeconds),
-    fmt(x.ratio, 3),
-    fmt(x.kburDowntimeSeconds),
-    fmt(x.kburPreStopSeconds),
-    fmt(x.kburStopToVerifySeconds),
-    `${fmt(x.coordinatorPeakRssMiB, 1)} MiB`,
-    fmt(x.cpuSeconds.coordinator),
-    fmt(x.cpuSeconds.agents),
-    fmt(x.cpuSeconds.agentChildren),
-    fmt(x.cpuSeconds.manualEtcdctl),
-  ]);
+  const rows = r.runs.flatMap((x) =>
+    KBUR_MODES.map((mode) => {
+      const k = x.kbur[mode];
+      return [
+        String(x.run),
+        x.order.join(', '),
+        fmt(x.manual.seconds),
+        mode,
+        fmt(k.seconds),
+        fmt(k.ratio, 3),
+        fmt(k.downtimeSeconds),
+        fmt(k.preStopSeconds),
+        fmt(k.stopToVerifySeconds),
+        `${fmt(k.coordinatorPeakRssMiB, 1)} MiB`,
+        fmt(k.cpuSeconds.coordinator),
+        fmt(k.cpuSeconds.agents),
+        fmt(k.cpuSeconds.agentChildren),
+        fmt(x.manual.cpuSeconds.etcdctl),
+      ];
+    }),
+  );
   return { headers, rows };
 }
 
@@ -1678,23 +1910,45 @@ function restoreStepRows(r: RestoreSizeResult): { headers: string[]; rows: strin
   const headers = ['step', ...r.runs.map((x) => `run ${x.run}`), 'median'];
   const rows: string[][] = [];
   for (const step of MANUAL_STEPS)
-    rows.push([`manual: ${step}`, ...r.runs.map((x) => fmt(x.manualSteps[step])), fmt(r.median?.manualSteps[step])]);
-  rows.push(['manual: total', ...r.runs.map((x) => fmt(x.manualSeconds)), fmt(r.median?.manualSeconds)]);
-  for (const step of KBUR_STEPS) {
-    if (!r.runs.some((x) => x.kburSteps[step] !== undefined)) continue;
-    rows.push([`kbur: ${step}`, ...r.runs.map((x) => fmt(x.kburSteps[step])), fmt(r.median?.kburSteps[step])]);
+    rows.push([`manual: ${step}`, ...r.runs.map((x) => fmt(x.manual.steps[step])), fmt(r.median?.manual.steps[step])]);
+  rows.push(['manual: total', ...r.runs.map((x) => fmt(x.manual.seconds)), fmt(r.median?.manual.seconds)]);
+  for (const mode of KBUR_MODES) {
+    const label = KBUR_MODE_SHORT[mode];
+    for (const step of KBUR_STEPS) {
+      if (!r.runs.some((x) => x.kbur[mode].steps[step] !== undefined)) continue;
+      rows.push([`${label}: ${step}`, ...r.runs.map((x) => fmt(x.kbur[mode].steps[step])), fmt(r.median?.kbur[mode].steps[step])]);
+    }
+    rows.push([`${label}: total`, ...r.runs.map((x) => fmt(x.kbur[mode].seconds)), fmt(r.median?.kbur[mode].seconds)]);
   }
-  rows.push(['kbur: total', ...r.runs.map((x) => fmt(x.kburSeconds)), fmt(r.median?.kburSeconds)]);
   return { headers, rows };
 }
 
+/** How a kbur restore staged the snapshot on the nodes, as its stage lines said. */
+function stagedText(k: KburRestoreRunResult): string {
+  const how = (from: 'copy' | 'upload'): string => (from === 'copy' ? 'from its copy' : 'by upload');
+  const entries = Object.entries(k.stagedFrom);
+  const sources = new Set(entries.map(([, from]) => from));
+  return sources.size === 1
+    ? `every node staged ${how([...sources][0]!)}`
+    : entries.map(([node, from]) => `${node} staged ${how(from)}`).join(', ');
+}
+
 function restoreHeadline(r: RestoreSizeResult): string {
-  const b = r.backup;
+  const { copies: c, upload: u } = r.backups;
+  const snapshotOf = (b: RestoreBackup): string =>
+    `snapshot ${fmt(b.snapshotMiB, 1)} MiB from ${b.node}, revision ${b.revision}, ${b.keyCount} keys (${b.registryKeyCount} under /registry/)`;
+  const backups = [
+    u ? `backup without copies ${u.id} in ${fmt(u.seconds)} s` : undefined,
+    c
+      ? `backup with copies ${c.id} in ${fmt(c.seconds)} s (coordinator RSS ${fmt(c.coordinatorPeakRssMiB, 1)} MiB; copies kept on ${c.nodeCopies?.map((x) => x.node).join(', ') ?? '-'})`
+      : undefined,
+  ].filter(Boolean);
+  const sameSnapshot = !c || !u || (c.snapshotBytes === u.snapshotBytes && c.revision === u.revision && c.node === u.node);
+  const snapshot = c ?? u;
   return (
     `${r.sizeMiB} MiB: sandbox ${r.sandbox}${r.sandbox === 'fresh' ? ` (start ${r.sandboxStartSeconds} s, fill ${r.fillSeconds} s)` : ''}; ` +
-    (b
-      ? `backup ${b.id} from ${b.node} in ${fmt(b.seconds)} s: snapshot ${fmt(b.snapshotMiB, 1)} MiB, revision ${b.revision}, ${b.keyCount} keys (${b.registryKeyCount} under /registry/); `
-      : '') +
+    (backups.length ? `${backups.join(', ')}: ` : '') +
+    (snapshot ? `${snapshotOf(snapshot)}${sameSnapshot || !u ? '' : ` (without copies: ${snapshotOf(u)})`}; ` : '') +
     `load average ${r.loadAverage.before.join(' ')} -> ${r.loadAverage.after.join(' ')}`
   );
 }
@@ -1702,7 +1956,7 @@ function restoreHeadline(r: RestoreSizeResult): string {
 function restoreText(section: RestoreSection, afterBackup: boolean): string[] {
   const out: string[] = [
     ...(afterBackup ? [''] : []),
-    `kbur restore (RTO) of the 3-member cluster against the manual procedure of etcd's recovery guide, timed in the same runs`,
+    `kbur restore (RTO) of the 3-member cluster against the manual procedure of etcd's recovery guide, timed in the same runs: kbur from the snapshot copies the nodes keep (copies, the target's) and kbur uploading the snapshot (upload, no target)`,
     '',
   ];
   const s = restoreSummaryRows(section);
@@ -1720,18 +1974,23 @@ function restoreText(section: RestoreSection, afterBackup: boolean): string[] {
   }
   out.push(
     '',
-    'manual: cp x3, etcd.yaml out, etcdctl snapshot restore x3 in parallel, swap data dirs, etcd.yaml back, wait healthy; kube-apiserver & co. untouched (kbur stops and restarts them too).',
+    'manual: local cp x3 (the snapshot already on each node), etcd.yaml out, etcdctl snapshot restore x3 in parallel, swap data dirs, etcd.yaml back, wait healthy; kube-apiserver & co. untouched (kbur stops and restarts them too).',
+    'copies: each node stages the copy it keeps (reread, hard link); upload: the coordinator first streams 3x the snapshot to the agents over mTLS.',
   );
   const failed = section.results.flatMap(failedRestoreTargets);
-  out.push(`target: median restore time kbur/manual <= ${RESTORE_TARGETS.ratioMax}, every check of the restored cluster passed`);
+  out.push(
+    `target: median restore time ${KBUR_MODE_TEXT[RESTORE_TARGETS.kburMode]} / manual <= ${RESTORE_TARGETS.ratioMax}, every check of the restored cluster passed`,
+  );
   out.push(failed.length ? `RESTORE TARGETS MISSED:\n${failed.map((f) => `  - ${f}`).join('\n')}` : 'restore target met');
+  const reference = section.results.map(uploadReference).filter((x): x is string => x !== undefined);
+  if (reference.length) out.push(`beside it:\n${reference.map((f) => `  - ${f}`).join('\n')}`);
   return out;
 }
 
 function restoreMarkdown(section: RestoreSection, afterBackup: boolean): string[] {
   const out: string[] = [
     ...(afterBackup ? ['# kbur restore benchmark (RTO)', ''] : []),
-    `Target: median restore time (RTO) of kbur at most ${RESTORE_TARGETS.ratioMax} times the manual procedure of etcd's recovery guide timed in the same run, with every check of kbur included and every restored cluster checked. Times are medians; RSS is the maximum over runs.`,
+    `Target: median restore time (RTO) of kbur restoring a backup whose snapshot every node keeps a copy of (\`backup.copySnapshotToNodes\`; "copies" below) at most ${RESTORE_TARGETS.ratioMax} times the manual procedure of etcd's recovery guide timed in the same run, which likewise starts with the snapshot on each node; every check of kbur included and every restored cluster checked. The same runs time kbur restoring a backup without copies, which first uploads the snapshot to the three nodes ("upload"): reported beside it, without a target. Times are medians; RSS is the maximum over runs.`,
     '',
   ];
   const s = restoreSummaryRows(section);
@@ -1741,20 +2000,26 @@ function restoreMarkdown(section: RestoreSection, afterBackup: boolean): string[
     if (r.error) out.push('', `**ERROR**: ${r.error}`);
     if (r.runs.length) {
       const t = restoreRunRows(r);
-      out.push('', ...markdownTable(t.headers, t.rows));
+      out.push('', 'Each run, kbur in both modes beside the manual procedure of the same run (ratio = kbur s / manual s):', '');
+      out.push(...markdownTable(t.headers, t.rows));
       const st = restoreStepRows(r);
       out.push('', 'Where the time goes (seconds):', '', ...markdownTable(st.headers, st.rows));
       out.push('', 'Checks after each restore:', '');
-      for (const run of r.runs) out.push(`- run ${run.run}: manual: ${run.checks.manual}; kbur (${run.restoreId}): ${run.checks.kbur}`);
+      for (const run of r.runs)
+        out.push(
+          `- run ${run.run}: manual: ${run.manual.check}; ${KBUR_MODES.map((mode) => `${KBUR_MODE_SHORT[mode]} (${run.kbur[mode].restoreId}; ${stagedText(run.kbur[mode])}): ${run.kbur[mode].check}`).join('; ')}`,
+        );
       out.push(
         '',
-        `Agents' peak RSS (VmHWM over their lives): ${fmt(r.max?.agentPeakRssMiB, 1)} MiB; manual \`cp\` CPU ${fmt(r.median?.cpuSeconds.manualCp)} s.`,
+        `Agents' peak RSS (VmHWM over their lives): ${fmt(r.max?.agentPeakRssMiB, 1)} MiB; manual \`cp\` CPU ${fmt(r.median?.manual.cpuSeconds.cp)} s.`,
       );
     }
     for (const run of r.runs) for (const p of run.problems) out.push('', `- run ${run.run}: ${p}`);
   }
   const failed = section.results.flatMap(failedRestoreTargets);
+  const reference = section.results.map(uploadReference).filter((x): x is string => x !== undefined);
   out.push('', '## Restore result', '', failed.length ? failed.map((f) => `- missed: ${f}`).join('\n') : 'Restore target met.');
+  if (reference.length) out.push('', 'Beside it, without a target:', '', ...reference.map((f) => `- ${f}`));
   out.push('', '## Restore method', '', ...section.method.map((x) => `- ${x}`), '');
   return out;
 }
