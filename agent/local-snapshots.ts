@@ -16,7 +16,10 @@ export function localSnapshotDir(stateDir: string): string {
   return join(stateDir, 'snapshots');
 }
 
-/** Share of the disk a kept copy must leave free: the etcd data dir may live on the same disk. */
+/**
+ * Share of the disk a kept copy must leave free: etcd's data dir may live on the same disk, and below
+ * 10% free the kubelet's default eviction threshold (nodefs.available<10%) starts evicting pods.
+ */
 const MIN_FREE_SHARE = 0.1;
 
 function assertBackupId(id: string): void {
