@@ -125,10 +125,18 @@ export interface SnapshotHeader {
   keyCount: number;
 }
 
-/** Sent last, only when every byte was sent and the snapshot's own integrity hash held. */
+/**
+ * Sent last, once every byte was sent. The agent does not hash the snapshot: the receiver checks
+ * what it wrote against etcd's own integrity hash (the snapshot's last 32 bytes), end to end from
+ * etcd's file, and computes the sha256 it records.
+ */
 export interface SnapshotTrailer {
   size: number;
-  /** sha256 of every byte sent, lowercase hex. */
+  /**
+   * Empty: see above. Kept so that the field number is never reused.
+   *
+   * @deprecated
+   */
   sha256: string;
 }
 
