@@ -64,6 +64,25 @@ describe('AtomicFile', () => {
   });
   afterEach(() => rm(dir, { recursive: true, force: true }));
 
+  it('flushes early while it is written, and still commits every byte, or aborts leaving nothing', async () => {
+    const chunk = randomBytes(1 << 20);
+    const write = async (f: AtomicFile): Promise<void> => {
+      // 40 MiB with pauses: the background flush (every 32 MiB, looked at every 100 ms) runs meanwhile.
+      for (let i = 0; i < 40; i++) {
+        if (!f.stream.write(chunk)) await once(f.stream, 'drain');
+        if (i % 10 === 9) await new Promise((r) => setTimeout(r, 150));
+      }
+    };
+    const kept = new AtomicFile(join(dir, 'kept.db'));
+    await write(kept);
+    await kept.commit();
+    expect((await stat(join(dir, 'kept.db'))).size).to.equal(40 << 20);
+    const dropped = new AtomicFile(join(dir, 'dropped.db'));
+    await write(dropped);
+    await dropped.abort();
+    expect(await readdir(dir)).to.deep.equal(['kept.db']);
+  });
+
   it('shows nothing under the final name until commit, then a 0600 file', async () => {
     const f = new AtomicFile(join(dir, 'a.db'));
     f.stream.write('hello ');
