@@ -1,15 +1,18 @@
 import { noop } from 'cockatiel';
+import type { Client } from '@grpc/grpc-js';
 import { Etcd3 } from 'etcd3';
 import { KburError, errorMessage } from '../../shared/errors.js';
 import { readTlsFiles, type TlsMaterial } from '../../shared/tls.js';
 import type { EtcdMemberStatus, SnapshotHeader } from '../../proto/gen/kbur/v1/agent.js';
 import type { EtcdSettings } from './discovery.js';
-import { openSnapshotStream, type SnapshotPiece } from './snapshot-stream.js';
+import { openSnapshotStream, snapshotChannel, type SnapshotPiece } from './snapshot-stream.js';
 
 const STATUS_DEADLINE_MS = 5_000;
 
 /** The etcd member on this node, reached over its own client TLS. */
 export class LocalEtcd {
+  private snapshots: Client | undefined;
+
   private constructor(
     readonly settings: EtcdSettings,
     private readonly client: Etcd3,
@@ -38,6 +41,7 @@ export class LocalEtcd {
 
   close(): void {
     this.client.close();
+    this.snapshots?.close();
   }
 
   /** Status of the member; never throws: an unreachable member is `reachable: false` with the reason. */
@@ -99,24 +103,23 @@ export class LocalEtcd {
    * reader's pace. The signal or cancel() ends the etcd stream.
    */
   async snapshot(signal: AbortSignal): Promise<{ header: SnapshotHeader; data: AsyncGenerator<Buffer>; cancel(): void }> {
-    const member = await this.status();
+    const endpoint = this.settings.endpoint;
+    this.snapshots ??= snapshotChannel(endpoint, this.tls);
+    const source = openSnapshotStream(this.snapshots);
+    const cancel = (): void => source.cancel();
+    signal.addEventListener('abort', cancel, { once: true });
+    source.once('close', () => signal.removeEventListener('abort', cancel));
+    const pieces: AsyncIterator<SnapshotPiece> = source[Symbol.asyncIterator]();
+    // The member's status and etcd's first piece, asked at once; status never throws.
+    const [member, firstOrError] = await Promise.all([this.status(), pieces.next().catch((err: unknown) => toEtcdError(err, endpoint))]);
     if (!member.reachable) {
-      throw new KburError('UNAVAILABLE', `local etcd member ${this.settings.endpoint} is not reachable: ${member.error}`, {
+      source.cancel();
+      throw new KburError('UNAVAILABLE', `local etcd member ${endpoint} is not reachable: ${member.error}`, {
         hint: 'check that etcd runs on this node (crictl ps / systemctl status etcd)',
       });
     }
-    const endpoint = this.settings.endpoint;
-    const { stream: source, close } = openSnapshotStream(endpoint, this.tls);
-    const cancel = (): void => source.cancel();
-    signal.addEventListener('abort', cancel, { once: true });
-    source.once('close', () => {
-      signal.removeEventListener('abort', cancel);
-      close();
-    });
-    const pieces: AsyncIterator<SnapshotPiece> = source[Symbol.asyncIterator]();
-    const first = await pieces.next().catch((err: unknown) => {
-      throw toEtcdError(err, endpoint);
-    });
+    if (firstOrError instanceof KburError) throw firstOrError;
+    const first = firstOrError;
     if (first.done) throw new KburError('UNAVAILABLE', `etcd on ${endpoint} ended the snapshot stream before sending anything`);
     const revision = first.value.revision ?? member.revision;
     const keyCount = await this.countKeys(revision);

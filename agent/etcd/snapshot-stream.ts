@@ -13,23 +13,31 @@ export interface SnapshotPiece {
 const FLOW_CONTROL_WINDOW = 8 << 20;
 
 /**
- * etcd's Snapshot RPC on a channel of its own. The messages are decoded by hand (three fields of
- * SnapshotResponse) so that each blob is a view into the received buffer, not a copy: a
- * generated decoder would copy every 32 KiB of a multi-GB snapshot and churn the heap.
+ * A channel of its own for etcd's Snapshot RPC (a wide window; see FLOW_CONTROL_WINDOW), kept
+ * open between snapshots so that a backup does not wait for a TLS handshake with etcd.
  */
-export function openSnapshotStream(endpoint: string, tls: TlsMaterial): { stream: ClientReadableStream<SnapshotPiece>; close(): void } {
-  const url = new URL(endpoint);
-  const client = new Client(url.host, credentials.createSsl(tls.ca, tls.key, tls.cert), {
+export function snapshotChannel(endpoint: string, tls: TlsMaterial): Client {
+  return new Client(new URL(endpoint).host, credentials.createSsl(tls.ca, tls.key, tls.cert), {
     'grpc-node.flow_control_window': FLOW_CONTROL_WINDOW,
     'grpc.max_receive_message_length': 64 << 20,
+    // etcd restarts during a restore: be back soon after it is.
+    'grpc.initial_reconnect_backoff_ms': 100,
+    'grpc.max_reconnect_backoff_ms': 1000,
   });
-  const stream = client.makeServerStreamRequest<Record<string, never>, SnapshotPiece>(
+}
+
+/**
+ * etcd's Snapshot RPC. The messages are decoded by hand (three fields of SnapshotResponse) so that
+ * each blob is a view into the received buffer, not a copy: a generated decoder would copy every
+ * 32 KiB of a multi-GB snapshot and churn the heap.
+ */
+export function openSnapshotStream(channel: Client): ClientReadableStream<SnapshotPiece> {
+  return channel.makeServerStreamRequest<Record<string, never>, SnapshotPiece>(
     '/etcdserverpb.Maintenance/Snapshot',
     () => Buffer.alloc(0),
     decodeSnapshotResponse,
     {},
   );
-  return { stream, close: () => client.close() };
 }
 
 /** SnapshotResponse { ResponseHeader header = 1; uint64 remaining_bytes = 2; bytes blob = 3; } */
