@@ -215,7 +215,7 @@ async function systemctl(verb: 'start' | 'stop', unit: string): Promise<void> {
 }
 
 /** How often a restore step looks whether etcd stopped or answers: the control plane is down meanwhile. */
-const POLL_MS = 100;
+const POLL_MS = 50;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));

@@ -46,6 +46,8 @@ export type JournalEntry = z.infer<typeof entry>;
  */
 export class Journal {
   private writes: Promise<void> = Promise.resolve();
+  /** A write queued behind the one in flight and not started yet: it will carry every change made until it starts. */
+  private queued: Promise<void> | undefined;
 
   private constructor(
     private readonly repository: Repository,
@@ -124,10 +126,20 @@ export class Journal {
     return this.save();
   }
 
+  /**
+   * Resolves once the journal on disk holds every change made so far. Writes never overlap; the
+   * nodes of a step that begin at once share one write instead of queueing one each.
+   */
   private save(): Promise<void> {
     this.data.updatedAt = new Date().toISOString();
-    const text = JSON.stringify(this.data, null, 2) + '\n';
-    this.writes = this.writes.then(() => this.repository.writeJournal(this.data.cluster, this.data.restoreId, text));
-    return this.writes;
+    if (this.queued) return this.queued;
+    const write = this.writes.then(() => {
+      this.queued = undefined;
+      return this.repository.writeJournal(this.data.cluster, this.data.restoreId, JSON.stringify(this.data, null, 2) + '\n');
+    });
+    this.queued = write;
+    // A failed write fails its callers; the next one still runs.
+    this.writes = write.catch(() => undefined);
+    return write;
   }
 }
