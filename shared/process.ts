@@ -31,6 +31,14 @@ export function survivePipeClose(): void {
  */
 export const NODE_FLAGS = ['--max-semi-space-size=2'];
 
+/**
+ * The agent's, as its shebang says: NODE_FLAGS, and no memory reducer. An agent idle for half a
+ * minute had V8's memory reducer shrink its heap, and from then on every 64 MiB of buffers a
+ * snapshot passes through started a full mark-compact: twice the CPU per backup, for good
+ * (seen as 2.2 CPU-s instead of 1.0 for 300 MiB). Its heap is ~20 MiB; keeping it is cheap.
+ */
+export const AGENT_NODE_FLAGS = [...NODE_FLAGS, '--no-memory-reducer'];
+
 /** The environment of a tool kbur runs: PATH and a neutral locale, plus what the caller names; nothing inherited. */
 export function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   return { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8', ...extra };

@@ -14,7 +14,7 @@ import { Etcd3 } from 'etcd3';
 import { stringify } from 'yaml';
 import { Kubelet } from './kubelet.js';
 import { createKburPki, createKubernetesPki, issuePem, pair, type KeyPair } from './pki.js';
-import { NODE_FLAGS } from '../../shared/process.js';
+import { AGENT_NODE_FLAGS } from '../../shared/process.js';
 
 export interface SandboxOptions {
   /** Absolute; must exist or be creatable. */
@@ -579,7 +579,7 @@ class LocalSandbox implements Sandbox {
     const fd = openSync(logFile, 'a');
     let child: ChildProcess;
     try {
-      child = spawn(process.execPath, [...NODE_FLAGS, bin, '--config', node.agentConfig], { stdio: ['ignore', fd, fd] });
+      child = spawn(process.execPath, [...AGENT_NODE_FLAGS, bin, '--config', node.agentConfig], { stdio: ['ignore', fd, fd] });
     } finally {
       closeSync(fd);
     }
