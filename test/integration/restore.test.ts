@@ -289,7 +289,8 @@ describe('kbur restore on a 3-member TLS etcd', function () {
     });
 
     it('keeps a checked copy on every node, only the newest, and a restore stages from them without reading the repository', async function () {
-      const older = await backupWithCopies();
+      // An older backup whose copies the next one replaces, often in the same second: ids of one second do not sort by time.
+      await backupWithCopies();
       const m = await backupWithCopies();
       const snapshot = m.artifacts.find((a) => a.kind === 'etcd-snapshot')!;
       expect(m.nodeCopies.map((c) => [c.node, c.ok])).to.deep.equal(sandbox.nodes.map((n) => [n.name, true]));
@@ -298,7 +299,6 @@ describe('kbur restore on a 3-member TLS etcd', function () {
         // localSnapshots.keep defaults to 1: the older backup's copy is gone, the new one whole.
         expect(await readdir(join(node.stateDir, 'snapshots')), node.name).to.deep.equal([`${m.id}.db`, `${m.id}.json`]);
       }
-      expect(older.id < m.id).to.equal(true);
 
       const dry = await kbur('restore', m.id, '--dry-run');
       expect(dry.code, dry.stderr).to.equal(0);
