@@ -116,17 +116,28 @@ export class AgentClient {
     const response = new Promise<Res>((resolve, reject) => {
       call = start(new Metadata(), {}, (err, res) => (err ? reject(this.fromStatus(err)) : resolve(res)));
     });
+    // The agent may answer before it has every byte (it refuses the header, its disk is full):
+    // then sending stops and its answer is the result. Until then nothing waits on the answer, so
+    // it is handled here, or a refusal would be an unhandled rejection that kills kbur.
+    const answered = new AbortController();
+    response.then(
+      () => answered.abort(),
+      () => answered.abort(),
+    );
+    const sending = AbortSignal.any([signal, answered.signal]);
     const stream = call!;
     const onAbort = (): void => stream.cancel();
     signal.addEventListener('abort', onAbort, { once: true });
     try {
       stream.write({ kind: { $case: 'header', value: header } });
       for await (const chunk of data) {
-        if (!stream.write({ kind: { $case: 'data', value: chunk } })) await once(stream, 'drain', { signal });
+        if (sending.aborted) break;
+        if (!stream.write({ kind: { $case: 'data', value: chunk } })) await once(stream, 'drain', { signal: sending });
       }
       stream.end();
       return await response;
     } catch (err) {
+      if (answered.signal.aborted && !signal.aborted) return await response;
       stream.cancel();
       await response.catch(() => undefined);
       throw signal.aborted ? signal.reason : err;

@@ -342,5 +342,33 @@ describe('kbur restore on a 3-member TLS etcd', function () {
       await waitHealthy();
       expect(await keys()).to.deep.equal(before);
     });
+
+    it('keeps the backup whole when a node refuses copies (localSnapshots.keep: 0), and uploads to that node only', async function () {
+      const node = sandbox.nodes[2]!;
+      const original = await readFile(node.agentConfig, 'utf8');
+      await sandbox.stopAgent(node.name);
+      await writeFile(node.agentConfig, `${original}localSnapshots:\n  keep: 0\n`);
+      await sandbox.startAgents([node.name]);
+      try {
+        const text = await kburCopies('backup');
+        expect(text.code, text.stdout + text.stderr).to.equal(0);
+        expect(text.stdout).to.match(/snapshot copies kept on: node-1, node-2\n/);
+        expect(text.stdout).to.match(/WARNING no snapshot copy on node-3: .*keeps no snapshot copies \(localSnapshots\.keep is 0/);
+        const m = await backupWithCopies();
+        expect(m.phase).to.equal('Completed');
+        expect(m.nodeCopies.find((c) => c.node === node.name)).to.deep.include({ ok: false });
+        const before = await keys();
+        const run = await kbur('restore', m.id, '--yes');
+        expect(run.code, run.stdout + run.stderr).to.equal(0);
+        expect(run.stdout).to.match(/^stage node-3: staged .* bytes uploaded/m);
+        expect(run.stdout).to.match(/^stage node-1: staged .* from the copy this node keeps/m);
+        await waitHealthy();
+        expect(await keys()).to.deep.equal(before);
+      } finally {
+        await sandbox.stopAgent(node.name);
+        await writeFile(node.agentConfig, original);
+        await sandbox.startAgents([node.name]);
+      }
+    });
   });
 });
