@@ -138,7 +138,15 @@ async function releaseManifest(s: AgentState, record: RestoreRecord, name: strin
 export async function waitEtcdStopped(s: AgentState): Promise<void> {
   const deadline = Date.now() + s.config.etcd.stopTimeout * 1000;
   for (;;) {
-    const pids = await etcdPids(s.etcd.settings.dataDir);
+    let pids = await etcdPids(s.etcd.settings.dataDir);
+    // The processes found are watched closely (one small read each) until they are gone; then the
+    // whole process table and the ports are looked at again.
+    while (pids.length && Date.now() <= deadline) {
+      await sleep(EXIT_POLL_MS);
+      const dataDir = s.etcd.settings.dataDir;
+      pids = (await Promise.all(pids.map(async (pid) => ((await isEtcdOn(pid, dataDir)) ? [pid] : [])))).flat();
+    }
+    if (pids.length === 0) pids = await etcdPids(s.etcd.settings.dataDir);
     const busy = pids.length ? [] : await busyPorts(s.etcd.settings.listens);
     if (pids.length === 0 && busy.length === 0) return;
     if (Date.now() > deadline) {
@@ -172,16 +180,20 @@ async function waitEtcdAnswers(s: AgentState): Promise<void> {
   }
 }
 
+/** Whether process `pid` is an etcd on this data dir: a zombie or a gone one has no command line. */
+async function isEtcdOn(pid: number | string, dataDir: string): Promise<boolean> {
+  const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
+  if (basename(argv[0] ?? '') !== 'etcd') return false;
+  const i = argv.indexOf('--data-dir');
+  const dir = argv.find((a) => a.startsWith('--data-dir='))?.slice('--data-dir='.length) ?? (i >= 0 ? argv[i + 1] : undefined);
+  return dir === dataDir;
+}
+
 /** Processes whose program is etcd and whose --data-dir is this one. */
 export async function etcdPids(dataDir: string): Promise<number[]> {
   const pids: number[] = [];
   for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const argv = (await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '')).split('\0');
-    if (basename(argv[0] ?? '') !== 'etcd') continue;
-    const i = argv.indexOf('--data-dir');
-    const dir = argv.find((a) => a.startsWith('--data-dir='))?.slice('--data-dir='.length) ?? (i >= 0 ? argv[i + 1] : undefined);
-    if (dir === dataDir) pids.push(Number(entry));
+    if (/^\d+$/.test(entry) && (await isEtcdOn(entry, dataDir))) pids.push(Number(entry));
   }
   return pids;
 }
@@ -216,6 +228,8 @@ async function systemctl(verb: 'start' | 'stop', unit: string): Promise<void> {
 
 /** How often a restore step looks whether etcd stopped or answers: the control plane is down meanwhile. */
 const POLL_MS = 50;
+/** How often a stopping etcd process is looked at: one read of its /proc entry. */
+const EXIT_POLL_MS = 20;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));

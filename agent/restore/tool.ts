@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { stat } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { KburError } from '../../shared/errors.js';
 import { childEnv, findExecutable } from '../../shared/process.js';
@@ -29,6 +30,25 @@ export async function findRestoreTool(configured: string | undefined): Promise<R
     });
   }
   const path = candidates[0]!;
+  // What the tool says of itself is asked once per binary: a restore asks at preflight and again
+  // when it restores, and each asking runs it once or twice. A replaced binary is asked again.
+  const id = await stat(path).then(
+    (st) => `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}`,
+    () => undefined,
+  );
+  const known = id ? probed.get(path) : undefined;
+  if (known && known.id === id) return known.tool;
+  const tool = probe(path);
+  if (id) {
+    probed.set(path, { id, tool });
+    tool.catch(() => probed.delete(path));
+  }
+  return tool;
+}
+
+const probed = new Map<string, { id: string; tool: Promise<RestoreTool> }>();
+
+async function probe(path: string): Promise<RestoreTool> {
   const kind = path.endsWith('etcdutl') ? 'etcdutl' : 'etcdctl';
   let version: string;
   try {
