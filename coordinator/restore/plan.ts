@@ -72,7 +72,13 @@ export async function preflight(opts: {
   // The repository's copy is read only for nodes that keep no copy of their own: when every node
   // has one, the check stops as soon as the agents say so (a dry run checks both).
   const skipRepository = new AbortController();
-  const repositoryCheck = checkArtifact(opts.repository, manifest, snapshot, AbortSignal.any([opts.signal, skipRepository.signal]));
+  let checkedBeforeSkip = false;
+  const repositoryCheck = checkArtifact(opts.repository, manifest, snapshot, AbortSignal.any([opts.signal, skipRepository.signal])).then(
+    (r) => {
+      checkedBeforeSkip = !skipRepository.signal.aborted;
+      return r;
+    },
+  );
   const prepared = await Promise.all(
     opts.agents.map((a) =>
       a
@@ -89,7 +95,13 @@ export async function preflight(opts: {
   const everyNodeHasCopy = prepared.every((p) => !(p instanceof Error) && p.hasLocalCopy);
   if (everyNodeHasCopy && !opts.dryRun) skipRepository.abort();
   const snapshotCheck = await repositoryCheck;
+  const notes: string[] = [];
   if (snapshotCheck.problem && !skipRepository.signal.aborted) problems.push(`snapshot ${snapshot.path}: ${snapshotCheck.problem}`);
+  // Found before the agents answered: not needed by this restore, but worth knowing.
+  else if (snapshotCheck.problem && checkedBeforeSkip)
+    notes.push(
+      `the repository's copy of the snapshot is damaged (${snapshotCheck.problem}); this restore uses the nodes' copies and does not need it; kbur verify ${manifest.id} records it`,
+    );
 
   if (opts.withKubernetesDir) problems.push(...(await checkNodeArchives(opts, manifest)));
   const nodes: RestorePlan['nodes'] = [];
@@ -106,13 +118,12 @@ export async function preflight(opts: {
       );
     nodes.push(toPlanNode(agent, p, member.peerUrls));
   });
-  const notes: string[] = [];
   for (const p of prepared) {
     if (!(p instanceof Error) && p.localCopyProblem)
       notes.push(`${p.node}: its copy of the snapshot cannot be used (${p.localCopyProblem}); the snapshot is uploaded to it instead`);
   }
   if (everyNodeHasCopy && !opts.dryRun)
-    notes.push("every node keeps a copy of this snapshot: each is staged from it and checked there; the repository's copy is not read");
+    notes.push("every node keeps a copy of this snapshot: each is staged from it and checked there; the repository's copy is not needed");
   for (const m of manifest.etcd.members) {
     if (!nodes.some((n) => n.memberName === m.name))
       notes.push(`member ${m.name} of the backup has no node in kbur.yaml: the restored cluster has ${nodes.length} members`);

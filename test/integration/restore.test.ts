@@ -310,7 +310,7 @@ describe('kbur restore on a 3-member TLS etcd', function () {
       await sandbox.etcdctl(['del', '--prefix', '/registry/configmaps/demo/']);
       const run = await kbur('restore', m.id, '--yes');
       expect(run.code, run.stdout + run.stderr).to.equal(0);
-      expect(run.stdout).to.contain("the repository's copy is not read");
+      expect(run.stdout).to.contain("the repository's copy is not needed");
       for (const node of sandbox.nodes) {
         expect(run.stdout).to.match(new RegExp(`^stage ${node.name}: staged .* from the copy this node keeps`, 'm'));
         expect(run.stdout).to.match(new RegExp(`^verify-staged ${node.name}: checked as it was staged, in this run`, 'm'));
