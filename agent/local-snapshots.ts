@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import type { KeepSnapshotRequest, LocalSnapshot } from '../proto/gen/kbur/v1/agent.js';
 import { KburError } from '../shared/errors.js';
 import { BACKUP_ID } from '../shared/manifest.js';
-import { digestFile, fsyncDir, writeFileAtomic } from '../shared/streams.js';
+import { checkSnapshotFile, fsyncDir, writeFileAtomic } from '../shared/streams.js';
 import { receiveFile, uploadHeader } from './restore/stage.js';
 import type { AgentState } from './state.js';
 
@@ -119,18 +119,7 @@ export async function checkLocalCopy(
       hint: 'the snapshot is uploaded from the repository instead',
     });
   }
-  let got;
-  try {
-    got = await digestFile(copy.path, { snapshot: true, signal });
-  } catch (err) {
-    throw new KburError('DATA_LOSS', `the local copy ${copy.path} is damaged: ${(err as Error).message}`, { cause: err });
-  }
-  if (got.size !== want.size || got.sha256 !== want.sha256) {
-    throw new KburError(
-      'DATA_LOSS',
-      `the local copy ${copy.path} has ${got.size} bytes with sha256 ${got.sha256}; the backup's snapshot has ${want.size} bytes with sha256 ${want.sha256}`,
-    );
-  }
+  await checkSnapshotFile(copy.path, want, 'the local copy', { signal });
   return copy;
 }
 

@@ -99,6 +99,32 @@ export async function digestFile(path: string, opts: { snapshot?: boolean; signa
   return { size: digest.size, sha256: digest.sha256() };
 }
 
+/**
+ * Rereads an etcd snapshot on disk: DATA_LOSS, naming it `what`, unless its integrity hash holds and
+ * its size and sha256 are `want`'s. For copies kept or staged on a node, before anything relies on them.
+ */
+export async function checkSnapshotFile(
+  path: string,
+  want: { size: number; sha256: string },
+  what: string,
+  opts: { signal?: AbortSignal; hint?: string } = {},
+): Promise<FileDigest> {
+  let got: FileDigest;
+  try {
+    got = await digestFile(path, { snapshot: true, signal: opts.signal });
+  } catch (err) {
+    throw new KburError('DATA_LOSS', `${what} ${path} is damaged: ${(err as Error).message}`, { cause: err, hint: opts.hint });
+  }
+  if (got.size !== want.size || got.sha256 !== want.sha256) {
+    throw new KburError(
+      'DATA_LOSS',
+      `${what} ${path} has ${got.size} bytes with sha256 ${got.sha256}; expected ${want.size} bytes with sha256 ${want.sha256}`,
+      { hint: opts.hint },
+    );
+  }
+  return got;
+}
+
 /** Bytes written between two early flushes of an AtomicFile (RocksDB's bytes_per_sync does the same). */
 const SYNC_EVERY = 32 << 20;
 const SYNC_CHECK_MS = 100;

@@ -3,7 +3,7 @@ import { mkdir, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { StageSnapshotRequest, StageSnapshotResponse } from '../../proto/gen/kbur/v1/agent.js';
 import { KburError } from '../../shared/errors.js';
-import { AtomicFile, StreamDigest, digestFile } from '../../shared/streams.js';
+import { AtomicFile, StreamDigest, checkSnapshotFile } from '../../shared/streams.js';
 import type { AgentState } from '../state.js';
 import { stageLocalCopy } from '../local-snapshots.js';
 import { readRecord, restoreDir, writeRecord } from './record.js';
@@ -117,23 +117,8 @@ export async function verifyStaged(s: AgentState, restoreId: string): Promise<St
     throw new KburError('FAILED_PRECONDITION', `no snapshot staged for restore ${restoreId} on this node`, {
       hint: 'kbur restore stages it first',
     });
-  let got;
-  try {
-    got = await digestFile(record.staged.path, { snapshot: true });
-  } catch (err) {
-    throw new KburError('DATA_LOSS', `staged snapshot ${record.staged.path} is damaged: ${(err as Error).message}`, {
-      cause: err,
-      hint: 'start a new restore; nothing was stopped',
-    });
-  }
-  if (got.size !== record.staged.size || got.sha256 !== record.staged.sha256) {
-    throw new KburError(
-      'DATA_LOSS',
-      `staged snapshot ${record.staged.path} changed on disk: sha256 ${got.sha256}, staged as ${record.staged.sha256}`,
-      {
-        hint: "check this node's disk; start a new restore; nothing was stopped",
-      },
-    );
-  }
+  const got = await checkSnapshotFile(record.staged.path, record.staged, 'staged snapshot', {
+    hint: "check this node's disk; start a new restore; nothing was stopped",
+  });
   return { path: record.staged.path, size: got.size, sha256: got.sha256 };
 }

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { KburError } from '../../shared/errors.js';
-import { AtomicFile, StreamDigest, digestFile, rechunk, writeFileAtomic } from '../../shared/streams.js';
+import { AtomicFile, StreamDigest, checkSnapshotFile, digestFile, rechunk, writeFileAtomic } from '../../shared/streams.js';
 
 /** A byte string shaped like an etcd Snapshot API stream: 512*n bytes, then their sha256. */
 export function fakeSnapshot(blocks: number): Buffer {
@@ -151,6 +151,28 @@ describe('digestFile', () => {
       await writeFile(join(dir, 's.db'), snap);
       const got = await digestFile(join(dir, 's.db'), { snapshot: true });
       expect(got).to.deep.equal({ size: snap.length, sha256: createHash('sha256').update(snap).digest('hex') });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('checkSnapshotFile refuses a whole snapshot that is not the one wanted, and a damaged one, naming the file', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kbur-unit-'));
+    try {
+      const path = join(dir, 's.db');
+      const snap = fakeSnapshot(16);
+      await writeFile(path, snap);
+      const want = { size: snap.length, sha256: createHash('sha256').update(snap).digest('hex') };
+      expect(await checkSnapshotFile(path, want, 'the copy')).to.deep.equal(want);
+      const other = await checkSnapshotFile(path, { ...want, sha256: '0'.repeat(64) }, 'the copy').catch((e: unknown) => e);
+      expect(KburError.hasCode(other, 'DATA_LOSS')).to.equal(true);
+      expect((other as Error).message).to.equal(
+        `the copy ${path} has ${snap.length} bytes with sha256 ${want.sha256}; expected ${snap.length} bytes with sha256 ${'0'.repeat(64)}`,
+      );
+      snap[100] = snap[100]! ^ 1;
+      await writeFile(path, snap);
+      const damaged = await checkSnapshotFile(path, want, 'the copy').catch((e: unknown) => e);
+      expect((damaged as Error).message).to.match(new RegExp(`^the copy ${path} is damaged: etcd snapshot integrity hash mismatch`));
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
