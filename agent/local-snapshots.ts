@@ -4,7 +4,7 @@ import type { KeepSnapshotRequest, LocalSnapshot } from '../proto/gen/kbur/v1/ag
 import { KburError } from '../shared/errors.js';
 import { BACKUP_ID } from '../shared/manifest.js';
 import { checkSnapshotFile, fsyncDir, writeFileAtomic } from '../shared/streams.js';
-import { receiveFile, uploadHeader } from './restore/stage.js';
+import { receiveFile, uploadHeader } from './upload.js';
 import type { AgentState } from './state.js';
 
 /**

@@ -9,7 +9,7 @@ import type { RestoreDumpRequest } from '../../proto/gen/kbur/v1/agent.js';
 import { checkArchive } from '../../shared/archive-check.js';
 import { KburError } from '../../shared/errors.js';
 import { AtomicFile } from '../../shared/streams.js';
-import { receiveFile, uploadHeader } from '../restore/stage.js';
+import { receiveFile, uploadHeader } from '../upload.js';
 import { restoreDir } from '../restore/record.js';
 import type { AgentState } from '../state.js';
 import {
