@@ -4,4 +4,7 @@ import { cli } from './cli.js';
 
 dropIpServernameWarning();
 survivePipeClose();
-process.exitCode = await cli(process.argv);
+// No top-level await: the bundle made from this file is a classic script (scripts/bundle.ts).
+void cli(process.argv).then((code) => {
+  process.exitCode = code;
+});

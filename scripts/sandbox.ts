@@ -19,7 +19,7 @@ import { startMariaDb, type MariaDb } from '../test/sandbox/databases.js';
 import { NODE_FLAGS } from '../shared/process.js';
 
 const run = promisify(execFile);
-const KBUR = fileURLToPath(new URL('../coordinator/kbur.mjs', import.meta.url));
+const KBUR = fileURLToPath(new URL('../coordinator/kbur.cjs', import.meta.url));
 
 function say(text: string): void {
   process.stdout.write(`\n\x1b[1m== ${text}\x1b[0m\n`);

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { NODE_FLAGS } from '../../shared/process.js';
 
-export const KBUR_BIN = fileURLToPath(new URL('../../coordinator/kbur.mjs', import.meta.url));
+export const KBUR_BIN = fileURLToPath(new URL('../../coordinator/kbur.cjs', import.meta.url));
 
 export interface KburRun {
   code: number;

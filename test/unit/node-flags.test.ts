@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
@@ -11,6 +12,21 @@ async function shebang(path: string): Promise<string> {
 describe('node flags', () => {
   it('are the same in the binaries’ shebangs as where the sandbox and the benchmark start them', async () => {
     expect(await shebang('coordinator/bin.ts')).to.equal(`#!/usr/bin/env -S node ${NODE_FLAGS.join(' ')}`);
+    expect(await shebang('coordinator/kbur.cts')).to.equal(`#!/usr/bin/env -S node ${NODE_FLAGS.join(' ')}`);
     expect(await shebang('agent/bin.ts')).to.equal(`#!/usr/bin/env -S node ${AGENT_NODE_FLAGS.join(' ')}`);
+  });
+
+  it('let V8 take the code cache the build wrote for kbur, and only them', () => {
+    const bundle = fileURLToPath(new URL('../../coordinator/kbur-bundle.cjs', import.meta.url));
+    // What coordinator/kbur.cts does, reporting whether V8 rejected the cache.
+    const probe = [
+      "const { readFileSync } = require('node:fs');",
+      "const { Script } = require('node:vm');",
+      "const { wrap } = require('node:module');",
+      `const s = new Script(wrap(readFileSync(${JSON.stringify(bundle)}, 'utf8')), { cachedData: readFileSync(${JSON.stringify(`${bundle}.cache`)}) });`,
+      'process.stdout.write(String(s.cachedDataRejected));',
+    ].join('\n');
+    expect(execFileSync(process.execPath, [...NODE_FLAGS, '-e', probe], { encoding: 'utf8' })).to.equal('false');
+    expect(execFileSync(process.execPath, ['--max-semi-space-size=16', '-e', probe], { encoding: 'utf8' })).to.equal('true');
   });
 });
