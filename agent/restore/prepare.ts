@@ -30,8 +30,8 @@ export async function prepareRestore(s: AgentState, req: PrepareRestoreRequest):
     presentManifests(s, req.restoreId),
     duBytes(s.etcd.settings.dataDir),
   ]);
-  const stateDisk = diskOf(s.config.stateDir, mounts);
-  const dataDisk = diskOf(s.etcd.settings.dataDir, mounts);
+  // A fresh mount table (mounts awaited above): which disk holds what decides the space needed.
+  const [stateDisk, dataDisk] = await Promise.all([diskOf(s.config.stateDir, mounts), diskOf(s.etcd.settings.dataDir, mounts)]);
   const restored = req.snapshotSize + WAL_ALLOWANCE;
   // A snapshot staged from the local copy is a hard link: it takes no space.
   const staged = localCopy.has ? 0 : req.snapshotSize;
