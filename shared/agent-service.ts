@@ -21,7 +21,9 @@ export const AgentService = {
   snapshotEtcd: {
     ...AgentServiceService.snapshotEtcd,
     responseSerialize: (v: SnapshotEtcdResponse): Buffer =>
-      v.kind?.$case === 'data' ? bytesField(2, v.kind.value) : Buffer.from(SnapshotEtcdResponse.encode(v).finish()),
+      v.kind?.$case === 'data'
+        ? bytesFieldInPlace(SNAPSHOT_DATA_FIELD, v.kind.value)
+        : Buffer.from(SnapshotEtcdResponse.encode(v).finish()),
     responseDeserialize: (b: Buffer): SnapshotEtcdResponse => {
       const data = onlyBytesField(2, b);
       return data ? { kind: { $case: 'data', value: data } } : SnapshotEtcdResponse.decode(b);
@@ -74,20 +76,46 @@ export const AgentClientCtor = makeGenericClientConstructor(AgentService, 'kbur.
 
 const LEN = 2;
 
-/** A message holding only `bytes` field `field`: its tag, the length as a varint, the bytes. */
-export function bytesField(field: number, data: Buffer): Buffer {
+/** SnapshotEtcdResponse's `data` field: the agent's etcd decoder prepares etcd's pieces for it. */
+export const SNAPSHOT_DATA_FIELD = 2;
+
+/** The tag and the length (a varint) of `bytes` field `field` holding `size` bytes. */
+function fieldHead(field: number, size: number): number[] {
   const head = [(field << 3) | LEN];
-  for (let n = data.length; ; n = Math.floor(n / 128)) {
+  for (let n = size; ; n = Math.floor(n / 128)) {
     if (n < 128) {
       head.push(n);
       break;
     }
     head.push((n % 128) | 128);
   }
+  return head;
+}
+
+/** A message holding only `bytes` field `field`: its tag, the length as a varint, the bytes. */
+export function bytesField(field: number, data: Buffer): Buffer {
+  const head = fieldHead(field, data.length);
   const out = Buffer.allocUnsafe(head.length + data.length);
   out.set(head, 0);
   data.copy(out, head.length);
   return out;
+}
+
+/**
+ * bytesField, without copying when the bytes just before `data` in its memory already are the
+ * field's tag and length: the message is then a view over them and `data`. The agent's decoder of
+ * etcd's snapshot pieces leaves them so (decodeSnapshotResponse), which saves a copy of every byte
+ * of a snapshot in the agent. The bytes are the same either way. For responses only: grpc-js
+ * copies a response into its frame as it serializes it, before anything else runs; a request is
+ * copied later, when the bytes before `data` may belong to something else that changed.
+ */
+export function bytesFieldInPlace(field: number, data: Buffer): Buffer {
+  const head = fieldHead(field, data.length);
+  const start = data.byteOffset - head.length;
+  if (start < 0) return bytesField(field, data);
+  const before = new Uint8Array(data.buffer, start, head.length);
+  for (let i = 0; i < head.length; i++) if (before[i] !== head[i]) return bytesField(field, data);
+  return Buffer.from(data.buffer, start, head.length + data.length);
 }
 
 /** The bytes of field `field` when that is all the message holds (a view, no copy); else undefined. */
