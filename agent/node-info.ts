@@ -8,11 +8,16 @@ import type { LocalEtcd } from './etcd/member.js';
 import { listLocalSnapshots } from './local-snapshots.js';
 
 /** What the coordinator needs to know about this node before it plans anything. */
-export async function nodeInfo(node: string, stateDir: string, etcd: LocalEtcd): Promise<GetNodeInfoResponse> {
+export async function nodeInfo(
+  node: string,
+  stateDir: string,
+  etcd: LocalEtcd,
+  opts: { countKeys: boolean },
+): Promise<GetNodeInfoResponse> {
   const [os, mounts, member, localSnapshots] = await Promise.all([
     osInfo(),
     lastMountTable(),
-    etcd.status({ keyCount: true }),
+    etcd.status({ keyCount: opts.countKeys }),
     listLocalSnapshots(stateDir),
   ]);
   const [etcdDataDisk, stateDisk] = await Promise.all([diskOf(etcd.settings.dataDir, mounts), diskOf(stateDir, mounts)]);

@@ -10,7 +10,7 @@ import {
   type sendUnaryData,
 } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
-import type { AgentServiceServer } from '../proto/gen/kbur/v1/agent.js';
+import type { AgentServiceServer, GetNodeInfoRequest } from '../proto/gen/kbur/v1/agent.js';
 import { AgentService } from '../shared/agent-service.js';
 import { startControlPlane, startEtcd, stopControlPlane } from './restore/control-plane.js';
 import { restoreDump } from './dumps/restore.js';
@@ -55,7 +55,9 @@ export class AgentServer {
     private readonly log: Logger,
   ) {
     const impl: AgentServiceServer = {
-      getNodeInfo: this.unary('GetNodeInfo', (s) => nodeInfo(s.config.node, s.config.stateDir, s.etcd)),
+      getNodeInfo: this.unary('GetNodeInfo', (s, req: GetNodeInfoRequest) =>
+        nodeInfo(s.config.node, s.config.stateDir, s.etcd, { countKeys: req.countKeys }),
+      ),
       snapshotEtcd: this.serverStream('SnapshotEtcd', (s, signal) => snapshotMessages(s.etcd, signal)),
       archiveKubernetes: this.serverStream('ArchiveKubernetes', (s, signal) => archiveMessages(s.config.kubernetesDir, signal)),
       runDump: this.serverStream('RunDump', (s, signal, req) =>

@@ -64,8 +64,9 @@ export class AgentClient {
     return credentials.createSsl(tls.ca, tls.key, tls.cert);
   }
 
-  getNodeInfo(deadlineMs = UNARY_DEADLINE_MS): Promise<GetNodeInfoResponse> {
-    return this.unary(this.client.getNodeInfo.bind(this.client), {}, deadlineMs);
+  /** With `countKeys`, etcd.keyCount holds the keys of the whole keyspace (etcd walks its whole index); else -1. */
+  getNodeInfo(opts: { countKeys: boolean }, deadlineMs = UNARY_DEADLINE_MS): Promise<GetNodeInfoResponse> {
+    return this.unary(this.client.getNodeInfo.bind(this.client), { countKeys: opts.countKeys }, deadlineMs);
   }
 
   prepareRestore(req: PrepareRestoreRequest): Promise<PrepareRestoreResponse> {

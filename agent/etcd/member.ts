@@ -100,10 +100,13 @@ export class LocalEtcd {
 
   /**
    * Starts a snapshot of this member. Resolves once etcd sent its first piece, with the header
-   * (member, revision, key count at that revision) and the snapshot's bytes, pulled at the
-   * reader's pace. The signal or cancel() ends the etcd stream.
+   * (member, revision) and the snapshot's bytes, pulled at the reader's pace, and the number of
+   * keys at that revision, counted meanwhile (-1 if the member cannot tell): counting walks etcd's
+   * whole index, which must not hold back the first byte. The signal or cancel() ends the etcd stream.
    */
-  async snapshot(signal: AbortSignal): Promise<{ header: SnapshotHeader; data: AsyncGenerator<Buffer>; cancel(): void }> {
+  async snapshot(
+    signal: AbortSignal,
+  ): Promise<{ header: SnapshotHeader; keyCount: Promise<number>; data: AsyncGenerator<Buffer>; cancel(): void }> {
     const endpoint = this.settings.endpoint;
     this.snapshots ??= snapshotChannel(endpoint, this.tls);
     const source = openSnapshotStream(this.snapshots);
@@ -123,7 +126,7 @@ export class LocalEtcd {
     const first = firstOrError;
     if (first.done) throw new KburError('UNAVAILABLE', `etcd on ${endpoint} ended the snapshot stream before sending anything`);
     const revision = first.value.revision ?? member.revision;
-    const keyCount = await this.countKeys(revision);
+    const keyCount = this.countKeys(revision);
     async function* data(): AsyncGenerator<Buffer> {
       try {
         yield first.value.blob;
@@ -132,7 +135,7 @@ export class LocalEtcd {
         throw toEtcdError(err, endpoint);
       }
     }
-    return { header: { member, revision, keyCount }, data: data(), cancel };
+    return { header: { member, revision, keyCount: 0 }, keyCount, data: data(), cancel };
   }
 
   /** Keys in the whole keyspace at a revision (0: the latest), read from this member only; -1 if it cannot tell. */

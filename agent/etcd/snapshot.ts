@@ -3,12 +3,13 @@ import type { LocalEtcd } from './member.js';
 
 /**
  * The SnapshotEtcd stream: header, the snapshot's bytes as etcd sends them, then a trailer with
- * the size. No hash here: the coordinator checks what it writes against etcd's own integrity hash
- * and computes the sha256 it records; hashing every byte here too cost the agent a tenth of its
- * CPU and proved nothing more (TLS already protects the hop).
+ * the size and the key count at the header's revision. No hash here: the coordinator checks what
+ * it writes against etcd's own integrity hash and computes the sha256 it records; hashing every
+ * byte here too cost the agent a tenth of its CPU and proved nothing more (TLS already protects
+ * the hop).
  */
 export async function* snapshotMessages(etcd: LocalEtcd, signal: AbortSignal): AsyncGenerator<SnapshotEtcdResponse> {
-  const { header, data, cancel } = await etcd.snapshot(signal);
+  const { header, keyCount, data, cancel } = await etcd.snapshot(signal);
   try {
     yield { kind: { $case: 'header', value: header } };
     let size = 0;
@@ -17,7 +18,7 @@ export async function* snapshotMessages(etcd: LocalEtcd, signal: AbortSignal): A
       size += chunk.length;
       yield { kind: { $case: 'data', value: chunk } };
     }
-    yield { kind: { $case: 'trailer', value: { size, sha256: '' } } };
+    yield { kind: { $case: 'trailer', value: { size, sha256: '', keyCount: await keyCount } } };
   } finally {
     cancel();
   }

@@ -1,4 +1,4 @@
-import type { ArchiveTrailer, GetNodeInfoResponse, SnapshotHeader } from '../../proto/gen/kbur/v1/agent.js';
+import type { ArchiveTrailer, GetNodeInfoResponse, SnapshotHeader, SnapshotTrailer } from '../../proto/gen/kbur/v1/agent.js';
 import { KburError, asKburError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import { MANIFEST_SCHEMA_VERSION, newBackupId, type Artifact, type BackupPhase, type Manifest } from '../../shared/manifest.js';
@@ -37,7 +37,8 @@ export async function runBackup(opts: BackupOptions): Promise<Manifest> {
   const log = opts.log.child({ backup: id });
   const infos = await Promise.all(
     opts.agents.map((a) =>
-      a.getNodeInfo().then(
+      // No key count: the snapshot's trailer counts them at its revision.
+      a.getNodeInfo({ countKeys: false }).then(
         (info) => ({ info }),
         (error: unknown) => ({ error: asKburError(error) }),
       ),
@@ -98,7 +99,7 @@ async function snapshotWithFallback(
     const agent = opts.agents.find((a) => a.node.name === node)!;
     opts.progress?.snapshotFrom(node, byNode.get(node)?.etcd?.dbSize ?? 0);
     try {
-      const got = await receiveArtifact<SnapshotHeader, { size: number; sha256: string }>({
+      const got = await receiveArtifact<SnapshotHeader, SnapshotTrailer>({
         messages: (signal) => agent.snapshotEtcd(signal),
         writer: await writer.artifact(SNAPSHOT_PATH),
         what: `etcd snapshot from ${node}`,
@@ -128,7 +129,7 @@ async function snapshotWithFallback(
           version: member.version,
           clusterId: member.clusterId,
           revision: got.header.revision,
-          keyCount: got.header.keyCount,
+          keyCount: got.trailer.keyCount,
           dbSize: member.dbSize,
           members: member.members,
           fallbacks,

@@ -60,7 +60,7 @@ export async function run(opts: RestoreDumpOptions): Promise<ExitCode> {
       throw new KburError('INVALID_ARGUMENT', `no node ${opts.node} in ${ctx.configFile}`, {
         hint: `nodes: ${ctx.config.nodes.map((n) => n.name).join(', ')}`,
       });
-    await agent.getNodeInfo().catch((err: unknown) => problems.push((err as Error).message));
+    await agent.getNodeInfo({ countKeys: false }).catch((err: unknown) => problems.push((err as Error).message));
     const restoreId = newBackupId();
     const type = parts[0]!.dump!.type;
     const say = (line: string): void => void ctx.out.write(`${line}\n`);

@@ -56,7 +56,7 @@ function nodeInfos(r: RestoreRun): Promise<(GetNodeInfoResponse | KburError)[]> 
   return Promise.all(
     r.journal.plan.nodes.map((n) =>
       agentOf(r, n.node)
-        .getNodeInfo()
+        .getNodeInfo({ countKeys: true })
         .catch((err: unknown) => asKburError(err)),
     ),
   );
@@ -221,7 +221,9 @@ async function clusterStep(r: RestoreRun, step: StepName, work: () => Promise<st
 
 async function leaderLast(r: RestoreRun): Promise<string[][]> {
   const nodes = r.journal.plan.nodes.map((n) => n.node);
-  const infos = await Promise.all(r.agents.filter((a) => nodes.includes(a.node.name)).map((a) => a.getNodeInfo().catch(() => undefined)));
+  const infos = await Promise.all(
+    r.agents.filter((a) => nodes.includes(a.node.name)).map((a) => a.getNodeInfo({ countKeys: false }).catch(() => undefined)),
+  );
   const leader = infos.find((i) => i?.etcd?.isLeader)?.node;
   return leader ? [nodes.filter((n) => n !== leader), [leader]] : [nodes];
 }

@@ -3,7 +3,7 @@
 // The sandbox runs on $KBUR_SANDBOX_NETWORK (e.g. 127.0.1); every address comes from sandbox.nodes.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, openSync, statfsSync } from 'node:fs';
 import { lstat, mkdir, mkdtemp, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { get } from 'node:http';
 import { connect as netConnect } from 'node:net';
@@ -267,9 +267,9 @@ describe('kbur-agent', function () {
     return client;
   }
 
-  function getNodeInfo(client: AgentServiceClient): Promise<GetNodeInfoResponse> {
+  function getNodeInfo(client: AgentServiceClient, countKeys = true): Promise<GetNodeInfoResponse> {
     return new Promise((resolve, reject) => {
-      client.getNodeInfo({}, new Metadata(), { deadline: Date.now() + UNARY_DEADLINE_MS }, (err, res) =>
+      client.getNodeInfo({ countKeys }, new Metadata(), { deadline: Date.now() + UNARY_DEADLINE_MS }, (err, res) =>
         err ? reject(err) : resolve(res),
       );
     });
@@ -416,6 +416,11 @@ describe('kbur-agent', function () {
         expect(info.etcdDataDisk?.freeBytes).to.be.greaterThan(0);
         expect(info.stateDisk?.path).to.equal(node.stateDir);
         expect(info.stateDisk?.freeBytes).to.be.greaterThan(0);
+        // statfs of the path itself: the same figures as df's for the mount that holds it.
+        const fs = statfsSync(node.dataDir);
+        expect(Math.abs(info.etcdDataDisk!.freeBytes - fs.bavail * fs.bsize)).to.be.lessThan(256 << 20);
+        expect(info.etcdDataDisk!.sizeBytes).to.equal(fs.blocks * fs.bsize);
+        expect(info.etcdDataDisk!.mount, 'the mount that holds the data dir').to.not.equal('');
 
         const etcd = info.etcd;
         expect(etcd, `${node.name} etcd`).to.not.equal(undefined);
@@ -426,6 +431,7 @@ describe('kbur-agent', function () {
         expect(etcd!.memberId).to.match(/^[0-9a-f]+$/);
         expect(etcd!.leaderId).to.match(/^[0-9a-f]+$/);
         expect(etcd!.revision).to.be.greaterThan(0);
+        expect(etcd!.keyCount, 'asked to count keys').to.be.at.least(sb().seededKeys);
         expect(etcd!.members.map((m) => [m.name, m.peerUrls, m.clientUrls])).to.have.deep.members(
           sb().nodes.map((n) => [n.name, [n.peerUrl], [n.clientUrl]]),
         );
@@ -438,6 +444,12 @@ describe('kbur-agent', function () {
         'members that say they lead',
       ).to.have.length(1);
       expect([...leaderIds]).to.deep.equal([leaders[0]!.etcd!.memberId]);
+    });
+
+    it('counts the keys only when asked: a backup does not wait for a walk of the whole index', async function () {
+      const info = await getNodeInfo(await agent(sb().nodes[0], 'kbur-admin'), false);
+      expect(info.etcd!.reachable, info.etcd!.error).to.equal(true);
+      expect(info.etcd!.keyCount).to.equal(-1);
     });
   });
 
@@ -488,7 +500,7 @@ describe('kbur-agent', function () {
       const { header, data, trailer } = expectWholeSnapshot(await snapshot(await agent(node, 'kbur-admin')));
       expect(header.member?.name).to.equal(node.name);
       expect(header.revision).to.be.greaterThan(0);
-      expect(header.keyCount).to.be.at.least(sb().seededKeys);
+      expect(trailer.keyCount, 'keys at the header revision, counted while it streamed').to.be.at.least(sb().seededKeys);
 
       expect(trailer.size).to.equal(data.length);
       expect(trailer.sha256, 'the agent leaves hashing to the receiver').to.equal('');

@@ -28,7 +28,7 @@ describe('the fast path for artifact data messages', () => {
   });
 
   it('leaves headers and trailers to the generated code', () => {
-    const trailer = { kind: { $case: 'trailer' as const, value: { size: 5, sha256: 'ab' } } };
+    const trailer = { kind: { $case: 'trailer' as const, value: { size: 5, sha256: 'ab', keyCount: 7 } } };
     const wire = AgentService.snapshotEtcd.responseSerialize(trailer);
     expect(AgentService.snapshotEtcd.responseDeserialize(wire)).to.deep.equal(trailer);
     const archiveTrailer = {

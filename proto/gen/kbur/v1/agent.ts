@@ -33,6 +33,12 @@ export const protobufFileName = "kbur/v1/agent.proto";
  */
 
 export interface GetNodeInfoRequest {
+  /**
+   * Count the keys of the whole keyspace into etcd.key_count (-1 when not asked). etcd walks its
+   * whole index for that, which takes long on a large cluster: a backup does not ask (the
+   * snapshot's trailer counts them at the snapshot's revision); a restore's check does.
+   */
+  countKeys: boolean;
 }
 
 export interface GetNodeInfoResponse {
@@ -121,7 +127,12 @@ export interface SnapshotHeader {
     | undefined;
   /** The revision at the start of the snapshot stream (etcd's first response header). */
   revision: number;
-  /** Keys under the whole keyspace at that revision, counted on the same member. */
+  /**
+   * Moved to SnapshotTrailer.key_count (the agent sends 0 here): counting waited for a walk of
+   * etcd's whole index before the first byte. Kept so that the field number is never reused.
+   *
+   * @deprecated
+   */
   keyCount: number;
 }
 
@@ -138,6 +149,11 @@ export interface SnapshotTrailer {
    * @deprecated
    */
   sha256: string;
+  /**
+   * Keys under the whole keyspace at the header's revision, counted on the same member while the
+   * snapshot streamed; -1 when the member could not tell.
+   */
+  keyCount: number;
 }
 
 export interface ArchiveKubernetesRequest {
@@ -286,11 +302,14 @@ export interface RestoreDumpHeader {
 }
 
 function createBaseGetNodeInfoRequest(): GetNodeInfoRequest {
-  return {};
+  return { countKeys: false };
 }
 
 export const GetNodeInfoRequest: MessageFns<GetNodeInfoRequest> = {
-  encode(_: GetNodeInfoRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+  encode(message: GetNodeInfoRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.countKeys !== false) {
+      writer.uint32(8).bool(message.countKeys);
+    }
     return writer;
   },
 
@@ -307,6 +326,14 @@ export const GetNodeInfoRequest: MessageFns<GetNodeInfoRequest> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.countKeys = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -319,20 +346,30 @@ export const GetNodeInfoRequest: MessageFns<GetNodeInfoRequest> = {
     }
   },
 
-  fromJSON(_: any): GetNodeInfoRequest {
-    return {};
+  fromJSON(object: any): GetNodeInfoRequest {
+    return {
+      countKeys: isSet(object.countKeys)
+        ? globalThis.Boolean(object.countKeys)
+        : isSet(object.count_keys)
+        ? globalThis.Boolean(object.count_keys)
+        : false,
+    };
   },
 
-  toJSON(_: GetNodeInfoRequest): unknown {
+  toJSON(message: GetNodeInfoRequest): unknown {
     const obj: any = {};
+    if (message.countKeys !== false) {
+      obj.countKeys = message.countKeys;
+    }
     return obj;
   },
 
   create<I extends Exact<DeepPartial<GetNodeInfoRequest>, I>>(base?: I): GetNodeInfoRequest {
     return GetNodeInfoRequest.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<GetNodeInfoRequest>, I>>(_: I): GetNodeInfoRequest {
+  fromPartial<I extends Exact<DeepPartial<GetNodeInfoRequest>, I>>(object: I): GetNodeInfoRequest {
     const message = createBaseGetNodeInfoRequest();
+    message.countKeys = object.countKeys ?? false;
     return message;
   },
 };
@@ -1809,7 +1846,7 @@ export const SnapshotHeader: MessageFns<SnapshotHeader> = {
 };
 
 function createBaseSnapshotTrailer(): SnapshotTrailer {
-  return { size: 0, sha256: "" };
+  return { size: 0, sha256: "", keyCount: 0 };
 }
 
 export const SnapshotTrailer: MessageFns<SnapshotTrailer> = {
@@ -1819,6 +1856,9 @@ export const SnapshotTrailer: MessageFns<SnapshotTrailer> = {
     }
     if (message.sha256 !== "") {
       writer.uint32(18).string(message.sha256);
+    }
+    if (message.keyCount !== 0) {
+      writer.uint32(24).int64(message.keyCount);
     }
     return writer;
   },
@@ -1852,6 +1892,14 @@ export const SnapshotTrailer: MessageFns<SnapshotTrailer> = {
             message.sha256 = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.keyCount = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1868,6 +1916,11 @@ export const SnapshotTrailer: MessageFns<SnapshotTrailer> = {
     return {
       size: isSet(object.size) ? globalThis.Number(object.size) : 0,
       sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
+      keyCount: isSet(object.keyCount)
+        ? globalThis.Number(object.keyCount)
+        : isSet(object.key_count)
+        ? globalThis.Number(object.key_count)
+        : 0,
     };
   },
 
@@ -1879,6 +1932,9 @@ export const SnapshotTrailer: MessageFns<SnapshotTrailer> = {
     if (message.sha256 !== "") {
       obj.sha256 = message.sha256;
     }
+    if (message.keyCount !== 0) {
+      obj.keyCount = Math.round(message.keyCount);
+    }
     return obj;
   },
 
@@ -1889,6 +1945,7 @@ export const SnapshotTrailer: MessageFns<SnapshotTrailer> = {
     const message = createBaseSnapshotTrailer();
     message.size = object.size ?? 0;
     message.sha256 = object.sha256 ?? "";
+    message.keyCount = object.keyCount ?? 0;
     return message;
   },
 };
