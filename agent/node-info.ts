@@ -21,6 +21,7 @@ export async function nodeInfo(
     listLocalSnapshots(stateDir),
   ]);
   const [etcdDataDisk, stateDisk] = await Promise.all([diskOf(etcd.settings.dataDir, mounts), diskOf(stateDir, mounts)]);
+  rereadOldMountTable();
   return {
     node,
     hostname: os.hostname,
@@ -48,8 +49,8 @@ function osInfo(): Promise<si.Systeminformation.OsData> {
  * The mount table as systeminformation last read it. Reading it spawns df: 10-20 ms of every node
  * info, which every backup waits for before etcd's first byte. Mounts seldom change under a
  * running agent, and a disk's free space comes from statfs(2) on each call (diskOf), so node info
- * takes the last table read, and reads it again in the background once it is a minute old, after
- * the answer: a mount is named at most a minute and a call late. The first call waits for it.
+ * takes the last table read, and has it read again in the background once it is a minute old,
+ * after its answer: a mount is named at most a minute and a call late. The first call waits for it.
  */
 const MOUNTS_MAX_AGE_MS = 60_000;
 let mounts: { table: si.Systeminformation.FsSizeData[]; readAt: number } | undefined;
@@ -67,17 +68,18 @@ function readMounts(): Promise<si.Systeminformation.FsSizeData[]> {
 }
 
 function lastMountTable(): Promise<si.Systeminformation.FsSizeData[]> {
-  if (!mounts) return readMounts();
-  if (Date.now() - mounts.readAt > MOUNTS_MAX_AGE_MS) {
-    // After this call's answer has gone out; a failed read is tried again by a later call.
-    setTimeout(() => readMounts().catch(() => undefined), 0).unref();
-  }
-  return Promise.resolve(mounts.table);
+  return mounts ? Promise.resolve(mounts.table) : readMounts();
+}
+
+/** Called as an answer is made: the spawn happens once it has gone out. A failed read is tried again by a later call. */
+function rereadOldMountTable(): void {
+  if (mounts && Date.now() - mounts.readAt > MOUNTS_MAX_AGE_MS) setTimeout(() => readMounts().catch(() => undefined), 0).unref();
 }
 
 /**
  * Free space where a path lives (or would live), by statfs(2) of the path (its nearest existing
- * parent), and the longest mount point in `mounts` that contains it.
+ * parent), and the longest mount point in `mounts` that contains it; the mount table's figures if
+ * statfs fails.
  */
 export async function diskOf(path: string, mounts: si.Systeminformation.FsSizeData[]): Promise<DiskSpace> {
   let existing = resolve(path);
@@ -85,6 +87,9 @@ export async function diskOf(path: string, mounts: si.Systeminformation.FsSizeDa
   const containing = mounts
     .filter((m) => existing === m.mount || existing.startsWith(m.mount.endsWith(sep) ? m.mount : m.mount + sep))
     .sort((a, b) => b.mount.length - a.mount.length)[0];
-  const fs = await statfs(existing);
-  return { path, mount: containing?.mount ?? '', freeBytes: fs.bavail * fs.bsize, sizeBytes: fs.blocks * fs.bsize };
+  const mount = containing?.mount ?? '';
+  return statfs(existing).then(
+    (fs) => ({ path, mount, freeBytes: fs.bavail * fs.bsize, sizeBytes: fs.blocks * fs.bsize }),
+    () => ({ path, mount, freeBytes: Number(containing?.available ?? 0), sizeBytes: Number(containing?.size ?? 0) }),
+  );
 }
