@@ -97,17 +97,22 @@ export const verificationSchema = z.object({
 });
 export type Verification = z.infer<typeof verificationSchema>;
 
-/** Backup ids sort by time: 20261125T234512Z-3fa9 (UTC, then 4 random hex digits). */
-export function newBackupId(now: Date = new Date(), random: () => string = randomSuffix): string {
+/**
+ * Backup ids sort by time, to the millisecond: 20261125T234512Z-07b3 is 23:45:12.123 UTC (the
+ * suffix: the milliseconds as 3 hex digits, then a random one, so that two backups started in the
+ * same millisecond most likely differ; if not, the second cannot create its folder and fails
+ * before it writes anything). Restores and dump restores take ids the same way.
+ */
+export function newBackupId(now: Date = new Date(), random: () => string = randomHexDigit): string {
   const stamp = now
     .toISOString()
     .replace(/[-:]/g, '')
     .replace(/\.\d{3}/, '');
-  return `${stamp}-${random()}`;
+  return `${stamp}-${now.getUTCMilliseconds().toString(16).padStart(3, '0')}${random()}`;
 }
 
 export const BACKUP_ID = /^\d{8}T\d{6}Z-[0-9a-f]{4}$/;
 
-function randomSuffix(): string {
-  return randomBytes(2).toString('hex');
+function randomHexDigit(): string {
+  return (randomBytes(1)[0]! & 15).toString(16);
 }
