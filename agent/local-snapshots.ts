@@ -2,7 +2,7 @@ import { link, mkdir, readFile, readdir, rename, rm, stat, statfs } from 'node:f
 import { dirname, join } from 'node:path';
 import type { KeepSnapshotRequest, LocalSnapshot } from '../proto/gen/kbur/v1/agent.js';
 import { KburError } from '../shared/errors.js';
-import { BACKUP_ID } from '../shared/manifest.js';
+import { BACKUP_ID, checkId } from '../shared/manifest.js';
 import { checkSnapshotFile, fsyncDir, writeFileAtomic } from '../shared/streams.js';
 import { receiveFile, uploadHeader } from './upload.js';
 import type { AgentState } from './state.js';
@@ -21,10 +21,6 @@ export function localSnapshotDir(stateDir: string): string {
  * 10% free the kubelet's default eviction threshold (nodefs.available<10%) starts evicting pods.
  */
 const MIN_FREE_SHARE = 0.1;
-
-function assertBackupId(id: string): void {
-  if (!BACKUP_ID.test(id)) throw new KburError('INVALID_ARGUMENT', `"${id}" is not a backup id (expected e.g. 20261125T234512Z-3fa9)`);
-}
 
 /**
  * The copies this node keeps, newest first: by the time in the backup id (to the second), then by
@@ -67,7 +63,7 @@ export async function keepSnapshot(
   signal: AbortSignal,
 ): Promise<LocalSnapshot> {
   const { header, rest } = await uploadHeader(messages, 'KeepSnapshot (backup id, size, sha256)');
-  assertBackupId(header.backupId);
+  checkId(header.backupId, 'backup');
   const keep = s.config.localSnapshots.keep;
   if (keep === 0) {
     throw new KburError('FAILED_PRECONDITION', `${s.config.node} keeps no snapshot copies (localSnapshots.keep is 0 in its agent config)`, {
@@ -112,7 +108,7 @@ export async function checkLocalCopy(
   want: { size: number; sha256: string },
   signal?: AbortSignal,
 ): Promise<LocalSnapshot> {
-  assertBackupId(backupId);
+  checkId(backupId, 'backup');
   const copy = (await listLocalSnapshots(s.config.stateDir)).find((c) => c.backupId === backupId);
   if (!copy) {
     throw new KburError('NOT_FOUND', `${s.config.node} keeps no copy of backup ${backupId}`, {

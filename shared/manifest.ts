@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
+import { KburError } from './errors.js';
 
 /**
  * manifest.json: written last, never rewritten. A backup without one is not complete.
@@ -112,6 +113,12 @@ export function newBackupId(now: Date = new Date(), random: () => string = rando
 }
 
 export const BACKUP_ID = /^\d{8}T\d{6}Z-[0-9a-f]{4}$/;
+
+/** `id` when it has the form of a backup id (restore ids have it too); INVALID_ARGUMENT naming `what` otherwise. */
+export function checkId(id: string, what: 'backup' | 'restore', hint?: string): string {
+  if (BACKUP_ID.test(id)) return id;
+  throw new KburError('INVALID_ARGUMENT', `"${id}" is not a ${what} id (expected e.g. 20261125T234512Z-07b3)`, { hint });
+}
 
 function randomHexDigit(): string {
   return (randomBytes(1)[0]! & 15).toString(16);

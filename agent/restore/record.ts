@@ -1,6 +1,6 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { KburError } from '../../shared/errors.js';
+import { checkId } from '../../shared/manifest.js';
 import { writeFileAtomic } from '../../shared/streams.js';
 
 /**
@@ -24,12 +24,8 @@ export interface RestoreRecord {
   kubernetes?: { aside: string; replaced: string[]; added: string[]; done: boolean };
 }
 
-const RESTORE_ID = /^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{4}$/;
-
 export function assertRestoreId(id: string): void {
-  if (!RESTORE_ID.test(id)) {
-    throw new KburError('INVALID_ARGUMENT', `"${id}" is not a restore id (expected e.g. 20261125T234512Z-3fa9)`);
-  }
+  checkId(id, 'restore');
 }
 
 export function restoreDir(stateDir: string, restoreId: string): string {

@@ -4,7 +4,7 @@ import { dirname, join, normalize, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { KburError } from '../../shared/errors.js';
 import { pathExists } from '../../shared/process.js';
-import { BACKUP_ID, manifestSchema, verificationSchema, type Manifest, type Verification } from '../../shared/manifest.js';
+import { BACKUP_ID, checkId, manifestSchema, verificationSchema, type Manifest, type Verification } from '../../shared/manifest.js';
 import { AtomicFile, writeFileAtomic } from '../../shared/streams.js';
 import type { ArtifactWriter, BackupListing, BackupWriter, Repository } from './repository.js';
 
@@ -118,13 +118,13 @@ export class LocalRepository implements Repository {
   }
 
   async writeJournal(cluster: string, restoreId: string, journal: string): Promise<void> {
-    const dir = join(this.location, cluster, 'restores', checkId(restoreId, 'restore'));
+    const dir = join(this.location, cluster, 'restores', checkId(restoreId, 'restore', RESTORE_ID_HINT));
     await mkdir(dir, { recursive: true, mode: DIR_MODE });
     await writeFileAtomic(join(dir, 'journal.json'), journal);
   }
 
   async readJournal(cluster: string, restoreId: string): Promise<string | undefined> {
-    const file = join(this.location, cluster, 'restores', checkId(restoreId, 'restore'), 'journal.json');
+    const file = join(this.location, cluster, 'restores', checkId(restoreId, 'restore', RESTORE_ID_HINT), 'journal.json');
     return readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT') return undefined;
       throw err;
@@ -132,7 +132,7 @@ export class LocalRepository implements Repository {
   }
 
   private backupDir(cluster: string, id: string): string {
-    return join(this.location, cluster, 'backups', checkId(id, 'backup'));
+    return join(this.location, cluster, 'backups', checkId(id, 'backup', BACKUP_ID_HINT));
   }
 
   /** A path from a manifest, kept inside the backup folder whatever it says. */
@@ -147,15 +147,8 @@ export class LocalRepository implements Repository {
   }
 }
 
-function checkId(id: string, what: 'backup' | 'restore'): string {
-  if (BACKUP_ID.test(id)) return id;
-  throw new KburError('INVALID_ARGUMENT', `"${id}" is not a ${what} id (expected e.g. 20261125T234512Z-3fa9)`, {
-    hint:
-      what === 'backup'
-        ? 'kbur list shows the ids'
-        : 'the restore id is printed when a restore starts, and is the folder name under restores/',
-  });
-}
+const BACKUP_ID_HINT = 'kbur list shows the ids';
+const RESTORE_ID_HINT = 'the restore id is printed when a restore starts, and is the folder name under restores/';
 
 function safeJson(text: string): unknown {
   try {
