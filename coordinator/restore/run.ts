@@ -51,12 +51,15 @@ function agentOf(r: RestoreRun, node: string): AgentClient {
   return a;
 }
 
-/** Node info of every node of the plan, in plan order; an agent that does not answer is its error. */
-function nodeInfos(r: RestoreRun): Promise<(GetNodeInfoResponse | KburError)[]> {
+/**
+ * Node info of every node of the plan, in plan order; an agent that does not answer is its error.
+ * Keys are counted only for the final check: the polls while etcd comes back do not need them.
+ */
+function nodeInfos(r: RestoreRun, opts: { countKeys: boolean }): Promise<(GetNodeInfoResponse | KburError)[]> {
   return Promise.all(
     r.journal.plan.nodes.map((n) =>
       agentOf(r, n.node)
-        .getNodeInfo({ countKeys: true })
+        .getNodeInfo(opts)
         .catch((err: unknown) => asKburError(err)),
     ),
   );
@@ -71,7 +74,7 @@ async function pollNodes<T>(
   const deadline = Date.now() + (r.quorumTimeoutMs ?? 120_000);
   for (;;) {
     r.signal.throwIfAborted();
-    const result = check(await nodeInfos(r));
+    const result = check(await nodeInfos(r, { countKeys: false }));
     if ('ok' in result) return result.ok;
     if (Date.now() > deadline) throw timedOut(result.problem);
     await new Promise((res) => setTimeout(res, 500));
@@ -221,10 +224,8 @@ async function clusterStep(r: RestoreRun, step: StepName, work: () => Promise<st
 
 async function leaderLast(r: RestoreRun): Promise<string[][]> {
   const nodes = r.journal.plan.nodes.map((n) => n.node);
-  const infos = await Promise.all(
-    r.agents.filter((a) => nodes.includes(a.node.name)).map((a) => a.getNodeInfo({ countKeys: false }).catch(() => undefined)),
-  );
-  const leader = infos.find((i) => i?.etcd?.isLeader)?.node;
+  const infos = await nodeInfos(r, { countKeys: false });
+  const leader = nodes[infos.findIndex((i) => !(i instanceof Error) && i.etcd?.isLeader)];
   return leader ? [nodes.filter((n) => n !== leader), [leader]] : [nodes];
 }
 
@@ -261,7 +262,7 @@ function waitForQuorum(r: RestoreRun): Promise<string[]> {
 /** Revision at least the backup's (plus the bump), key count equal to the backup's at that revision. */
 async function verifyRestored(r: RestoreRun): Promise<string[]> {
   const plan = r.journal.plan;
-  const infos = (await nodeInfos(r)).map((info) => {
+  const infos = (await nodeInfos(r, { countKeys: true })).map((info) => {
     if (info instanceof Error) throw info;
     return info;
   });
