@@ -25,7 +25,7 @@ export const AgentService = {
         ? bytesFieldInPlace(SNAPSHOT_DATA_FIELD, v.kind.value)
         : Buffer.from(SnapshotEtcdResponse.encode(v).finish()),
     responseDeserialize: (b: Buffer): SnapshotEtcdResponse => {
-      const data = onlyBytesField(2, b);
+      const data = onlyBytesField(SNAPSHOT_DATA_FIELD, b);
       return data ? { kind: { $case: 'data', value: data } } : SnapshotEtcdResponse.decode(b);
     },
   },
