@@ -58,6 +58,15 @@ describe('kbur restore on a 3-member TLS etcd', function () {
     return id!;
   }
 
+  /** A restore of `backupId` that crashes right after `step` (a failpoint): its restore id. */
+  async function restoreCrashedAfter(step: 'stage' | 'stop', backupId: string): Promise<string> {
+    const crashed = await runKbur(['--config', sandbox.coordinatorConfig, 'restore', backupId, '--yes'], {
+      KBUR_FAILPOINT: `crash-after:${step}`,
+    });
+    expect(crashed.code, 'the failpoint ends kbur').to.not.equal(0);
+    return restoreIdFrom(crashed.stdout);
+  }
+
   async function waitHealthy(): Promise<void> {
     await waitForEtcdHealthy(
       sandbox,
@@ -146,11 +155,7 @@ describe('kbur restore on a 3-member TLS etcd', function () {
   it('stops before the stop step when a staged copy is corrupted on one node', async function () {
     const m = await backup();
     const before = await fingerprint();
-    const crashed = await runKbur(['--config', sandbox.coordinatorConfig, 'restore', m.id, '--yes'], {
-      KBUR_FAILPOINT: 'crash-after:stage',
-    });
-    expect(crashed.code).to.not.equal(0);
-    const rid = await restoreIdFrom(crashed.stdout);
+    const rid = await restoreCrashedAfter('stage', m.id);
     await flipByte(join(sandbox.nodes[1]!.stateDir, 'restores', rid, 'snapshot.db'), 1000);
 
     const run = await kbur('restore', '--resume', rid, '--yes');
@@ -168,11 +173,7 @@ describe('kbur restore on a 3-member TLS etcd', function () {
     const wanted = await keys();
     const m = await backup();
     await sandbox.etcdctl(['put', '/registry/configmaps/demo/after-backup', 'x']);
-    const crashed = await runKbur(['--config', sandbox.coordinatorConfig, 'restore', m.id, '--yes'], {
-      KBUR_FAILPOINT: 'crash-after:stop',
-    });
-    expect(crashed.code).to.not.equal(0);
-    const rid = await restoreIdFrom(crashed.stdout);
+    const rid = await restoreCrashedAfter('stop', m.id);
     for (const node of sandbox.nodes) expect(sandbox.kubelet.running(node.name, 'etcd'), `${node.name} etcd stopped`).to.equal(false);
 
     const run = await kbur('restore', '--resume', rid, '--yes');
@@ -184,10 +185,7 @@ describe('kbur restore on a 3-member TLS etcd', function () {
   it('resumes after an agent restarted while its etcd manifest was held (it finds etcd in the held copy)', async function () {
     const wanted = await keys();
     const m = await backup();
-    const crashed = await runKbur(['--config', sandbox.coordinatorConfig, 'restore', m.id, '--yes'], {
-      KBUR_FAILPOINT: 'crash-after:stop',
-    });
-    const rid = await restoreIdFrom(crashed.stdout);
+    const rid = await restoreCrashedAfter('stop', m.id);
     await sandbox.stopAgent('node-2');
     await sandbox.startAgents(['node-2']);
     const run = await kbur('restore', '--resume', rid, '--yes');
@@ -198,10 +196,7 @@ describe('kbur restore on a 3-member TLS etcd', function () {
 
   it('refuses a second restore, touching nothing, while another one holds the nodes stopped', async function () {
     const m = await backup();
-    const crashed = await runKbur(['--config', sandbox.coordinatorConfig, 'restore', m.id, '--yes'], {
-      KBUR_FAILPOINT: 'crash-after:stop',
-    });
-    const first = await restoreIdFrom(crashed.stdout);
+    const first = await restoreCrashedAfter('stop', m.id);
     const before = await fingerprint();
     const second = await kbur('restore', m.id, '--yes');
     expect(second.code).to.equal(9);
