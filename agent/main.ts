@@ -8,6 +8,7 @@ import { readTlsFiles } from '../shared/tls.js';
 import { KBUR_VERSION } from '../shared/version.js';
 import { DEFAULT_AGENT_CONFIG, loadAgentConfig, type AgentConfig } from './config.js';
 import { startHealthServer } from './health.js';
+import { warmNodeInfo } from './node-info.js';
 import { AGENT_SERVICE_NAME, AgentServer } from './server.js';
 import { AgentState } from './state.js';
 
@@ -50,6 +51,7 @@ export async function runAgent(argv: string[]): Promise<number> {
     version: KBUR_VERSION,
   });
 
+  warmNodeInfo();
   const readiness = setInterval(() => void updateReadiness(server, state), 5_000);
   void updateReadiness(server, state);
 

@@ -46,15 +46,19 @@ function osInfo(): Promise<si.Systeminformation.OsData> {
 }
 
 /**
- * The mount table as systeminformation last read it. Reading it spawns df: 10-20 ms of every node
- * info, which every backup waits for before etcd's first byte. Mounts seldom change under a
- * running agent, and a disk's free space comes from statfs(2) on each call (diskOf), so node info
- * takes the last table read, and has it read again in the background once it is a minute old,
- * after its answer: a mount is named at most a minute and a call late. The first call waits for it.
+ * The mount table as systeminformation last read it. Reading it spawns processes, one of them
+ * synchronously (systeminformation runs `cat /proc/mounts` with execSync, which blocks the agent
+ * for 5-20 ms). Mounts seldom change under a running agent, and a disk's free space comes from
+ * statfs(2) on each call (diskOf), so node info takes the last table read. A call that finds it
+ * more than a minute old has it read again REREAD_DELAY_MS later: not between a backup's node info
+ * and its snapshot, which comes right after, and nothing spawned while no one asks. A mount is
+ * named at most one call late. A call before the first read (see warmNodeInfo) waits for it.
  */
 const MOUNTS_MAX_AGE_MS = 60_000;
+const REREAD_DELAY_MS = 10_000;
 let mounts: { table: si.Systeminformation.FsSizeData[]; readAt: number } | undefined;
 let readingMounts: Promise<si.Systeminformation.FsSizeData[]> | undefined;
+let rereadScheduled = false;
 
 function readMounts(): Promise<si.Systeminformation.FsSizeData[]> {
   readingMounts ??= si
@@ -71,9 +75,24 @@ function lastMountTable(): Promise<si.Systeminformation.FsSizeData[]> {
   return mounts ? Promise.resolve(mounts.table) : readMounts();
 }
 
-/** Called as an answer is made: the spawn happens once it has gone out. A failed read is tried again by a later call. */
+/** A failed read is tried again by a later call. */
 function rereadOldMountTable(): void {
-  if (mounts && Date.now() - mounts.readAt > MOUNTS_MAX_AGE_MS) setTimeout(() => readMounts().catch(() => undefined), 0).unref();
+  if (!mounts || rereadScheduled || Date.now() - mounts.readAt <= MOUNTS_MAX_AGE_MS) return;
+  rereadScheduled = true;
+  setTimeout(() => {
+    rereadScheduled = false;
+    readMounts().catch(() => undefined);
+  }, REREAD_DELAY_MS).unref();
+}
+
+/**
+ * Called once the agent listens: asks for what node info needs from the OS (OS release, mount
+ * table) before a caller does, so that the first backup after the agent starts does not wait for
+ * the processes systeminformation spawns. A failed read is left to the first call, which retries.
+ */
+export function warmNodeInfo(): void {
+  osInfo().catch(() => undefined);
+  readMounts().catch(() => undefined);
 }
 
 /**
