@@ -3,6 +3,7 @@ import { dirname, join } from 'node:path';
 import type { KeepSnapshotRequest, LocalSnapshot } from '../proto/gen/kbur/v1/agent.js';
 import { KburError } from '../shared/errors.js';
 import { BACKUP_ID, checkId } from '../shared/manifest.js';
+import { byCodeUnits } from '../shared/order.js';
 import { checkSnapshotFile, fsyncDir, writeFileAtomic } from '../shared/streams.js';
 import { receiveFile, uploadHeader } from './upload.js';
 import type { AgentState } from './state.js';
@@ -50,7 +51,7 @@ export async function listLocalSnapshots(stateDir: string): Promise<LocalSnapsho
     }
   }
   const stamp = (c: { backupId: string }): string => c.backupId.slice(0, c.backupId.indexOf('-'));
-  return copies.sort((a, b) => stamp(b).localeCompare(stamp(a)) || b.keptAt.localeCompare(a.keptAt)).map(({ keptAt: _, ...copy }) => copy);
+  return copies.sort((a, b) => byCodeUnits(stamp(b), stamp(a)) || byCodeUnits(b.keptAt, a.keptAt)).map(({ keptAt: _, ...copy }) => copy);
 }
 
 /**

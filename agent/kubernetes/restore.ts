@@ -3,6 +3,7 @@ import { dirname, join, relative } from 'node:path';
 import { extract } from 'tar';
 import type { StageSnapshotRequest } from '../../proto/gen/kbur/v1/agent.js';
 import { checkArchive } from '../../shared/archive-check.js';
+import { byCodeUnits } from '../../shared/order.js';
 import { digestFile } from '../../shared/streams.js';
 import { HELD_PREFIX } from '../etcd/discovery.js';
 import { manifestsDir } from '../restore/control-plane.js';
@@ -35,7 +36,7 @@ export async function restoreKubernetesDir(
   record.kubernetes = record.kubernetes ?? { aside: `${dir}.kbur-${upload.restoreId}`, replaced: [], added: [], done: false };
   let unchanged = 0;
   const entries = (await readdir(work, { recursive: true, withFileTypes: true })).sort((a, b) =>
-    join(a.parentPath, a.name).localeCompare(join(b.parentPath, b.name)),
+    byCodeUnits(join(a.parentPath, a.name), join(b.parentPath, b.name)),
   );
   for (const entry of entries) {
     const src = join(entry.parentPath, entry.name);

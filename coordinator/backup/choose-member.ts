@@ -1,4 +1,5 @@
 import type { EtcdMemberStatus } from '../../proto/gen/kbur/v1/agent.js';
+import { byCodeUnits } from '../../shared/order.js';
 
 /** A follower this many raft entries behind the leader is still taken as in sync. */
 export const MAX_RAFT_LAG = 1000;
@@ -41,7 +42,7 @@ export function chooseSnapshotMembers(views: MemberView[]): SnapshotChoice {
       skipped.push({ node: v.node, reason: `${leaderIndex - v.etcd.raftIndex} raft entries behind the leader` });
     else followers.push(v);
   }
-  followers.sort((a, b) => b.etcd.raftIndex - a.etcd.raftIndex || a.node.localeCompare(b.node));
+  followers.sort((a, b) => b.etcd.raftIndex - a.etcd.raftIndex || byCodeUnits(a.node, b.node));
   return { order: [...followers.map((v) => v.node), ...(leader ? [leader.node] : [])], skipped };
 }
 

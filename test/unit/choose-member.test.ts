@@ -47,6 +47,17 @@ describe('chooseSnapshotMembers', () => {
     expect(choice.skipped.find((s) => s.node === 'n2')!.reason).to.match(/behind the leader/);
   });
 
+  it('breaks a tie between followers by node name in code-unit order, the same under every locale', () => {
+    const choice = chooseSnapshotMembers([
+      { node: 'cp-a', etcd: member('a') },
+      { node: 'cp-b', etcd: member('b') },
+      { node: 'CP-c', etcd: member('c') },
+      { node: 'cp-10', etcd: member('d') },
+    ]);
+    // localeCompare would give cp-10, cp-b, CP-c (case and digits weighed by the locale).
+    expect(choice.order).to.deep.equal(['CP-c', 'cp-10', 'cp-b', 'cp-a']);
+  });
+
   it('leaves out a member that sees another leader (a partition)', () => {
     const choice = chooseSnapshotMembers([
       { node: 'n1', etcd: member('a') },
