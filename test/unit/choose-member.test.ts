@@ -54,7 +54,7 @@ describe('chooseSnapshotMembers', () => {
       { node: 'CP-c', etcd: member('c') },
       { node: 'cp-10', etcd: member('d') },
     ]);
-    // localeCompare would give cp-10, cp-b, CP-c (case and digits weighed by the locale).
+    // localeCompare would give cp-10, cp-b, CP-c: ICU weighs the letters first and the case last.
     expect(choice.order).to.deep.equal(['CP-c', 'cp-10', 'cp-b', 'cp-a']);
   });
 
