@@ -40,8 +40,9 @@ export const NODE_FLAGS = ['--max-semi-space-size=2'];
  *   incremental mark-compacts, started by V8's soft limit with a third of the old generation still
  *   free: 1.4-1.9 CPU-s for 300 MiB instead of 1.0. Without incremental marking V8 collects the
  *   old generation only when it reaches its limit: 0 or 1 mark-compacts and 1.1-1.3 CPU-s, the
- *   same peak RSS (~115 MiB), and the rare full collection of a ~20 MiB heap pauses the agent for
- *   10-20 ms, which the streams' flow-control windows absorb.
+ *   same peak RSS (~115-122 MiB in the benchmark). The price: a full collection, now rare, pauses
+ *   the agent at once instead of in steps (~30 ms for a 30 MiB heap here), which the streams'
+ *   flow-control windows absorb.
  * Its heap is ~20 MiB; keeping it is cheap.
  */
 export const AGENT_NODE_FLAGS = [...NODE_FLAGS, '--no-memory-reducer', '--no-incremental-marking'];
