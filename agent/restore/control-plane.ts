@@ -137,23 +137,23 @@ async function releaseManifest(s: AgentState, record: RestoreRecord, name: strin
 /** Waits until no etcd process runs on this data dir and every port etcd listens on is free. */
 export async function waitEtcdStopped(s: AgentState): Promise<void> {
   const deadline = Date.now() + s.config.etcd.stopTimeout * 1000;
+  const dataDir = s.etcd.settings.dataDir;
   for (;;) {
-    let pids = await etcdPids(s.etcd.settings.dataDir);
+    let pids = await etcdPids(dataDir);
     // The processes found are watched closely (one small read each) until they are gone; then the
     // whole process table and the ports are looked at again.
     while (pids.length && Date.now() <= deadline) {
       await sleep(EXIT_POLL_MS);
-      const dataDir = s.etcd.settings.dataDir;
       pids = (await Promise.all(pids.map(async (pid) => ((await isEtcdOn(pid, dataDir)) ? [pid] : [])))).flat();
     }
-    if (pids.length === 0) pids = await etcdPids(s.etcd.settings.dataDir);
+    if (pids.length === 0) pids = await etcdPids(dataDir);
     const busy = pids.length ? [] : await busyPorts(s.etcd.settings.listens);
     if (pids.length === 0 && busy.length === 0) return;
     if (Date.now() > deadline) {
       throw new KburError(
         'FAILED_PRECONDITION',
         pids.length
-          ? `etcd (pid ${pids.join(', ')}) still runs on ${s.etcd.settings.dataDir} ${s.config.etcd.stopTimeout} s after it was told to stop`
+          ? `etcd (pid ${pids.join(', ')}) still runs on ${dataDir} ${s.config.etcd.stopTimeout} s after it was told to stop`
           : `etcd's ports ${busy.join(', ')} are still in use ${s.config.etcd.stopTimeout} s after it stopped`,
         { hint: 'find out why etcd does not stop (crictl ps, journalctl -u kubelet), stop it, then run kbur restore --resume' },
       );
