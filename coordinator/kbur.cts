@@ -5,7 +5,7 @@
  * not parse and compile 2.6 MB of JavaScript before it starts: ~55 ms of every start on the
  * benchmark's machine, a fifth of a backup's time before etcd's first byte.
  *
- * Node 22 does this itself (module.enableCompileCache); on Node 20 it is vm.Script's cachedData.
+ * module.enableCompileCache would write its cache at run time, into the install dir; this one is made by the build.
  * V8 takes the cache only for the same source, V8 version and flags (the shebang's: the build
  * writes it with the same NODE_FLAGS); any other cache is rejected and the bundle is compiled as
  * if there were none. Nothing is written at run time: the cache is made once, by the build, which

