@@ -2,10 +2,12 @@ import { Command, CommanderError } from 'commander';
 import { asKburError } from '../shared/errors.js';
 import { KBUR_VERSION } from '../shared/version.js';
 import * as backup from './commands/backup.js';
+import * as check from './commands/check.js';
 import * as describe from './commands/describe.js';
 import * as list from './commands/list.js';
 import * as restore from './commands/restore.js';
 import * as restoreDump from './commands/restore-dump.js';
+import * as status from './commands/status.js';
 import * as verify from './commands/verify.js';
 import type { GlobalOptions } from './context.js';
 import { ExitCode, exitCodeFor } from './exit-codes.js';
@@ -83,6 +85,22 @@ export async function cli(argv: string[], io: { stderr: NodeJS.WritableStream } 
     .description('recheck every artifact of a backup against its manifest')
     .action(async (id: string) => {
       code = await verify.run({ ...globals(), id, signal });
+    });
+
+  program
+    .command('status')
+    .description('agents, etcd members, the last backup and verification, snapshot copies, certificate expiry')
+    .action(async () => {
+      code = await status.run(globals());
+    });
+  program
+    .command('check')
+    .description('a monitoring plugin: one line, perfdata, exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN')
+    .option('--backup-age <warn:crit>', 'age of the last Completed backup (units s, m, h, d)', check.DEFAULTS.backupAge)
+    .option('--verify-age <warn:crit>', 'age of the last successful verification', check.DEFAULTS.verifyAge)
+    .option('--cert-expiry <warn:crit>', 'time left before the first certificate of a node expires', check.DEFAULTS.certExpiry)
+    .action(async (o: { backupAge: string; verifyAge: string; certExpiry: string }) => {
+      code = await check.run({ ...globals(), ...o });
     });
 
   try {

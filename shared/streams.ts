@@ -146,9 +146,13 @@ export class AtomicFile {
   private synced = 0;
   private syncing: Promise<void> | undefined;
 
-  constructor(readonly path: string) {
+  /** `mode` 0600 unless said otherwise: what kbur writes is private but for a few reports (metrics). */
+  constructor(
+    readonly path: string,
+    opts: { mode?: number } = {},
+  ) {
     this.partPath = `${path}.part`;
-    this.stream = createWriteStream(this.partPath, { mode: 0o600, flush: true, highWaterMark: 1 << 20 });
+    this.stream = createWriteStream(this.partPath, { mode: opts.mode ?? 0o600, flush: true, highWaterMark: 1 << 20 });
     // Kept, not thrown: a write still in flight when abort() destroys the stream fails, and that
     // must not crash the process; commit() reports any error instead.
     this.stream.on('error', (err) => {
@@ -214,8 +218,12 @@ function waitClosed(stream: Writable): Promise<void> {
 }
 
 /** Whole small files (manifests, journals) written the same way as artifacts. */
-export async function writeFileAtomic(path: string, data: string | Buffer, opts: { noOverwrite?: boolean } = {}): Promise<void> {
-  const file = new AtomicFile(path);
+export async function writeFileAtomic(
+  path: string,
+  data: string | Buffer,
+  opts: { noOverwrite?: boolean; mode?: number } = {},
+): Promise<void> {
+  const file = new AtomicFile(path, { mode: opts.mode });
   try {
     await pipeline(async function* () {
       yield typeof data === 'string' ? Buffer.from(data) : data;

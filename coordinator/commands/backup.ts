@@ -3,12 +3,14 @@ import { runBackup } from '../backup/run.js';
 import { Progress, mib } from '../backup/progress.js';
 import { connectAgents, loadContext, type GlobalOptions } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
+import { recordBackup } from '../run-metrics.js';
 
 /** kbur backup: one backup set of the whole control plane. */
 export async function run(opts: GlobalOptions & { signal: AbortSignal }): Promise<ExitCode> {
   const ctx = await loadContext(opts);
   const agents = await connectAgents(ctx);
   const progress = ctx.json ? undefined : new Progress(process.stderr);
+  const startedAt = Date.now();
   try {
     const m = await runBackup({
       cluster: ctx.config.cluster,
@@ -19,7 +21,11 @@ export async function run(opts: GlobalOptions & { signal: AbortSignal }): Promis
       progress,
       stallMs: ctx.config.stallTimeout * 1000,
       signal: opts.signal,
+    }).catch(async (err: unknown) => {
+      await recordBackup(ctx, { startedAt, endedAt: Date.now() });
+      throw err;
     });
+    await recordBackup(ctx, { manifest: m, startedAt, endedAt: Date.now() });
     const copies = ctx.config.backup.copySnapshotToNodes
       ? await copySnapshotToNodes({ manifest: m, agents, repository: ctx.repository, signal: opts.signal })
       : undefined;
