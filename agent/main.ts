@@ -54,6 +54,7 @@ export async function runAgent(argv: string[]): Promise<number> {
   });
 
   warmNodeInfo();
+  metrics.currentCertificates().catch(() => undefined);
   const readiness = setInterval(() => void updateReadiness(server, state, metrics), 5_000);
   void updateReadiness(server, state, metrics);
 

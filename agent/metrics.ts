@@ -132,13 +132,22 @@ export class AgentMetrics {
     return { contentType: this.registry.contentType, text: await this.registry.metrics() };
   }
 
-  /** Certificates, reread when older than a minute or the kubernetes dir changed (config reload). */
+  /**
+   * The certificates as last read. A list older than a minute is still answered, and read again
+   * meanwhile, so that no scrape waits for the files; only the first call (see main) and one after
+   * the kubernetes dir changed (config reload) wait.
+   */
   currentCertificates(): Promise<CertificateExpiry[]> {
     const config = this.state().config;
-    const cached = this.certificates;
-    if (cached && cached.kubernetesDir === config.kubernetesDir && Date.now() - cached.at < CERTIFICATES_MAX_AGE_MS) {
-      return Promise.resolve(cached.list);
-    }
+    const cached = this.certificates?.kubernetesDir === config.kubernetesDir ? this.certificates : undefined;
+    if (cached && Date.now() - cached.at < CERTIFICATES_MAX_AGE_MS) return Promise.resolve(cached.list);
+    if (!cached) return this.readCertificates();
+    this.readCertificates().catch(() => undefined);
+    return Promise.resolve(cached.list);
+  }
+
+  private readCertificates(): Promise<CertificateExpiry[]> {
+    const config = this.state().config;
     this.readingCertificates ??= readCertificates(config.kubernetesDir, [config.tls.ca, config.tls.cert])
       .then((list) => {
         this.certificates = { list, at: Date.now(), kubernetesDir: config.kubernetesDir };

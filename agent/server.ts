@@ -61,7 +61,7 @@ export class AgentServer {
         nodeInfo(s.config.node, s.config.stateDir, s.etcd, {
           countKeys: req.countKeys,
           callerRole: caller.role,
-          certificates: () => metrics?.currentCertificates() ?? Promise.resolve([]),
+          certificates: req.certificates && metrics ? () => metrics.currentCertificates() : undefined,
         }),
       ),
       snapshotEtcd: this.serverStream('SnapshotEtcd', (s, signal) => snapshotMessages(s.etcd, signal)),

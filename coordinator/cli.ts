@@ -99,6 +99,10 @@ export async function cli(argv: string[], io: { stderr: NodeJS.WritableStream } 
     .option('--backup-age <warn:crit>', 'age of the last Completed backup (units s, m, h, d)', check.DEFAULTS.backupAge)
     .option('--verify-age <warn:crit>', 'age of the last successful verification', check.DEFAULTS.verifyAge)
     .option('--cert-expiry <warn:crit>', 'time left before the first certificate of a node expires', check.DEFAULTS.certExpiry)
+    // A monitoring system reads a usage error as UNKNOWN (3), not as kbur's 2 (CRITICAL to it).
+    .exitOverride((err) => {
+      throw err.exitCode === 0 ? err : new CommanderError(check.USAGE_EXIT, err.code, err.message);
+    })
     .action(async (o: { backupAge: string; verifyAge: string; certExpiry: string }) => {
       code = await check.run({ ...globals(), ...o });
     });
@@ -107,7 +111,8 @@ export async function cli(argv: string[], io: { stderr: NodeJS.WritableStream } 
     await program.parseAsync(argv);
   } catch (err) {
     if (err instanceof CommanderError) {
-      return err.exitCode === 0 ? ExitCode.OK : ExitCode.BAD_CONFIG_OR_USAGE;
+      if (err.exitCode === 0) return ExitCode.OK;
+      return err.exitCode === check.USAGE_EXIT ? err.exitCode : ExitCode.BAD_CONFIG_OR_USAGE;
     }
     printError(err, io.stderr, Boolean(globals().debug));
     code = exitCodeFor(err);

@@ -63,5 +63,5 @@ async function fromKubeconfig(file: string): Promise<CertificateExpiry[]> {
 
 function expiryOf(file: string, cert: X509Certificate): CertificateExpiry {
   // X509Certificate gives the subject as "CN=x\nO=y" lines; one line reads better in a label.
-  return { file, subject: cert.subject.split('\n').join(', '), notAfterSeconds: Math.floor(cert.validToDate.getTime() / 1000) };
+  return { file, subject: cert.subject.split('\n').join(', '), notAfterSeconds: Math.floor(Date.parse(cert.validTo) / 1000) };
 }

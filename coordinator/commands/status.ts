@@ -39,32 +39,37 @@ function describe(r: StatusReport): string {
         m.node ?? '-',
         m.leader ? 'yes' : '',
         m.healthy ? 'healthy' : `UNHEALTHY: ${m.error}`,
-        m.dbSize === undefined ? '-' : mib(m.dbSize),
-        m.dbSizeInUse === undefined ? '-' : mib(m.dbSizeInUse),
+        m.dbSize === undefined ? '-' : size(m.dbSize),
+        m.dbSizeInUse === undefined ? '-' : size(m.dbSizeInUse),
         String(m.revision ?? '-'),
       ]),
     ),
   );
   lines.push(
     '',
-    `repository ${r.repository.location}: ${r.repository.reachable ? `${r.backups} backups` : `NOT READABLE: ${r.repository.error}`}`,
+    `repository ${r.repository.location}: ${r.repository.reachable ? `backups: ${r.backups}` : `NOT READABLE: ${r.repository.error}`}`,
   );
   const b = r.lastBackup;
   const ok = r.lastCompletedBackup;
-  lines.push(`  last backup:           ${b ? `${b.id} ${b.phase}, ${age(b.ageSeconds)} ago, ${mib(b.size)}` : 'none'}`);
-  if (b && ok && ok.id !== b.id) lines.push(`  last Completed backup: ${ok.id}, ${age(ok.ageSeconds)} ago, ${mib(ok.size)}`);
+  lines.push(`  last backup:           ${b ? `${b.id} ${b.phase}, ${age(b.ageSeconds)} ago, ${size(b.size)}` : 'none'}`);
+  if (b && ok && ok.id !== b.id) lines.push(`  last Completed backup: ${ok.id}, ${age(ok.ageSeconds)} ago, ${size(ok.size)}`);
   const v = r.lastVerified;
   lines.push(`  last verified:         ${v ? `${v.id}, verified ${age(v.ageSeconds)} ago` : 'none (run kbur verify ID)'}`);
   lines.push('', 'snapshot copies on the nodes:');
   for (const c of r.snapshotCopies) {
-    lines.push(`  ${c.node}: ${c.copies.length ? c.copies.map((x) => `${x.backupId} (${mib(x.size)})`).join(', ') : 'none'}`);
+    lines.push(`  ${c.node}: ${c.copies.length ? c.copies.map((x) => `${x.backupId} (${size(x.size)})`).join(', ') : 'none'}`);
   }
   lines.push('', 'nearest certificate expiry per node:');
   for (const c of r.nearestCertificates) {
     const when = c.secondsLeft <= 0 ? 'EXPIRED' : `in ${age(c.secondsLeft)}`;
-    lines.push(`  ${c.node}: ${c.notAfter} (${when}) ${c.file} [${c.subject}], first of ${c.count}`);
+    lines.push(`  ${c.node}: ${c.notAfter} (${when}) ${c.file} [${c.subject}] (the first to expire of ${c.count})`);
   }
   return lines.join('\n') + '\n';
+}
+
+/** A small etcd (a fresh cluster, a test) would read 0.0 MiB. */
+function size(bytes: number): string {
+  return bytes < 1 << 20 ? `${(bytes / 1024).toFixed(1)} KiB` : mib(bytes);
 }
 
 function table(header: string[], rows: string[][]): string[] {

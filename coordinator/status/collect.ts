@@ -64,7 +64,7 @@ export async function collectStatus(ctx: Context, agents: AgentClient[], now = D
   const [infos, repo] = await Promise.all([
     Promise.all(
       agents.map((a) =>
-        a.getNodeInfo({ countKeys: false }, NODE_INFO_DEADLINE_MS).then(
+        a.getNodeInfo({ countKeys: false, certificates: true }, NODE_INFO_DEADLINE_MS).then(
           (info) => ({ agent: a, info }),
           (err: unknown) => ({ agent: a, error: asKburError(err).message }),
         ),

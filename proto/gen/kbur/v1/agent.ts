@@ -39,6 +39,8 @@ export interface GetNodeInfoRequest {
    * snapshot's trailer counts them at the snapshot's revision); a restore's check does.
    */
   countKeys: boolean;
+  /** Also list the node's certificates and their expiry (kbur status and check ask; a backup does not). */
+  certificates: boolean;
 }
 
 export interface GetNodeInfoResponse {
@@ -321,13 +323,16 @@ export interface RestoreDumpHeader {
 }
 
 function createBaseGetNodeInfoRequest(): GetNodeInfoRequest {
-  return { countKeys: false };
+  return { countKeys: false, certificates: false };
 }
 
 export const GetNodeInfoRequest: MessageFns<GetNodeInfoRequest> = {
   encode(message: GetNodeInfoRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.countKeys !== false) {
       writer.uint32(8).bool(message.countKeys);
+    }
+    if (message.certificates !== false) {
+      writer.uint32(16).bool(message.certificates);
     }
     return writer;
   },
@@ -353,6 +358,14 @@ export const GetNodeInfoRequest: MessageFns<GetNodeInfoRequest> = {
             message.countKeys = reader.bool();
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.certificates = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -372,6 +385,7 @@ export const GetNodeInfoRequest: MessageFns<GetNodeInfoRequest> = {
         : isSet(object.count_keys)
         ? globalThis.Boolean(object.count_keys)
         : false,
+      certificates: isSet(object.certificates) ? globalThis.Boolean(object.certificates) : false,
     };
   },
 
@@ -379,6 +393,9 @@ export const GetNodeInfoRequest: MessageFns<GetNodeInfoRequest> = {
     const obj: any = {};
     if (message.countKeys !== false) {
       obj.countKeys = message.countKeys;
+    }
+    if (message.certificates !== false) {
+      obj.certificates = message.certificates;
     }
     return obj;
   },
@@ -389,6 +406,7 @@ export const GetNodeInfoRequest: MessageFns<GetNodeInfoRequest> = {
   fromPartial<I extends Exact<DeepPartial<GetNodeInfoRequest>, I>>(object: I): GetNodeInfoRequest {
     const message = createBaseGetNodeInfoRequest();
     message.countKeys = object.countKeys ?? false;
+    message.certificates = object.certificates ?? false;
     return message;
   },
 };
