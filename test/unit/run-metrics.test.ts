@@ -2,7 +2,9 @@ import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
+import { loadCoordinatorConfig } from '../../coordinator/config.js';
 import { RunMetrics, recordBackup, recordPrune, recordVerify } from '../../coordinator/run-metrics.js';
+import type { KburError } from '../../shared/errors.js';
 import { createLogger } from '../../shared/log.js';
 import type { Manifest } from '../../shared/manifest.js';
 
@@ -102,5 +104,18 @@ describe('coordinator run metrics (textfile for node_exporter)', () => {
   it('never fails the run when the textfile cannot be written', async () => {
     const missing = { config: { cluster: 'prod', metrics: { textfile: join(dir, 'no-such-dir', 'kbur.prom') } }, log };
     await recordVerify(missing, { ok: true, startedAt: 0, endedAt: 1 });
+  });
+
+  it('takes metrics.textfile (relative to kbur.yaml) and metrics.pushgateway in kbur.yaml, and names a bad one', async () => {
+    const base =
+      'cluster: demo\ntls: {ca: a, cert: b, key: c}\nnodes:\n  - {name: n, agent: 127.0.0.12:7443}\nrepository: {type: local, path: repo}\n';
+    const file = join(dir, 'kbur.yaml');
+    await writeFile(file, `${base}metrics: {textfile: textfile/kbur.prom, pushgateway: 'http://127.0.0.1:9091'}\n`);
+    const c = await loadCoordinatorConfig(file);
+    expect(c.metrics).to.deep.equal({ textfile: join(dir, 'textfile/kbur.prom'), pushgateway: 'http://127.0.0.1:9091' });
+    await writeFile(file, `${base}metrics: {textfile: /var/lib/node-exporter/kbur.txt, pushgateway: 'ftp://x'}\n`);
+    const err = (await loadCoordinatorConfig(file).catch((e: unknown) => e)) as KburError;
+    expect(err.message).to.contain('"metrics.textfile": expected a file name ending in .prom');
+    expect(err.message).to.contain('"metrics.pushgateway": expected an http(s) URL');
   });
 });
