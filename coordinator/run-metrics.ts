@@ -1,4 +1,5 @@
-import { readFile } from 'node:fs/promises';
+import { open, readFile, rm, stat } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { BACKUP_PHASES, type BackupPhase, type Manifest } from '../shared/manifest.js';
 import { errorMessage } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
@@ -126,20 +127,26 @@ export async function recordRun(target: RunMetricsTarget, update: (m: ClusterMet
   const { textfile, pushgateway } = target.config.metrics;
   if (!textfile && !pushgateway) return;
   const cluster = target.config.cluster;
+  const unlock = textfile ? await lockFile(`${textfile}.lock`) : undefined;
   let metrics: RunMetrics;
   try {
-    metrics = RunMetrics.parse(textfile ? await readFile(textfile, 'utf8').catch(ifMissing('')) : '');
-  } catch (err) {
-    target.log.warn('cannot read the last metrics file; counters start again from 0', { file: textfile, error: errorMessage(err) });
-    metrics = RunMetrics.parse('');
-  }
-  update(metrics.cluster(cluster));
-  await Promise.all([
-    textfile &&
+    try {
+      metrics = RunMetrics.parse(textfile ? await readFile(textfile, 'utf8').catch(ifMissing('')) : '');
+    } catch (err) {
+      target.log.warn('cannot read the last metrics file; counters start again from 0', { file: textfile, error: errorMessage(err) });
+      metrics = RunMetrics.parse('');
+    }
+    update(metrics.cluster(cluster));
+    if (textfile) {
       // 0644: node_exporter reads it as its own user; metrics hold no secret.
-      writeFileAtomic(textfile, metrics.render(), { mode: 0o644 }).catch((err: unknown) =>
+      await writeFileAtomic(textfile, metrics.render(), { mode: 0o644 }).catch((err: unknown) =>
         target.log.warn('cannot write the metrics textfile', { file: textfile, error: errorMessage(err) }),
-      ),
+      );
+    }
+  } finally {
+    await unlock?.();
+  }
+  await Promise.all([
     pushgateway &&
       push(pushgateway, cluster, metrics.render(cluster)).catch((err: unknown) =>
         target.log.warn('cannot push metrics to the Pushgateway', { url: pushgateway, error: errorMessage(err) }),
@@ -159,6 +166,34 @@ async function push(base: string, cluster: string, text: string): Promise<void> 
     signal: AbortSignal.timeout(PUSH_TIMEOUT_MS),
   });
   if (!res.ok) throw new Error(`${url} answered ${res.status}: ${(await res.text()).trim().slice(0, 200)}`);
+}
+
+const LOCK_WAIT_MS = 5_000;
+/** A lock older than this was left by a run that was killed while it held it. */
+const LOCK_STALE_MS = 30_000;
+
+/**
+ * Two kbur runs at once (the timer's backup, an operator's verify) must not both read the same
+ * counters and each write its own +1. The lock is a file created exclusively beside the textfile.
+ * If it cannot be had in time, the run goes on without it: a lost increment beats no metrics.
+ */
+async function lockFile(path: string): Promise<() => Promise<void>> {
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  for (;;) {
+    try {
+      await (await open(path, 'wx')).close();
+      return () => rm(path, { force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') return () => Promise.resolve();
+    }
+    const age = await stat(path).then(
+      (s) => Date.now() - s.mtimeMs,
+      () => 0,
+    );
+    if (age > LOCK_STALE_MS) await rm(path, { force: true });
+    else if (Date.now() > deadline) return () => Promise.resolve();
+    else await sleep(50);
+  }
 }
 
 function ifMissing<T>(value: T): (err: NodeJS.ErrnoException) => T {

@@ -70,6 +70,14 @@ describe('coordinator run metrics (textfile for node_exporter)', () => {
     expect((await stat(textfile)).mode & 0o777).to.equal(0o644, 'node_exporter reads it as its own user');
   });
 
+  it('loses no count when several runs record at once', async () => {
+    await Promise.all(
+      Array.from({ length: 8 }, (_, i) => recordBackup(target(), { manifest: manifest('Completed', 1), startedAt: i, endedAt: i + 1 })),
+    );
+    expect(sample(await readFile(textfile, 'utf8'), 'kbur_backup_attempt_total{cluster="prod"}')).to.equal(8);
+    expect(await stat(`${textfile}.lock`).catch(() => 'gone')).to.equal('gone');
+  });
+
   it("keeps other clusters' series and lines of its own it does not know are dropped", async () => {
     await writeFile(textfile, 'kbur_verify_success_total{cluster="other"} 7\nsomething_else 1\n# a comment\n');
     await recordVerify(target(), { ok: true, startedAt: 0, endedAt: 5_000 });
