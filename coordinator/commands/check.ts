@@ -1,11 +1,11 @@
 import { asKburError } from '../../shared/errors.js';
 import { connectAgents, loadContext, type GlobalOptions } from '../context.js';
 import { DEFAULT_THRESHOLDS, PluginStatus, evaluate, parseThresholds } from '../status/check.js';
+import { collectStatus } from '../status/collect.js';
 
 export const DEFAULTS = DEFAULT_THRESHOLDS;
 /** The exit code of a bad flag given to kbur check: UNKNOWN, as the plugin conventions want. */
 export const USAGE_EXIT = PluginStatus.UNKNOWN;
-import { collectStatus } from '../status/collect.js';
 
 export interface CheckOptions extends GlobalOptions {
   backupAge?: string;

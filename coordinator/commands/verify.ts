@@ -1,11 +1,11 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import type { Manifest, Verification } from '../../shared/manifest.js';
+import type { Verification } from '../../shared/manifest.js';
 import { KBUR_VERSION } from '../../shared/version.js';
-import { loadContext, type Context, type GlobalOptions } from '../context.js';
+import { loadContext, type GlobalOptions } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
 import { checkArtifact } from '../repository/check.js';
-import { measured, recordVerify } from '../run-metrics.js';
+import { recordVerify } from '../run-metrics.js';
 
 const exec = promisify(execFile);
 
@@ -16,29 +16,10 @@ const exec = promisify(execFile);
 export async function run(opts: GlobalOptions & { id: string; signal: AbortSignal }): Promise<ExitCode> {
   const ctx = await loadContext(opts);
   const m = await ctx.repository.readManifest(ctx.config.cluster, opts.id);
-  const verification = await measured(
-    (run) => recordVerify(ctx, run),
-    () => verifyArtifacts(ctx, m, opts.signal),
-    (v) => v.ok,
-  );
-  const results = verification.artifacts;
-  if (ctx.json) {
-    ctx.out.write(JSON.stringify(verification, null, 2) + '\n');
-  } else {
-    const lines = results.map((r) => `  ${r.ok ? 'ok      ' : 'MISMATCH'} ${r.path}${r.error ? `: ${r.error}` : ''}`);
-    lines.unshift(
-      `backup ${m.id} (${m.phase}): ${verification.ok ? 'every artifact matches its manifest' : 'DAMAGED: do not restore from this backup'}`,
-    );
-    if (m.phase !== 'Completed') lines.push(`note: this backup is ${m.phase}; see kbur describe ${m.id}`);
-    ctx.out.write(lines.join('\n') + '\n');
-  }
-  return verification.ok ? ExitCode.OK : ExitCode.VERIFY_FAILED;
-}
-
-async function verifyArtifacts(ctx: Context, m: Manifest, signal: AbortSignal): Promise<Verification> {
+  const startedAt = Date.now();
   const results: Verification['artifacts'] = [];
   for (const a of m.artifacts) {
-    const { digest, problem } = await checkArtifact(ctx.repository, m, a, signal);
+    const { digest, problem } = await checkArtifact(ctx.repository, m, a, opts.signal);
     const problems = problem ? [problem] : [];
     if (!problems.length && a.dump?.type === 'postgres' && a.dump.part !== '_globals') {
       const readable = await pgRestoreReads(ctx.repository.artifactLocation(m.cluster, m.id, a.path));
@@ -53,7 +34,18 @@ async function verifyArtifacts(ctx: Context, m: Manifest, signal: AbortSignal): 
     artifacts: results,
   };
   await ctx.repository.writeVerification(m.cluster, m.id, verification);
-  return verification;
+  await recordVerify(ctx, { ok: verification.ok, startedAt, endedAt: Date.now() });
+  if (ctx.json) {
+    ctx.out.write(JSON.stringify(verification, null, 2) + '\n');
+  } else {
+    const lines = results.map((r) => `  ${r.ok ? 'ok      ' : 'MISMATCH'} ${r.path}${r.error ? `: ${r.error}` : ''}`);
+    lines.unshift(
+      `backup ${m.id} (${m.phase}): ${verification.ok ? 'every artifact matches its manifest' : 'DAMAGED: do not restore from this backup'}`,
+    );
+    if (m.phase !== 'Completed') lines.push(`note: this backup is ${m.phase}; see kbur describe ${m.id}`);
+    ctx.out.write(lines.join('\n') + '\n');
+  }
+  return verification.ok ? ExitCode.OK : ExitCode.VERIFY_FAILED;
 }
 
 /** Whether pg_restore --list reads a custom-format dump: a problem, or undefined when it does. */
