@@ -20,7 +20,8 @@ export class AgentMetrics {
   private readonly calls: Counter<'method' | 'role' | 'result'>;
   private readonly durations: Histogram<'method' | 'result'>;
   private readonly inFlight: Gauge<'method'>;
-  private readonly bytes: Counter<'method' | 'direction'>;
+  /** Bytes streamed since the last scrape, by method and direction: added per 32 KiB message, so kept cheap. */
+  private readonly pendingBytes = new Map<AgentMethod, { sent: number; received: number }>();
   private member: { status: EtcdMemberStatus; at: number } | undefined;
   private certificates: { list: CertificateExpiry[]; at: number; kubernetesDir: string } | undefined;
   private readingCertificates: Promise<CertificateExpiry[]> | undefined;
@@ -43,11 +44,19 @@ export class AgentMetrics {
       registers,
     });
     this.inFlight = new Gauge({ name: 'kbur_agent_calls_in_flight', help: 'Calls running now', labelNames: ['method'], registers });
-    this.bytes = new Counter({
+    const pending = this.pendingBytes;
+    new Counter({
       name: 'kbur_agent_stream_bytes_total',
       help: 'Data bytes streamed: sent (snapshots, archives, dumps) or received (staged snapshots, copies, restored archives and dumps)',
       labelNames: ['method', 'direction'],
       registers,
+      collect() {
+        for (const [method, n] of pending) {
+          if (n.sent) this.inc({ method, direction: 'sent' }, n.sent);
+          if (n.received) this.inc({ method, direction: 'received' }, n.received);
+          n.sent = n.received = 0;
+        }
+      },
     });
     const self = this.registry;
     const gauge = (name: string, help: string, labelNames: string[], collect: (g: Gauge) => void | Promise<void>): void => {
@@ -119,7 +128,10 @@ export class AgentMetrics {
   /** Counts the data bytes of a streamed message (one whose kind is `data`). */
   streamed(method: AgentMethod, direction: 'sent' | 'received', message: unknown): void {
     const kind = (message as { kind?: { $case?: string; value?: unknown } } | undefined)?.kind;
-    if (kind?.$case === 'data' && kind.value instanceof Uint8Array) this.bytes.inc({ method, direction }, kind.value.length);
+    if (kind?.$case !== 'data' || !(kind.value instanceof Uint8Array)) return;
+    let n = this.pendingBytes.get(method);
+    if (!n) this.pendingBytes.set(method, (n = { sent: 0, received: 0 }));
+    n[direction] += kind.value.length;
   }
 
   /** The local member's status, as the readiness poll just read it. */

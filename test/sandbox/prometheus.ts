@@ -160,3 +160,23 @@ async function waitReady(url: string, log: string): Promise<void> {
     await sleep(POLL_MS);
   }
 }
+
+/**
+ * Scrapes `url` (an agent's http://<health>/metrics) every `everyMs` until `signal` aborts, and
+ * returns how long each scrape took, in ms, from the request to the last byte: for the benchmark
+ * of a scrape during a backup. A scrape that fails counts as Infinity.
+ */
+export async function scrapeLatencies(url: string, everyMs: number, signal: AbortSignal): Promise<number[]> {
+  const times: number[] = [];
+  while (!signal.aborted) {
+    const started = performance.now();
+    const ok = await fetch(url, { signal }).then(
+      async (res) => res.ok && (await res.text()).length > 0,
+      () => false,
+    );
+    if (signal.aborted) break;
+    times.push(ok ? performance.now() - started : Infinity);
+    await sleep(everyMs, undefined, { signal }).catch(() => undefined);
+  }
+  return times;
+}
