@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { loadCoordinatorConfig } from '../../coordinator/config.js';
-import { RunMetrics, recordBackup, recordPrune, recordVerify } from '../../coordinator/run-metrics.js';
+import { RunMetrics, measured, recordBackup, recordPrune, recordRestore, recordVerify } from '../../coordinator/run-metrics.js';
 import type { KburError } from '../../shared/errors.js';
 import { createLogger } from '../../shared/log.js';
 import type { Manifest } from '../../shared/manifest.js';
@@ -98,6 +98,24 @@ describe('coordinator run metrics (textfile for node_exporter)', () => {
     expect(sample(text, 'kbur_prune_deleted_backups_total{cluster="prod"}')).to.equal(5);
     expect(sample(text, 'kbur_prune_success_total{cluster="prod"}')).to.equal(2);
     expect(sample(text, 'kbur_prune_last_success_timestamp{cluster="prod"}')).to.equal(4);
+  });
+
+  it('counts restores that completed and restores that stopped with an error, which it passes on', async () => {
+    expect(
+      await measured(
+        (r) => recordRestore(target(), r),
+        () => Promise.resolve('done'),
+      ),
+    ).to.equal('done');
+    const failed = await measured(
+      (r) => recordRestore(target(), r),
+      () => Promise.reject(new Error('etcd did not come back')),
+    ).catch((e: unknown) => e);
+    expect((failed as Error).message).to.equal('etcd did not come back');
+    const text = await readFile(textfile, 'utf8');
+    expect(sample(text, 'kbur_restore_attempt_total{cluster="prod"}')).to.equal(2);
+    expect(sample(text, 'kbur_restore_success_total{cluster="prod"}')).to.equal(1);
+    expect(sample(text, 'kbur_restore_failed_total{cluster="prod"}')).to.equal(1);
   });
 
   it('renders one cluster alone for the Pushgateway, escaping label values', () => {
