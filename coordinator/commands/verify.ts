@@ -1,44 +1,81 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import type { Verification } from '../../shared/manifest.js';
+import { KburError } from '../../shared/errors.js';
+import type { Manifest, Verification } from '../../shared/manifest.js';
 import { KBUR_VERSION } from '../../shared/version.js';
 import { loadContext, type GlobalOptions } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
 import { checkArtifact } from '../repository/check.js';
+import { isSealed, loadIdentity } from '../repository/seal.js';
+import { signatureNote } from '../repository/signing.js';
 
 const exec = promisify(execFile);
 
 /**
  * kbur verify ID: rereads every artifact, rechecks its size and sha256 against the manifest and the
- * snapshot's own integrity hash; records the result in verify.json beside the manifest.
+ * snapshot's own integrity hash; records the result in verify.json beside the manifest. An encrypted
+ * artifact: its stored bytes, and with --identity also its plaintext and the snapshot's own hash.
+ * With signing set, a manifest whose signature does not check fails it (recorded too).
  */
-export async function run(opts: GlobalOptions & { id: string; signal: AbortSignal }): Promise<ExitCode> {
+export async function run(opts: GlobalOptions & { id: string; identity?: string; signal: AbortSignal }): Promise<ExitCode> {
   const ctx = await loadContext(opts);
-  const m = await ctx.repository.readManifest(ctx.config.cluster, opts.id);
+  const identity = await loadIdentity(opts.identity);
+  let m: Manifest;
+  try {
+    m = await ctx.repository.readManifest(ctx.config.cluster, opts.id);
+  } catch (err) {
+    if (ctx.signing && KburError.is(err) && err.code === 'DATA_LOSS') {
+      await ctx.repository.writeVerification(ctx.config.cluster, opts.id, {
+        verifiedAt: new Date().toISOString(),
+        kburVersion: KBUR_VERSION,
+        ok: false,
+        artifacts: [],
+        signature: err.message,
+      });
+    }
+    throw err;
+  }
   const results: Verification['artifacts'] = [];
+  let locked = 0;
   for (const a of m.artifacts) {
-    const { digest, problem } = await checkArtifact(ctx.repository, m, a, opts.signal);
+    const { digest, plain, problem } = await checkArtifact(ctx.repository, m, a, opts.signal, identity);
+    if (a.encryption === 'age' && !plain) locked++;
     const problems = problem ? [problem] : [];
-    if (!problems.length && a.dump?.type === 'postgres' && a.dump.part !== '_globals') {
+    if (!problems.length && !isSealed(a) && a.dump?.type === 'postgres' && a.dump.part !== '_globals') {
       const readable = await pgRestoreReads(ctx.repository.artifactLocation(m.cluster, m.id, a.path));
       if (readable) problems.push(readable);
     }
-    results.push({ path: a.path, ok: problems.length === 0, ...digest, ...(problems.length ? { error: problems.join('; ') } : {}) });
+    results.push({
+      path: a.path,
+      ok: problems.length === 0,
+      ...digest,
+      ...(plain ? { plaintext: plain } : {}),
+      ...(problems.length ? { error: problems.join('; ') } : {}),
+    });
   }
   const verification: Verification = {
     verifiedAt: new Date().toISOString(),
     kburVersion: KBUR_VERSION,
     ok: results.every((r) => r.ok),
     artifacts: results,
+    signature: ctx.signing ? `good (key ${ctx.signing.keyId})` : 'unsigned',
   };
   await ctx.repository.writeVerification(m.cluster, m.id, verification);
   if (ctx.json) {
     ctx.out.write(JSON.stringify(verification, null, 2) + '\n');
   } else {
-    const lines = results.map((r) => `  ${r.ok ? 'ok      ' : 'MISMATCH'} ${r.path}${r.error ? `: ${r.error}` : ''}`);
+    const lines = results.map(
+      (r) =>
+        `  ${r.ok ? 'ok      ' : 'MISMATCH'} ${r.path}${r.error ? `: ${r.error}` : r.plaintext ? ' (and its plaintext, decrypted)' : ''}`,
+    );
     lines.unshift(
       `backup ${m.id} (${m.phase}): ${verification.ok ? 'every artifact matches its manifest' : 'DAMAGED: do not restore from this backup'}`,
+      `  ${signatureNote(ctx.signing)}`,
     );
+    if (locked)
+      lines.push(
+        `note: ${locked} encrypted artifact(s) checked as stored only (sha256 of the encrypted bytes); --identity FILE also checks their plaintext and the snapshot's own hash`,
+      );
     if (m.phase !== 'Completed') lines.push(`note: this backup is ${m.phase}; see kbur describe ${m.id}`);
     ctx.out.write(lines.join('\n') + '\n');
   }
