@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
@@ -64,6 +64,10 @@ describe('encrypted, compressed and signed backup sets on a 3-member TLS etcd', 
   before(async function () {
     root = await mkdtemp(join(tmpdir(), 'kbur-seal-test-'));
     sandbox = await createSandbox({ root });
+    const node1 = sandbox.nodes[0]!;
+    await writeFile(join(root, 'blob.bin'), randomBytes(1 << 20));
+    const blob = `  blob: {type: command, dump: [/bin/cat, ${join(root, 'blob.bin')}], restore: [/bin/sh, -c, 'cat > ${join(root, 'restored.bin')}']}`;
+    await writeFile(node1.agentConfig, `${await readFile(node1.agentConfig, 'utf8')}dumps:\n${blob}\n`);
     await sandbox.startAgents();
     await exec('age-keygen', ['-o', key()]);
     await exec('age-keygen', ['-o', otherKey()]);
@@ -173,10 +177,49 @@ describe('encrypted, compressed and signed backup sets on a 3-member TLS etcd', 
     expect(restore.stderr).to.match(/its manifest does not match its signature .*key SHA256:\S+ \(.*signing\.key\)/);
     const verify = await kbur(signedConfig, 'verify', m.id);
     expect(verify.code).to.equal(5);
+    const recorded = JSON.parse(await readFile(join(dir, 'verify.json'), 'utf8')) as { ok: boolean; signature: string };
+    expect(recorded.ok).to.equal(false);
+    expect(recorded.signature).to.contain('does not match its signature');
     const dump = await kbur(signedConfig, 'restore-dump', m.id, '--node', 'node-1', '--profile', 'any', '--yes');
     expect(dump.code).to.equal(5);
     expect(dump.stderr).to.match(/does not match its signature/);
     expect(await fingerprint()).to.deep.equal(before);
+  });
+
+  it('sends the snapshot copies to the nodes decrypted when the backup has the identity, and says why not without it', async function () {
+    const config = join(root, 'kbur-sealed-copies.yaml');
+    const sealed = parse(await readFile(sealedConfig, 'utf8')) as Record<string, unknown>;
+    await writeFile(config, stringify({ ...sealed, backup: { copySnapshotToNodes: true } }), { mode: 0o600 });
+    const without = await runKbur(['--config', config, 'backup'], { KBUR_AGE_IDENTITY: '' });
+    expect(without.code, without.stderr).to.equal(0);
+    expect(without.stdout).to.match(/WARNING no snapshot copy on node-1: no copy sent: etcd\/snapshot\.db\.zst\.age is encrypted with age/);
+    const withIdentity = await runKbur(['--config', config, 'backup'], { KBUR_AGE_IDENTITY: key() });
+    expect(withIdentity.code, withIdentity.stderr).to.equal(0);
+    expect(withIdentity.stdout).to.match(/snapshot copies kept on: node-1, node-2, node-3/);
+    const id = /^backup (\S+): Completed/m.exec(withIdentity.stdout)![1]!;
+    const plan = await kbur(config, 'restore', id, '--dry-run', '--identity', key());
+    expect(plan.code, plan.stdout + plan.stderr).to.equal(0);
+    expect(plan.stdout).to.match(/snapshot: the copy this node keeps/);
+  });
+
+  it('encrypts a dump (gzip by its agent, then age) and restore-dump puts it back with the identity, refusing without', async function () {
+    const config = join(root, 'kbur-sealed-dump.yaml');
+    const sealed = parse(await readFile(sealedConfig, 'utf8')) as Record<string, unknown>;
+    await writeFile(config, stringify({ ...sealed, dumps: [{ node: 'node-1', profile: 'blob' }] }), { mode: 0o600 });
+    const m = await backup(config);
+    const dump = m.artifacts.find((a) => a.kind === 'dump')!;
+    expect([dump.path, dump.compression, dump.encryption]).to.deep.equal(['dumps/node-1/blob/output.out.gz.age', 'gzip', 'age']);
+    await shellFree('age', ['-d', '-i', key()], join(backupDir(m.id), dump.path), join(root, 'blob.gz'));
+    await shellFree('gzip', ['-d', '-c'], join(root, 'blob.gz'), join(root, 'blob.out'));
+    expect(await sha256(join(root, 'blob.out'))).to.equal(await sha256(join(root, 'blob.bin')));
+
+    const args = ['--config', config, 'restore-dump', m.id, '--node', 'node-1', '--profile', 'blob', '--yes'];
+    const refused = await runKbur(args, { KBUR_AGE_IDENTITY: '' });
+    expect(refused.code).to.equal(9);
+    expect(refused.stderr).to.match(/nothing was changed[\s\S]*is encrypted with age/);
+    const run = await runKbur([...args, '--identity', key()]);
+    expect(run.code, run.stdout + run.stderr).to.equal(0);
+    expect(await sha256(join(root, 'restored.bin'))).to.equal(await sha256(join(root, 'blob.bin')));
   });
 
   it('restores an unsigned set without signing configured, and its plan says it is unsigned', async function () {
