@@ -95,8 +95,7 @@ export async function createSealed(
     },
     record: (plain) => ({
       ...base,
-      size: stored.digest.size,
-      sha256: stored.digest.sha256(),
+      ...stored.result(),
       ...(encrypt ? { recipients: seal.recipients } : {}),
       plaintext: plain,
     }),
@@ -181,16 +180,15 @@ export async function loadIdentity(flag: string | undefined): Promise<AgeIdentit
       hint: 'give the age identity file (made by age-keygen) whose public key kbur.yaml lists in encryption.recipients',
     });
   }
-  const keys = text
-    .split('\n')
-    .map((l) => l.trim())
-    .filter((l) => l && !l.startsWith('#'));
+  const lines = text.split('\n').map((l, i) => ({ key: l.trim(), line: i + 1 }));
+  const keys: string[] = [];
   const recipients: string[] = [];
-  for (const [i, k] of keys.entries()) {
+  for (const { key, line } of lines.filter((l) => l.key && !l.key.startsWith('#'))) {
     try {
-      recipients.push(await identityToRecipient(k));
+      recipients.push(await identityToRecipient(key));
+      keys.push(key);
     } catch {
-      throw new KburError('INVALID_ARGUMENT', `${from} ${file}: line ${i + 1} of its keys is not an age identity (AGE-SECRET-KEY-1...)`, {
+      throw new KburError('INVALID_ARGUMENT', `${from} ${file}: line ${line} is not an age identity (AGE-SECRET-KEY-1...)`, {
         hint: 'an identity file holds AGE-SECRET-KEY-1... lines, as age-keygen writes them',
       });
     }

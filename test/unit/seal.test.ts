@@ -166,7 +166,7 @@ describe('sealed artifacts (compression, then age encryption)', function () {
     await writeFile(join(dir, 'bad.txt'), '# nothing here\nage1notanidentity\n');
     const err = await loadIdentity(join(dir, 'bad.txt')).catch((e: unknown) => e);
     expect(KburError.hasCode(err, 'INVALID_ARGUMENT')).to.equal(true);
-    expect((err as Error).message).to.match(/--identity .*bad.txt: line 1 of its keys is not an age identity/);
+    expect((err as Error).message).to.match(/--identity .*bad.txt: line 2 is not an age identity/);
     const missing = await loadIdentity(join(dir, 'nope.txt')).catch((e: unknown) => e);
     expect((missing as Error).message).to.match(/--identity .*nope.txt cannot be read: ENOENT/);
   });
