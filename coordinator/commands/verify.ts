@@ -1,15 +1,14 @@
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import type { Readable } from 'node:stream';
 import { KburError } from '../../shared/errors.js';
 import type { Manifest, Verification } from '../../shared/manifest.js';
 import { KBUR_VERSION } from '../../shared/version.js';
 import { loadContext, type GlobalOptions } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
 import { checkArtifact } from '../repository/check.js';
-import { isSealed, loadIdentity } from '../repository/seal.js';
+import { loadIdentity, openPlain } from '../repository/seal.js';
 import { signatureNote } from '../repository/signing.js';
-
-const exec = promisify(execFile);
 
 /**
  * kbur verify ID: rereads every artifact, rechecks its size and sha256 against the manifest and the
@@ -41,8 +40,9 @@ export async function run(opts: GlobalOptions & { id: string; identity?: string;
     const { digest, plain, problem } = await checkArtifact(ctx.repository, m, a, opts.signal, identity);
     if (a.encryption === 'age' && !plain) locked++;
     const problems = problem ? [problem] : [];
-    if (!problems.length && !isSealed(a) && a.dump?.type === 'postgres' && a.dump.part !== '_globals') {
-      const readable = await pgRestoreReads(ctx.repository.artifactLocation(m.cluster, m.id, a.path));
+    const canOpen = a.encryption === 'none' || plain;
+    if (!problems.length && canOpen && a.dump?.type === 'postgres' && a.dump.part !== '_globals') {
+      const readable = await pgRestoreReads(await openPlain(ctx.repository, m, a, identity));
       if (readable) problems.push(readable);
     }
     results.push({
@@ -82,17 +82,25 @@ export async function run(opts: GlobalOptions & { id: string; identity?: string;
   return verification.ok ? ExitCode.OK : ExitCode.VERIFY_FAILED;
 }
 
-/** Whether pg_restore --list reads a custom-format dump: a problem, or undefined when it does. */
-async function pgRestoreReads(file: string): Promise<string | undefined> {
+/** Whether pg_restore --list reads a custom-format dump from `data` (decrypted if it was): a problem, or undefined when it does. */
+async function pgRestoreReads(data: Readable): Promise<string | undefined> {
+  const child = spawn('pg_restore', ['--list'], { stdio: ['pipe', 'pipe', 'pipe'], timeout: 120_000 });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => void (stdout.length < 1 << 20 && (stdout += d.toString())));
+  child.stderr.on('data', (d: Buffer) => void (stderr.length < 64 << 10 && (stderr += d.toString())));
+  // pg_restore may stop reading once it has the table of contents: the rest is not needed.
+  child.stdin.on('error', () => undefined);
+  data.on('error', () => undefined);
+  data.pipe(child.stdin);
   try {
-    const { stdout } = await exec('pg_restore', ['--list', file], { timeout: 120_000, maxBuffer: 64 << 20 });
+    const [code] = (await once(child, 'close')) as [number | null];
+    if (code !== 0) return `pg_restore --list cannot read it: ${stderr.trim().split('\n')[0] ?? `exit ${code}`}`;
     return stdout.includes('; Archive created at') ? undefined : 'pg_restore --list printed no table of contents';
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    return `pg_restore --list cannot read it: ${
-      String((err as { stderr?: string }).stderr ?? (err as Error).message)
-        .trim()
-        .split('\n')[0]
-    }`;
+    throw err;
+  } finally {
+    data.destroy();
   }
 }
