@@ -59,7 +59,7 @@ export async function createSealed(
       stream: file.stream,
       commit: () => file.commit(),
       abort: () => file.abort(),
-      record: (plain) => ({ ...base, ...plain }),
+      record: (plain) => ({ ...base, size: plain.size, sha256: plain.sha256 }),
     };
   }
   const stored = new DigestPass();
@@ -97,7 +97,7 @@ export async function createSealed(
       ...base,
       ...stored.result(),
       ...(encrypt ? { recipients: seal.recipients } : {}),
-      plaintext: plain,
+      plaintext: { size: plain.size, sha256: plain.sha256 },
     }),
   };
 }

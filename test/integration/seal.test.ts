@@ -19,6 +19,20 @@ async function sha256(file: string): Promise<string> {
     .digest('hex');
 }
 
+const ARTIFACT_FIELDS = ['kind', 'node', 'path', 'size', 'sha256', 'compression', 'encryption', 'recipients', 'plaintext'];
+
+/** manifest.json as written holds the documented fields of each artifact, nothing that came along with them. */
+async function expectOnlyManifestFields(dir: string): Promise<void> {
+  const raw = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as { artifacts: Record<string, unknown>[] };
+  for (const a of raw.artifacts) {
+    expect(
+      Object.keys(a).filter((k) => !['kubeadmConfigFiles', 'fileCount', 'dump', ...ARTIFACT_FIELDS].includes(k)),
+      String(a.path),
+    ).to.deep.equal([]);
+    if (a.plaintext) expect(Object.keys(a.plaintext).sort()).to.deep.equal(['sha256', 'size']);
+  }
+}
+
 /** `cmd args < input > output`, with exit code and stderr checked. */
 function shellFree(cmd: string, args: string[], input: string, output: string): Promise<void> {
   return exec('sh', ['-c', `"$0" "$@" < "${input}" > "${output}"`, cmd, ...args]).then(() => undefined);
@@ -95,6 +109,7 @@ describe('encrypted, compressed and signed backup sets on a 3-member TLS etcd', 
     expect(JSON.stringify(m)).to.not.contain('AGE-SECRET-KEY');
 
     const dir = backupDir(m.id);
+    await expectOnlyManifestFields(dir);
     await shellFree('age', ['-d', '-i', key()], join(dir, snapshot.path), join(root, 'snap.zst'));
     await shellFree('zstd', ['-d', '-c'], join(root, 'snap.zst'), join(root, 'snap.db'));
     expect(await sha256(join(root, 'snap.db'))).to.equal(snapshot.plaintext!.sha256);
@@ -225,6 +240,7 @@ describe('encrypted, compressed and signed backup sets on a 3-member TLS etcd', 
   it('restores an unsigned set without signing configured, and its plan says it is unsigned', async function () {
     const wanted = await keys();
     const m = await backup(sandbox.coordinatorConfig);
+    await expectOnlyManifestFields(backupDir(m.id));
     await sandbox.etcdctl(['del', '--prefix', '/registry/configmaps/demo/']);
     const run = await kbur(sandbox.coordinatorConfig, 'restore', m.id, '--yes');
     expect(run.code, run.stdout + run.stderr).to.equal(0);
