@@ -58,13 +58,12 @@ export class AgentMetrics {
         }
       },
     });
-    const self = this.registry;
     const gauge = (name: string, help: string, labelNames: string[], collect: (g: Gauge) => void | Promise<void>): void => {
       new Gauge({
         name,
         help,
         labelNames,
-        registers: [self],
+        registers,
         async collect() {
           this.reset();
           await collect(this);
