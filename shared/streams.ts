@@ -1,6 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
 import { createWriteStream, fdatasync, type WriteStream } from 'node:fs';
-import { link, open, rename, rm } from 'node:fs/promises';
+import { chmod, link, open, rename, rm } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { Transform, Writable, type TransformCallback } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
@@ -146,10 +146,13 @@ export class AtomicFile {
   private synced = 0;
   private syncing: Promise<void> | undefined;
 
-  /** `mode` 0600 unless said otherwise: what kbur writes is private but for a few reports (metrics). */
+  /**
+   * `mode` 0600 unless said otherwise: what kbur writes is private but for a few reports (metrics).
+   * A mode given is set exactly, whatever the umask (kbur-backup.service runs with UMask=0077).
+   */
   constructor(
     readonly path: string,
-    opts: { mode?: number } = {},
+    private readonly opts: { mode?: number } = {},
   ) {
     this.partPath = `${path}.part`;
     this.stream = createWriteStream(this.partPath, { mode: opts.mode ?? 0o600, flush: true, highWaterMark: 1 << 20 });
@@ -192,6 +195,7 @@ export class AtomicFile {
     await finished(this.stream);
     await waitClosed(this.stream);
     if (this.error) throw this.error;
+    if (this.opts.mode !== undefined) await chmod(this.partPath, this.opts.mode);
     if (opts.noOverwrite) {
       // link() fails with EEXIST instead of replacing: atomic and never overwrites.
       await link(this.partPath, this.path);

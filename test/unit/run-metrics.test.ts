@@ -70,6 +70,16 @@ describe('coordinator run metrics (textfile for node_exporter)', () => {
     expect((await stat(textfile)).mode & 0o777).to.equal(0o644, 'node_exporter reads it as its own user');
   });
 
+  it("stays readable by node_exporter's user under kbur-backup.service's UMask=0077", async () => {
+    const old = process.umask(0o077);
+    try {
+      await recordVerify(target(), { ok: true, startedAt: 0, endedAt: 1 });
+    } finally {
+      process.umask(old);
+    }
+    expect((await stat(textfile)).mode & 0o777).to.equal(0o644);
+  });
+
   it('loses no count when several runs record at once', async () => {
     await Promise.all(
       Array.from({ length: 8 }, (_, i) => recordBackup(target(), { manifest: manifest('Completed', 1), startedAt: i, endedAt: i + 1 })),
