@@ -102,7 +102,7 @@ export function runRows(r: SizeResult): { headers: string[]; rows: string[][] } 
 }
 
 /** The backup section runs unless --sizes none left it empty. */
-export const hasBackup = (report: Report): boolean => report.results.length > 0 || !report.restore;
+export const hasBackup = (report: Report): boolean => report.results.length > 0;
 
 export function backupText(report: Report): string[] {
   const out: string[] = [];

@@ -8,9 +8,8 @@ import type { Sandbox, SandboxNode } from '../../test/sandbox/cluster.js';
 import { NODE_FLAGS } from '../../shared/process.js';
 import type { NodeCopy } from '../../coordinator/backup/copies.js';
 import { type EndpointStatus, type Fill, endpointStatus } from './etcd.js';
-import type { Options } from './options.js';
 import { type Measured, failure, findPid, measure, procCpuSeconds, procStatusKiB } from './proc.js';
-import { type FilledSandbox, type State, startFilledSandbox } from './sandbox.js';
+import type { Context } from './scenario.js';
 import { ETCDCTL_ENV, MiB, log, median, round, toMiB, toMiBOrUndefined } from './util.js';
 
 export const TARGETS = { ratioMax: 1.15, rssMaxMiB: 150 } as const;
@@ -156,18 +155,11 @@ export async function etcdctlSnapshot(
   }
 }
 
-/** The backup benchmark of one size; the filled sandbox is left running (in `state.sandbox`) for the restore benchmark. */
-export async function benchSize(
-  sizeMiB: number,
-  opts: Options,
-  dir: string,
-  state: State,
-  onFilled: (f: FilledSandbox) => void,
-): Promise<SizeResult> {
-  const signal = state.abort.signal;
-  const loadBefore = loadavg().map((x) => round(x, 2));
-  const filled = await startFilledSandbox(sizeMiB, opts, dir, state);
-  onFilled(filled);
+/** The backup benchmark of one size, on a fresh filled sandbox (ctx.filled()), left running for the next scenario. */
+export async function benchSize(ctx: Context, loadBefore: number[]): Promise<SizeResult> {
+  const { sizeMiB, opts, dir } = ctx;
+  const signal = ctx.state.abort.signal;
+  const { filled } = await ctx.filled();
   const { sandbox, quota, sandboxStartSeconds, fill } = filled;
 
   log(`${sizeMiB} MiB: warm-up kbur backup (discarded) to learn which member kbur snapshots`);

@@ -34,22 +34,23 @@
  */
 import { rmSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { loadavg, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TARGETS, benchSize } from './backup.js';
 import { METHOD } from './backup-report.js';
 import { type Options, USAGE, options } from './options.js';
 import { running } from './proc.js';
 import { type Report, machineInfo, textReport, writeReport } from './report.js';
-import { RESTORE_TARGETS, benchRestore, emptyRestoreResult, finishRestoreResult } from './restore.js';
-import { RESTORE_METHOD } from './restore-report.js';
-import { type FilledSandbox, type State, killLeftovers, stopSandbox } from './sandbox.js';
-import { log, round } from './util.js';
+import type { Context } from './scenario.js';
+import { SCENARIOS, scenarioDir, selectScenarios } from './scenarios.js';
+import { type FilledSandbox, type State, killLeftovers, startFilledSandbox, stopSandbox } from './sandbox.js';
+import { log } from './util.js';
 
 async function main(): Promise<number> {
   let opts: Options;
+  let selected: Awaited<ReturnType<typeof selectScenarios>>;
   try {
     opts = options(process.argv.slice(2));
+    selected = await selectScenarios(opts);
   } catch (err) {
     process.stderr.write(`bench: ${(err as Error).message}\n${USAGE}\n`);
     return 2;
@@ -82,81 +83,66 @@ async function main(): Promise<number> {
     date: new Date().toISOString(),
     command: ['node', 'dist/scripts/bench/main.js', ...process.argv.slice(2)].join(' '),
     machine: await machineInfo(),
+    scenarios: selected.selected.map((s) => s.name),
+    skipped: selected.skipped,
     method: METHOD,
     results: [],
-    ...(opts.restoreSizes.length ? { restore: { targets: RESTORE_TARGETS, method: RESTORE_METHOD, results: [] } } : {}),
   };
+  // Sizes in the order the scenarios name them (backup's first): each size gets one sandbox, shared by its scenarios.
+  const sizes = [...new Set(selected.selected.flatMap((s) => s.sizes(opts)))];
   log(
-    `sizes ${opts.sizes.join(', ') || 'none'} MiB, restore sizes ${opts.restoreSizes.join(', ') || 'none'} MiB, ${opts.runs} runs each; root ${root}; results ${opts.out}`,
+    `scenarios ${report.scenarios.join(', ')}${report.skipped.length ? ` (not run: ${report.skipped.map((s) => s.name).join(', ')})` : ''}; ` +
+      `${SCENARIOS.filter((s) => report.scenarios.includes(s.name))
+        .map((s) => `${s.name} at ${s.sizes(opts).join(', ')} MiB`)
+        .join('; ')}; ${opts.runs} runs each; root ${root}; results ${opts.out}`,
   );
   let failed = false;
   try {
-    const backupSizes = new Set(opts.sizes);
-    for (const sizeMiB of [...opts.sizes, ...opts.restoreSizes.filter((s) => !backupSizes.has(s))]) {
-      const dir = join(root, `size-${sizeMiB}MiB`);
-      const restoreDir = `${dir}-restore`;
-      /** The backup benchmark's sandbox, when its runs went well: the restore benchmark reuses it. */
+    for (const sizeMiB of sizes) {
+      const dir = scenarioDir(root, sizeMiB);
+      /** The sandbox of this size while the scenarios before left it fit for reuse. */
       let filled: FilledSandbox | undefined;
+      /** Folders of this size's sandboxes: the first in `dir`, one after a failure or a consumed sandbox in `dir-<scenario>`. */
+      const dirs: string[] = [];
       try {
-        if (backupSizes.has(sizeMiB)) {
+        for (const s of selected.selected.filter((x) => x.sizes(opts).includes(sizeMiB))) {
+          const own = dirs.length === 0 ? dir : `${dir}-${s.name}`;
+          const ctx: Context = {
+            sizeMiB,
+            opts,
+            state,
+            report,
+            dir: own,
+            filled: async () => {
+              if (filled) return { filled, reused: true };
+              if (state.sandbox) {
+                log(`${sizeMiB} MiB: stopping the sandbox`);
+                await stopSandbox(state);
+              }
+              dirs.push(own);
+              filled = await startFilledSandbox(sizeMiB, opts, own, state);
+              return { filled, reused: false };
+            },
+          };
+          const label = s.name === 'backup' ? `${sizeMiB} MiB` : `${sizeMiB} MiB ${s.name}`;
           try {
-            report.results.push(await benchSize(sizeMiB, opts, dir, state, (f) => (filled = f)));
+            await mkdir(own, { recursive: true });
+            await s.run(ctx);
           } catch (err) {
+            // A sandbox whose scenario failed is not reused: the next scenario gets a fresh one.
             filled = undefined;
             if (state.abort.signal.aborted) throw state.abort.signal.reason;
             failed = true;
-            const message = (err as Error).message;
-            log(`${sizeMiB} MiB: FAILED: ${message}`);
-            if (!opts.keep) log(`${sizeMiB} MiB: rerun with --keep to keep the sandbox's logs (${join(dir, 'logs')})`);
-            report.results.push({
-              sizeMiB,
-              quotaBackendBytes: 0,
-              dbSizeBytes: 0,
-              dbSizeMiB: 0,
-              members: [],
-              snapshotNode: '',
-              sandboxStartSeconds: 0,
-              fillSeconds: 0,
-              fill: undefined!,
-              warmUp: undefined,
-              loadAverage: { before: [], after: loadavg().map((x) => round(x, 2)) },
-              runs: [],
-              median: undefined,
-              max: undefined,
-              targets: TARGETS,
-              pass: { ratio: false, rss: false, coordinatorRss: false, agentRss: false, snapshotsMatch: false },
-              error: message,
-            });
+            log(`${label}: FAILED: ${(err as Error).message}`);
+            if (!opts.keep) log(`${label}: rerun with --keep to keep the sandbox's logs (${join(dirs.at(-1) ?? own, 'logs')})`);
           }
-        }
-        if (report.restore && opts.restoreSizes.includes(sizeMiB)) {
-          // A sandbox whose backup runs failed is not reused: the restore gets a fresh one.
-          if (!filled && state.sandbox) {
-            log(`${sizeMiB} MiB: stopping the sandbox`);
-            await stopSandbox(state);
-          }
-          const result = emptyRestoreResult(sizeMiB);
-          report.restore.results.push(result);
-          try {
-            await benchRestore(sizeMiB, opts, filled ? dir : restoreDir, state, filled, result);
-          } catch (err) {
-            if (state.abort.signal.aborted) throw state.abort.signal.reason;
-            failed = true;
-            result.error = (err as Error).message;
-            log(`${sizeMiB} MiB restore: FAILED: ${result.error}`);
-            if (!opts.keep)
-              log(`${sizeMiB} MiB restore: rerun with --keep to keep the sandbox's logs (${join(filled ? dir : restoreDir, 'logs')})`);
-          } finally {
-            finishRestoreResult(result);
-          }
+          if (s.consumesSandbox) filled = undefined;
+          if (!dirs.includes(own) && own !== dir) await rm(own, { recursive: true, force: true });
         }
       } finally {
         if (state.sandbox) log(`${sizeMiB} MiB: stopping the sandbox`);
         await stopSandbox(state);
-        if (!opts.keep) {
-          await rm(dir, { recursive: true, force: true });
-          await rm(restoreDir, { recursive: true, force: true });
-        }
+        if (!opts.keep) for (const d of new Set([dir, ...dirs])) await rm(d, { recursive: true, force: true });
       }
       await writeReport(report, opts.out);
     }

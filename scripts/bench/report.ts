@@ -4,19 +4,27 @@ import { dirname } from 'node:path';
 import { KBUR_VERSION } from '../../shared/version.js';
 import { KBUR_BIN } from '../../test/helpers/kbur.js';
 import type { SizeResult } from './backup.js';
-import { backupMarkdown, backupText, hasBackup } from './backup-report.js';
+import type { ScenarioName } from './options.js';
 import type { RestoreSection } from './restore.js';
-import { restoreMarkdown, restoreText } from './restore-report.js';
+import { SCENARIOS } from './scenarios.js';
+import type { ScrapeSection } from './scrape.js';
 import { ETCDCTL_ENV, GiB, round, run } from './util.js';
 
 export interface Report {
   date: string;
   command: string;
   machine: Record<string, unknown>;
+  /** The scenarios run, in order. */
+  scenarios: ScenarioName[];
+  /** Scenarios left out, and why (a feature not built, a tool missing, no size). */
+  skipped: { name: string; why: string }[];
+  /** The backup scenario's method. */
   method: string[];
+  /** The backup scenario, per size; empty when it did not run. */
   results: SizeResult[];
-  /** The restore benchmark (RTO); absent with --restore-sizes none. */
+  /** The restore benchmark (RTO); absent when it did not run. */
   restore?: RestoreSection;
+  scrape?: ScrapeSection;
 }
 
 export async function machineInfo(): Promise<Record<string, unknown>> {
@@ -49,30 +57,34 @@ export async function machineInfo(): Promise<Record<string, unknown>> {
   };
 }
 
+const title = (report: Report): string => `kbur ${report.scenarios[0] ?? 'backup'} benchmark`;
+
+const skippedLines = (report: Report): string[] => report.skipped.map((s) => `not run: ${s.name}: ${s.why}`);
+
 export function textReport(report: Report): string {
-  const out: string[] = ['', `kbur ${hasBackup(report) ? 'backup' : 'restore'} benchmark, ${report.date}`];
+  const out: string[] = ['', `${title(report)}, ${report.date}`];
   const m = report.machine;
   out.push(
     `machine: ${m.cpus} CPUs (${m.cpuModel}), ${m.memGiB} GiB, node ${m.node}, etcd ${m.etcd}, kbur ${m.kbur} ${m.gitCommit ?? ''}`,
     '',
   );
-  if (hasBackup(report)) out.push(...backupText(report));
-  if (report.restore) out.push(...restoreText(report.restore, hasBackup(report)));
+  for (const s of SCENARIOS) out.push(...s.text(report));
+  if (report.skipped.length) out.push('', ...skippedLines(report));
   return out.join('\n') + '\n';
 }
 
 export function markdownReport(report: Report): string {
   const m = report.machine;
-  const head = [
-    `# kbur ${hasBackup(report) ? 'backup' : 'restore'} benchmark`,
+  const out = [
+    `# ${title(report)}`,
     '',
     `${report.date}: \`${report.command}\``,
     '',
     `Machine: ${m.cpus} CPUs (${m.cpuModel}), ${m.memGiB} GiB RAM, Linux ${m.kernel}, node ${m.node}, etcd ${m.etcd}, etcdctl ${m.etcdctl}, kbur ${m.kbur} ${m.gitCommit ?? ''}`,
     '',
   ];
-  const out = [...head, ...(hasBackup(report) ? backupMarkdown(report) : [])];
-  if (report.restore) out.push(...restoreMarkdown(report.restore, hasBackup(report)));
+  for (const s of SCENARIOS) out.push(...s.markdown(report));
+  if (report.skipped.length) out.push('# Not run', '', ...skippedLines(report).map((l) => `- ${l.replace(/^not run: /, '')}`), '');
   return out.join('\n');
 }
 

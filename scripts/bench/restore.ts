@@ -22,7 +22,7 @@ import {
   kburRestore,
 } from './restore-kbur.js';
 import { MANUAL_STEPS, type ManualOutcome, type ManualStep, manualRestore } from './restore-manual.js';
-import { type FilledSandbox, type State, startFilledSandbox } from './sandbox.js';
+import type { FilledSandbox, State } from './sandbox.js';
 import { log, median, round, toMiB } from './util.js';
 
 /** Which kbur restore the target applies to: the backup whose snapshot every node keeps a copy of. */
@@ -205,8 +205,8 @@ export async function takeRestoreBackup(
 }
 
 /**
- * The restore benchmark of one size: on the backup benchmark's sandbox when given (after its runs),
- * else on a fresh one filled the same way. Two kept backups, the first without snapshot copies on
+ * The restore benchmark of one size: on the sandbox the scenarios before it at this size left
+ * (the backup benchmark's, after its runs), else on a fresh one filled the same way. Two kept backups, the first without snapshot copies on
  * the nodes and the second with; every run restores by hand (from the second's snapshot), with kbur
  * from the nodes' copies (the second) and with kbur uploading the snapshot (the first), the three in
  * rotation; the cluster is checked and tidied after each.
@@ -214,13 +214,12 @@ export async function takeRestoreBackup(
 export async function benchRestore(
   sizeMiB: number,
   opts: Options,
-  dir: string,
   state: State,
-  reused: FilledSandbox | undefined,
+  filled: FilledSandbox,
+  reused: boolean,
   result: RestoreSizeResult,
 ): Promise<void> {
   const signal = state.abort.signal;
-  const filled = reused ?? (await startFilledSandbox(sizeMiB, opts, dir, state));
   const { sandbox } = filled;
   Object.assign(result, {
     sandbox: reused ? 'reused from the backup runs' : 'fresh',

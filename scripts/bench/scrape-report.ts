@@ -1,0 +1,129 @@
+import type { Report } from './report.js';
+import { markdownHead } from './scenario.js';
+import type { ScrapeSizeResult } from './scrape.js';
+import { fmt, markdownTable, table } from './util.js';
+
+export const SCRAPE_METHOD = [
+  "On the filled sandbox of the size (the one the backup scenario leaves, else a fresh one): a warm-up `kbur backup` (discarded), then per run two `kbur backup --json`, 1 s apart, one while every agent's /metrics (its health address, `http://<node>:9443/metrics`) is fetched every 50 ms and one without, the order alternating between runs (page cache).",
+  "Scrape latency: from the request to the whole body read (test/sandbox/prometheus.ts scrapeLatencies), of the agent that streamed the snapshot (the manifest's `etcd.node`), over the whole backup; a refused or failed scrape counts as failed. Target: every scrape answered, the slowest under 100 ms.",
+  "Backup wall time: spawn to exit of `kbur backup`. Target: nothing measurable, i.e. the median with a scraper differs from the median without by no more than the spread (max - min) of either's runs.",
+];
+
+const verdict = (r: ScrapeSizeResult): string =>
+  r.error
+    ? 'ERROR'
+    : r.pass.latency && r.pass.wallTime
+      ? 'pass'
+      : `FAIL (${[!r.pass.latency && 'latency', !r.pass.wallTime && 'wall time'].filter(Boolean).join(', ')})`;
+
+export function scrapeMissed(r: ScrapeSizeResult): string[] {
+  if (r.error || !r.latencyMs || !r.wallSeconds) return [`scrape ${r.sizeMiB} MiB: no measurement (${r.error ?? 'no runs'})`];
+  const out: string[] = [];
+  if (!r.pass.latency)
+    out.push(
+      `scrape ${r.sizeMiB} MiB: slowest scrape ${fmt(r.latencyMs.max, 1)} ms (target < ${r.targets.scrapeMaxMs} ms), ${r.latencyMs.failed} failed`,
+    );
+  if (!r.pass.wallTime)
+    out.push(
+      `scrape ${r.sizeMiB} MiB: backup median ${fmt(r.wallSeconds.scraped.median)} s scraped vs ${fmt(r.wallSeconds.unscraped.median)} s not, ${fmt(r.wallSeconds.difference)} s apart, more than the runs' spread ${fmt(r.wallSeconds.spread)} s`,
+    );
+  return out;
+}
+
+function summaryRows(results: ScrapeSizeResult[]): { headers: string[]; rows: string[][] } {
+  const headers = [
+    'size',
+    'scrapes',
+    'failed',
+    'median ms',
+    'p95 ms',
+    'max ms',
+    'backup s scraped',
+    'backup s not',
+    'difference s',
+    'spread s',
+    'result',
+  ];
+  const rows = results.map((r) => {
+    const w = r.wallSeconds;
+    const l = r.latencyMs;
+    return [
+      `${r.sizeMiB} MiB`,
+      `${l?.count ?? '-'}`,
+      `${l?.failed ?? '-'}`,
+      fmt(l?.median, 1),
+      fmt(l?.p95, 1),
+      fmt(l?.max, 1),
+      w ? `${fmt(w.scraped.median)} (${fmt(w.scraped.min)}-${fmt(w.scraped.max)})` : '-',
+      w ? `${fmt(w.unscraped.median)} (${fmt(w.unscraped.min)}-${fmt(w.unscraped.max)})` : '-',
+      fmt(w?.difference),
+      fmt(w?.spread),
+      verdict(r),
+    ];
+  });
+  return { headers, rows };
+}
+
+function runRows(r: ScrapeSizeResult): { headers: string[]; rows: string[][] } {
+  const headers = ['run', 'order', 'node', 'backup s scraped', 'backup s not', 'scrapes', 'failed', 'median ms', 'max ms'];
+  const rows = r.runs.map((x) => [
+    `${x.run}`,
+    x.order,
+    x.node,
+    fmt(x.scrapedSeconds),
+    fmt(x.unscrapedSeconds),
+    `${x.scrapes}`,
+    `${x.failedScrapes}`,
+    fmt(x.scrapeMedianMs, 1),
+    fmt(x.scrapeMaxMs, 1),
+  ]);
+  return { headers, rows };
+}
+
+const headline = (r: ScrapeSizeResult): string =>
+  `scrape ${r.sizeMiB} MiB: sandbox ${r.sandbox}, load average ${r.loadAverage.before.join(' ')} -> ${r.loadAverage.after.join(' ')}`;
+
+export function scrapeText(report: Report): string[] {
+  const section = report.scrape!;
+  const out = ['', `kbur agent /metrics scraped every ${section.targets.everyMs} ms during kbur backup (issue 14)`, ''];
+  const s = summaryRows(section.results);
+  out.push(...table(s.headers, s.rows));
+  for (const r of section.results) {
+    out.push('', headline(r));
+    if (r.error) out.push(`  ERROR: ${r.error}`);
+    if (r.runs.length) {
+      const t = runRows(r);
+      out.push(...table(t.headers, t.rows).map((l) => `  ${l}`));
+    }
+  }
+  const missed = section.results.flatMap(scrapeMissed);
+  out.push(
+    '',
+    `targets: every scrape under ${section.targets.scrapeMaxMs} ms; backup wall time with a scraper within the runs' spread of without`,
+    missed.length ? `SCRAPE TARGETS MISSED:\n${missed.map((f) => `  - ${f}`).join('\n')}` : 'scrape targets met',
+  );
+  return out;
+}
+
+export function scrapeMarkdown(report: Report): string[] {
+  const section = report.scrape!;
+  const out = [
+    ...markdownHead(report, 'scrape', 'kbur agent metrics under load (scrape)'),
+    `Targets: every scrape of the snapshotting agent's /metrics during \`kbur backup\` answered in under ${section.targets.scrapeMaxMs} ms; the backup's median wall time with a scraper (every ${section.targets.everyMs} ms) differs from the median without by no more than the spread of the runs. Backup times: median (min-max).`,
+    '',
+  ];
+  const s = summaryRows(section.results);
+  out.push(...markdownTable(s.headers, s.rows));
+  for (const r of section.results) {
+    out.push('', `## Scrape ${r.sizeMiB} MiB`, '', `${headline(r)}.`);
+    if (r.error) out.push('', `**ERROR**: ${r.error}`);
+    if (r.runs.length) {
+      const t = runRows(r);
+      out.push('', ...markdownTable(t.headers, t.rows));
+    }
+  }
+  const missed = section.results.flatMap(scrapeMissed);
+  out.push('', '## Scrape result', '', missed.length ? missed.map((f) => `- missed: ${f}`).join('\n') : 'Scrape targets met.');
+  out.push('', '## Scrape method', '', ...section.method.map((x) => `- ${x}`), '');
+  return out;
+}
