@@ -1,4 +1,4 @@
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { asKburError } from '../shared/errors.js';
 import { KBUR_VERSION } from '../shared/version.js';
 import * as backup from './commands/backup.js';
@@ -31,8 +31,14 @@ export async function cli(argv: string[], io: { stderr: NodeJS.WritableStream } 
   program
     .command('backup')
     .description("back up etcd and every node's /etc/kubernetes into the repository")
-    .action(async () => {
-      code = await backup.run({ ...globals(), signal });
+    .addOption(
+      new Option('--verify <level>', 'then verify the new backup: hashes, or deep (a scratch etcd from the snapshot)').choices([
+        'hashes',
+        'deep',
+      ]),
+    )
+    .action(async (o: { verify?: 'hashes' | 'deep' }) => {
+      code = await backup.run({ ...globals(), verify: o.verify, signal });
     });
   program
     .command('list')
@@ -57,10 +63,24 @@ export async function cli(argv: string[], io: { stderr: NodeJS.WritableStream } 
     .option('--dumps', 'then restore every application dump of the backup too (a safety dump first, on each node)')
     .option('--resume <restore-id>', 'continue an interrupted restore')
     .option('--rollback <restore-id>', 'put back the data dirs a restore moved aside, and restart')
+    .option('--namespace <ns>', 'only create the keys of this namespace that the running cluster lacks (never overwrites)')
+    .option(
+      '--resource <list>',
+      'with --namespace: only these resources, e.g. configmaps,secrets (also brings back what is left out by default)',
+    )
     .action(
       async (
         id: string | undefined,
-        o: { dryRun?: boolean; yes?: boolean; withKubernetesDir?: boolean; dumps?: boolean; resume?: string; rollback?: string },
+        o: {
+          dryRun?: boolean;
+          yes?: boolean;
+          withKubernetesDir?: boolean;
+          dumps?: boolean;
+          resume?: string;
+          rollback?: string;
+          namespace?: string;
+          resource?: string;
+        },
       ) => {
         code = await restore.run({ ...globals(), ...o, id, signal });
       },
@@ -81,8 +101,9 @@ export async function cli(argv: string[], io: { stderr: NodeJS.WritableStream } 
     .command('verify')
     .argument('<id>', 'backup id')
     .description('recheck every artifact of a backup against its manifest')
-    .action(async (id: string) => {
-      code = await verify.run({ ...globals(), id, signal });
+    .option('--deep', 'also start a scratch etcd from the snapshot and compare what it holds with the manifest')
+    .action(async (id: string, o: { deep?: boolean }) => {
+      code = await verify.run({ ...globals(), id, deep: Boolean(o.deep), signal });
     });
 
   try {

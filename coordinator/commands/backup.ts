@@ -3,9 +3,10 @@ import { runBackup } from '../backup/run.js';
 import { Progress, mib } from '../backup/progress.js';
 import { connectAgents, loadContext, type GlobalOptions } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
+import { describeVerification, verifyBackup } from './verify.js';
 
 /** kbur backup: one backup set of the whole control plane. */
-export async function run(opts: GlobalOptions & { signal: AbortSignal }): Promise<ExitCode> {
+export async function run(opts: GlobalOptions & { verify?: 'hashes' | 'deep'; signal: AbortSignal }): Promise<ExitCode> {
   const ctx = await loadContext(opts);
   const agents = await connectAgents(ctx);
   const progress = ctx.json ? undefined : new Progress(process.stderr);
@@ -23,8 +24,13 @@ export async function run(opts: GlobalOptions & { signal: AbortSignal }): Promis
     const copies = ctx.config.backup.copySnapshotToNodes
       ? await copySnapshotToNodes({ manifest: m, agents, repository: ctx.repository, signal: opts.signal })
       : undefined;
+    // A set without a snapshot has nothing to verify beyond what the backup itself just checked.
+    const verification =
+      opts.verify && m.etcd ? await verifyBackup(ctx, m, { deep: opts.verify === 'deep', signal: opts.signal }) : undefined;
     if (ctx.json) {
-      ctx.out.write(JSON.stringify(copies ? { ...m, nodeCopies: copies } : m, null, 2) + '\n');
+      ctx.out.write(
+        JSON.stringify({ ...m, ...(copies ? { nodeCopies: copies } : {}), ...(verification ? { verification } : {}) }, null, 2) + '\n',
+      );
     } else {
       const size = m.artifacts.reduce((n, a) => n + a.size, 0);
       const lines = [
@@ -53,12 +59,15 @@ export async function run(opts: GlobalOptions & { signal: AbortSignal }): Promis
           lines.push(`  WARNING no snapshot copy on ${c.node}: ${c.detail} (a restore uploads it to that node instead)`);
       }
       for (const f of m.failures) lines.push(`  FAILED ${f.part}: ${f.message}`);
-      if (m.phase === 'Completed') lines.push(`next: kbur verify ${m.id}`);
-      else if (m.phase === 'PartiallyFailed')
+      if (verification) lines.push(...describeVerification(m, verification, opts.verify === 'deep').split('\n'));
+      if (m.phase === 'Completed') {
+        if (!verification) lines.push(`next: kbur verify ${m.id}`);
+      } else if (m.phase === 'PartiallyFailed')
         lines.push('next: fix what failed above and run kbur backup again; this set has a good etcd snapshot but is missing parts');
       else lines.push('next: fix what failed above and run kbur backup again; this set cannot be restored from');
       ctx.out.write(lines.join('\n') + '\n');
     }
+    if (verification && !verification.ok) return ExitCode.VERIFY_FAILED;
     return m.phase === 'Completed'
       ? ExitCode.OK
       : m.phase === 'PartiallyFailed'

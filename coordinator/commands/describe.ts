@@ -57,6 +57,14 @@ export async function run(opts: GlobalOptions & { id: string }): Promise<ExitCod
     ...(m.etcd ? ['  also in the etcd snapshot (ConfigMap kube-system/kubeadm-config) when the cluster has one'] : []),
   );
   if (m.failures.length) lines.push('Failures:', ...m.failures.map((f) => `  ${f.part}: ${f.message}`));
+  if (verification?.deep) {
+    const d = verification.deep;
+    lines.push(
+      d.ok
+        ? `Verified (deep) at ${d.verifiedAt}: the snapshot restores; revision ${d.revision}, ${d.keyCount} keys, ${d.namespaces} namespaces`
+        : `Deep verification FAILED at ${d.verifiedAt}: ${d.problems.join('; ')}`,
+    );
+  }
   lines.push(
     verification
       ? `Last verified: ${verification.verifiedAt}: ${

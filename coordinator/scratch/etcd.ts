@@ -1,0 +1,238 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { noop } from 'cockatiel';
+import type { Etcd3 } from 'etcd3';
+import { findRestoreTool, toolEnv } from '../../agent/restore/tool.js';
+import { KburError, errorMessage } from '../../shared/errors.js';
+import { etcd3 } from '../etcd3.js';
+import { findExecutable } from '../../shared/process.js';
+import { digestFile } from '../../shared/streams.js';
+
+const run = promisify(execFile);
+
+/** Where the scratch etcd's files go: its own folder, named so that a leftover is recognised. */
+export const SCRATCH_PREFIX = 'kbur-scratch-';
+const READY_TIMEOUT_MS = 120_000;
+const STOP_TIMEOUT_MS = 10_000;
+const HOST = '127.0.0.1';
+
+export interface ScratchOptions {
+  /** An etcd snapshot file (`etcdctl snapshot save`'s format). */
+  snapshot: string;
+  /** The etcd binary; default `etcd` on PATH. */
+  etcdBinary?: string;
+  /** The restore tool; default etcdutl on PATH, else etcdctl (etcd 3.4), as on the nodes. */
+  restoreTool?: string;
+  /** The folder the scratch folder is made in; default the system's temp dir. */
+  dir?: string;
+  /** The caller already checked the snapshot's own hash in this run: it is not read again. */
+  integrityChecked?: boolean;
+  signal: AbortSignal;
+}
+
+/**
+ * One etcd started from a snapshot, away from the cluster: the snapshot is restored with the same
+ * tool the nodes use into a folder of its own, and etcd runs from it on free loopback ports, with
+ * no peers. `close()` stops it and removes every file it made; an abort of the signal does the same.
+ */
+export class ScratchEtcd {
+  private closing: Promise<void> | undefined;
+
+  private constructor(
+    readonly client: Etcd3,
+    readonly endpoint: string,
+    readonly folder: string,
+    private readonly child: ChildProcess,
+    private readonly exited: Promise<void>,
+    private readonly onAbort: () => void,
+    private readonly signal: AbortSignal,
+  ) {}
+
+  static async start(opts: ScratchOptions): Promise<ScratchEtcd> {
+    opts.signal.throwIfAborted();
+    const etcd = await findEtcd(opts.etcdBinary);
+    // The snapshot's own hash is checked before anything starts: a truncated or damaged file never gets this far.
+    if (!opts.integrityChecked) await digestFile(opts.snapshot, { snapshot: true, signal: opts.signal });
+    const tool = await findRestoreTool(opts.restoreTool).catch((err: unknown) => {
+      throw new KburError('FAILED_PRECONDITION', `no etcd restore tool on this host: ${errorMessage(err)}`, {
+        cause: err,
+        hint: 'install etcdutl (etcd >= 3.5) or etcdctl (Debian: apt-get install etcd-client)',
+      });
+    });
+    const folder = await mkdtemp(join(resolve(opts.dir ?? tmpdir()), SCRATCH_PREFIX));
+    let child: ChildProcess | undefined;
+    try {
+      const [clientPort, peerPort] = await freePorts(2);
+      const peerUrl = `http://${HOST}:${peerPort}`;
+      const dataDir = join(folder, 'data');
+      await restoreSnapshot(tool.path, opts.snapshot, dataDir, peerUrl, opts.signal);
+      const endpoint = `http://${HOST}:${clientPort}`;
+      const stderr: string[] = [];
+      child = spawn(
+        etcd,
+        [
+          '--name',
+          'scratch',
+          '--data-dir',
+          dataDir,
+          '--listen-client-urls',
+          endpoint,
+          '--advertise-client-urls',
+          endpoint,
+          '--listen-peer-urls',
+          peerUrl,
+          '--initial-advertise-peer-urls',
+          peerUrl,
+          '--initial-cluster',
+          `scratch=${peerUrl}`,
+          // Nothing is written to it: no snapshots of the raft log, no compaction.
+          '--snapshot-count',
+          '1000000',
+        ],
+        { env: toolEnv(), stdio: ['ignore', 'ignore', 'pipe'] },
+      );
+      child.stderr!.setEncoding('utf8');
+      child.stderr!.on('data', (d: string) => {
+        stderr.push(d);
+        if (stderr.length > 20) stderr.shift();
+      });
+      const started = child;
+      const exited = new Promise<void>((res) => started.once('exit', () => res()));
+      const spawnError = new Promise<never>((_, rej) =>
+        started.once('error', (err) => rej(new KburError('FAILED_PRECONDITION', `cannot start ${etcd}: ${err.message}`, { cause: err }))),
+      );
+      const { Etcd3 } = etcd3();
+      const client = new Etcd3({
+        hosts: endpoint,
+        dialTimeout: 5_000,
+        faultHandling: { host: () => noop, global: noop },
+        grpcOptions: {
+          'grpc.max_receive_message_length': 64 << 20,
+          'grpc.initial_reconnect_backoff_ms': 100,
+          'grpc.max_reconnect_backoff_ms': 250,
+        },
+      });
+      const scratch: ScratchEtcd = new ScratchEtcd(client, endpoint, folder, started, exited, () => void scratch.close(), opts.signal);
+      opts.signal.addEventListener('abort', scratch.onAbort, { once: true });
+      try {
+        await Promise.race([
+          waitReady(client, opts.signal),
+          spawnError,
+          exited.then(() => {
+            throw new KburError('INTERNAL', `the scratch etcd exited before it was ready: ${lastLines(stderr.join(''))}`);
+          }),
+        ]);
+      } catch (err) {
+        await scratch.close();
+        throw err;
+      }
+      return scratch;
+    } catch (err) {
+      if (child && child.exitCode === null) child.kill('SIGKILL');
+      await rm(folder, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  /** Stops etcd (SIGTERM, then SIGKILL) and removes the scratch folder. Safe to call more than once. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.signal.removeEventListener('abort', this.onAbort);
+      this.client.close();
+      if (this.child.exitCode === null && this.child.signalCode === null) {
+        this.child.kill('SIGTERM');
+        const timer = setTimeout(() => this.child.kill('SIGKILL'), STOP_TIMEOUT_MS);
+        await this.exited;
+        clearTimeout(timer);
+      }
+      await rm(this.folder, { recursive: true, force: true });
+    })();
+    return this.closing;
+  }
+}
+
+/** The etcd binary: the configured one, else `etcd` on PATH; a clear error when there is none. */
+async function findEtcd(configured: string | undefined): Promise<string> {
+  const found = configured ?? (await findExecutable(['etcd']));
+  if (!found) {
+    throw new KburError(
+      'FAILED_PRECONDITION',
+      'no etcd binary on this host: a deep verify, a namespace restore, diff and import start one from the snapshot',
+      {
+        hint: 'install it (Debian/Ubuntu: apt-get install etcd-server), or set scratch.etcd in kbur.yaml to its path',
+      },
+    );
+  }
+  return found;
+}
+
+async function restoreSnapshot(tool: string, snapshot: string, dataDir: string, peerUrl: string, signal: AbortSignal): Promise<void> {
+  const args = [
+    'snapshot',
+    'restore',
+    snapshot,
+    '--name',
+    'scratch',
+    '--data-dir',
+    dataDir,
+    '--initial-cluster',
+    `scratch=${peerUrl}`,
+    '--initial-advertise-peer-urls',
+    peerUrl,
+    '--initial-cluster-token',
+    'kbur-scratch',
+  ];
+  try {
+    await run(tool, args, { env: toolEnv(), signal, maxBuffer: 16 << 20 });
+  } catch (err) {
+    if (signal.aborted) throw signal.reason;
+    throw new KburError(
+      'DATA_LOSS',
+      `${tool} snapshot restore refused the snapshot: ${lastLines(String((err as { stderr?: string }).stderr ?? errorMessage(err)))}`,
+      {
+        cause: err,
+      },
+    );
+  }
+}
+
+async function waitReady(client: Etcd3, signal: AbortSignal): Promise<void> {
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  for (;;) {
+    signal.throwIfAborted();
+    try {
+      await client.maintenance.status();
+      return;
+    } catch (err) {
+      if (Date.now() > deadline)
+        throw new KburError('INTERNAL', `the scratch etcd did not answer within ${READY_TIMEOUT_MS / 1000} s: ${errorMessage(err)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
+/** Free TCP ports on the loopback, asked of the kernel; all held at once so that they differ. */
+async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<ReturnType<typeof createServer>>((res, rej) => {
+          const s = createServer();
+          s.once('error', rej);
+          s.listen(0, HOST, () => res(s));
+        }),
+    ),
+  );
+  const ports = servers.map((s) => (s.address() as { port: number }).port);
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  return ports;
+}
+
+function lastLines(text: string): string {
+  return text.trim().split('\n').slice(-3).join(' | ');
+}
