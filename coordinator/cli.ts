@@ -3,6 +3,8 @@ import { asKburError } from '../shared/errors.js';
 import { KBUR_VERSION } from '../shared/version.js';
 import * as backup from './commands/backup.js';
 import * as describe from './commands/describe.js';
+import * as diff from './commands/diff.js';
+import * as importCommand from './commands/import.js';
 import * as list from './commands/list.js';
 import * as restore from './commands/restore.js';
 import * as restoreDump from './commands/restore-dump.js';
@@ -104,6 +106,29 @@ export async function cli(argv: string[], io: { stderr: NodeJS.WritableStream } 
     .option('--deep', 'also start a scratch etcd from the snapshot and compare what it holds with the manifest')
     .action(async (id: string, o: { deep?: boolean }) => {
       code = await verify.run({ ...globals(), id, deep: Boolean(o.deep), signal });
+    });
+
+  program
+    .command('diff')
+    .argument('<id>', 'backup id')
+    .option('--against <id2>', 'compare with this backup instead of the running cluster')
+    .option('--namespace <ns>', 'only the objects of this namespace, and the namespace itself')
+    .description('keys added, removed and changed between a backup and the running cluster (or another backup)')
+    .action(async (id: string, o: { against?: string; namespace?: string }) => {
+      code = await diff.run({ ...globals(), ...o, id, signal });
+    });
+
+  program
+    .command('import')
+    .argument('<file>', 'a snapshot written by etcdctl snapshot save')
+    .option(
+      '--kubernetes-dir-archive <node=tar>',
+      "a tar of that node's /etc/kubernetes to add to the set (repeatable)",
+      (v: string, all: string[] = []) => [...all, v],
+    )
+    .description('turn an etcd snapshot taken by another tool into a kbur backup set')
+    .action(async (file: string, o: { kubernetesDirArchive?: string[] }) => {
+      code = await importCommand.run({ ...globals(), ...o, file, signal });
     });
 
   try {

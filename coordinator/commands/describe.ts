@@ -23,8 +23,10 @@ export async function run(opts: GlobalOptions & { id: string }): Promise<ExitCod
     const e = m.etcd;
     lines.push(
       'etcd:',
-      `  snapshot of member ${e.memberName} (${e.memberId}) on ${e.node}, ${e.endpoint}, etcd ${e.version}`,
-      `  cluster id ${e.clusterId}, revision ${e.revision}, ${e.keyCount} keys, db size ${mib(e.dbSize)}`,
+      e.node
+        ? `  snapshot of member ${e.memberName} (${e.memberId}) on ${e.node}, ${e.endpoint}, etcd ${e.version}`
+        : `  snapshot ${e.endpoint} (kbur import), storage version ${e.version || 'unknown'}`,
+      `  cluster id ${e.clusterId || 'unknown'}, revision ${e.revision}, ${e.keyCount} keys, db size ${mib(e.dbSize)}`,
       '  members:',
       ...e.members.map(
         (mb) =>

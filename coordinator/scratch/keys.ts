@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type { Etcd3 } from 'etcd3';
 
 /** Keys asked of etcd per request: memory holds one page, whatever the keyspace's size. */
@@ -17,7 +16,7 @@ export interface KeyEntry {
  */
 export async function* pageKeys(
   client: Etcd3,
-  opts: { prefix?: Buffer; values?: boolean; revision?: number; signal?: AbortSignal } = {},
+  opts: { prefix?: Buffer; values?: boolean; revision?: number; pageSize?: number; signal?: AbortSignal } = {},
 ): AsyncGenerator<KeyEntry> {
   const prefix = opts.prefix ?? Buffer.alloc(0);
   const end = prefix.length ? prefixEnd(prefix) : Buffer.from([0]);
@@ -28,7 +27,7 @@ export async function* pageKeys(
     const res = await client.kv.range({
       key: start,
       range_end: end,
-      limit: PAGE_SIZE,
+      limit: opts.pageSize ?? PAGE_SIZE,
       revision,
       keys_only: !opts.values,
     });
@@ -116,9 +115,4 @@ export async function summarizeKeys(client: Etcd3, signal?: AbortSignal): Promis
     namespacesWithoutObject: [...byNamespace.keys()].filter((ns) => !namespaceObjects.has(ns)).sort(),
     namespaces: namespaceObjects.size,
   };
-}
-
-/** A short digest of a value: what diff compares, so that values never pile up in memory. */
-export function valueDigest(value: Buffer): string {
-  return createHash('sha256').update(value).digest('base64');
 }

@@ -1,0 +1,155 @@
+import { createReadStream } from 'node:fs';
+import { basename, resolve } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { checkArchive } from '../../shared/archive-check.js';
+import { KburError, errorMessage } from '../../shared/errors.js';
+import { MANIFEST_SCHEMA_VERSION, newBackupId, type Artifact, type EtcdMemberInfo, type Manifest } from '../../shared/manifest.js';
+import { DigestTransform, digestFile, type FileDigest } from '../../shared/streams.js';
+import { KBUR_VERSION } from '../../shared/version.js';
+import type { CoordinatorConfig } from '../config.js';
+import type { BackupWriter, Repository } from '../repository/repository.js';
+import { readSnapshotMembers } from '../scratch/bbolt.js';
+import { ScratchEtcd } from '../scratch/etcd.js';
+import { pageKeys } from '../scratch/keys.js';
+import { SNAPSHOT_PATH, nodeArchivePath } from './run.js';
+
+/** The etcd header of a snapshot taken by another tool: what a scratch etcd and the file itself tell. */
+export interface ImportedSnapshot {
+  digest: FileDigest;
+  revision: number;
+  keyCount: number;
+  members: EtcdMemberInfo[];
+  clusterVersion: string;
+}
+
+/**
+ * Reads a plain `etcdctl snapshot save` file as a backup would have recorded it: etcd's own hash
+ * checked, the member list from its database, revision and key count from a scratch etcd.
+ */
+export async function readForeignSnapshot(file: string, config: CoordinatorConfig, signal: AbortSignal): Promise<ImportedSnapshot> {
+  let digest: FileDigest;
+  try {
+    digest = await digestFile(file, { snapshot: true, signal });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new KburError('INVALID_ARGUMENT', `no such file: ${file}`, { cause: err });
+    if (KburError.is(err))
+      throw new KburError('DATA_LOSS', `${file}: ${err.message}`, {
+        cause: err,
+        hint: "import takes a file written by etcdctl snapshot save (or etcd's Snapshot API), whole",
+      });
+    throw err;
+  }
+  const { members, clusterVersion } = await readSnapshotMembers(file);
+  const scratch = await ScratchEtcd.start({
+    snapshot: file,
+    etcdBinary: config.scratch.etcd,
+    restoreTool: config.scratch.restoreTool,
+    dir: config.scratch.dir,
+    integrityChecked: true,
+    signal,
+  });
+  try {
+    let keyCount = 0;
+    for await (const _ of pageKeys(scratch.client, { signal })) keyCount++;
+    const status = await scratch.client.maintenance.status();
+    return { digest, revision: Number(status.header.revision), keyCount, members, clusterVersion };
+  } finally {
+    await scratch.close();
+  }
+}
+
+/**
+ * Turns a snapshot (and, optionally, nodes' /etc/kubernetes archives) into a Completed backup set:
+ * every file is checked first, then copied into the repository with its sha256 rechecked on the
+ * way, and the manifest written last.
+ */
+export async function importSnapshot(opts: {
+  repository: Repository;
+  config: CoordinatorConfig;
+  file: string;
+  archives: { node: string; file: string }[];
+  signal: AbortSignal;
+}): Promise<Manifest> {
+  const startedAt = new Date();
+  const archives: { node: string; file: string; entries: number; digest: FileDigest }[] = [];
+  for (const a of opts.archives) {
+    try {
+      const { entries } = await checkArchive(a.file);
+      archives.push({ ...a, entries, digest: await digestFile(a.file, { signal: opts.signal }) });
+    } catch (err) {
+      throw new KburError('INVALID_ARGUMENT', `--kubernetes-dir-archive ${a.node}=${a.file}: ${errorMessage(err)}`, { cause: err });
+    }
+  }
+  const snap = await readForeignSnapshot(opts.file, opts.config, opts.signal);
+  const id = newBackupId(startedAt);
+  const writer = await opts.repository.createBackup(opts.config.cluster, id);
+  const artifacts: Artifact[] = [
+    {
+      kind: 'etcd-snapshot',
+      node: '',
+      path: SNAPSHOT_PATH,
+      ...(await copyChecked(writer, opts.file, SNAPSHOT_PATH, snap.digest, true)),
+      compression: 'none',
+      encryption: 'none',
+    },
+  ];
+  for (const a of archives) {
+    const path = nodeArchivePath(a.node);
+    artifacts.push({
+      kind: 'kubernetes-dir',
+      node: a.node,
+      path,
+      ...(await copyChecked(writer, a.file, path, a.digest, false)),
+      compression: 'none',
+      encryption: 'none',
+      fileCount: a.entries,
+    });
+  }
+  const manifest: Manifest = {
+    schemaVersion: MANIFEST_SCHEMA_VERSION,
+    kburVersion: KBUR_VERSION,
+    cluster: opts.config.cluster,
+    id,
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    phase: 'Completed',
+    failures: [],
+    etcd: {
+      // Which member it came from is not in the file: the source is named instead.
+      node: '',
+      memberId: '',
+      memberName: '',
+      endpoint: `imported from ${resolve(opts.file)}`,
+      version: snap.clusterVersion,
+      clusterId: '',
+      revision: snap.revision,
+      keyCount: snap.keyCount,
+      dbSize: snap.digest.size - 32,
+      members: snap.members,
+      fallbacks: [],
+    },
+    artifacts,
+  };
+  await writer.writeManifest(manifest);
+  return manifest;
+}
+
+/** Copies a file into the backup set; it must still be what was checked (size and sha256). */
+async function copyChecked(writer: BackupWriter, file: string, path: string, want: FileDigest, snapshot: boolean): Promise<FileDigest> {
+  const out = await writer.artifact(path);
+  const digest = new DigestTransform({ snapshot });
+  try {
+    await pipeline(createReadStream(file, { highWaterMark: 1 << 20 }), digest, out.stream);
+    const got = { size: digest.digest.size, sha256: digest.digest.sha256() };
+    if (got.size !== want.size || got.sha256 !== want.sha256) {
+      throw new KburError('DATA_LOSS', `${basename(file)} changed while it was imported (sha256 ${got.sha256}, checked ${want.sha256})`, {
+        hint: 'import a file nothing writes to',
+      });
+    }
+    await out.commit();
+    return got;
+  } catch (err) {
+    await out.abort();
+    throw err;
+  }
+}
