@@ -10,7 +10,6 @@ import type { CoordinatorConfig } from '../config.js';
 import type { BackupWriter, Repository } from '../repository/repository.js';
 import { readSnapshotMembers } from '../scratch/bbolt.js';
 import { ScratchEtcd } from '../scratch/etcd.js';
-import { pageKeys } from '../scratch/keys.js';
 import { SNAPSHOT_PATH, nodeArchivePath } from './run.js';
 
 /** The etcd header of a snapshot taken by another tool: what a scratch etcd and the file itself tell. */
@@ -49,10 +48,9 @@ export async function readForeignSnapshot(file: string, config: CoordinatorConfi
     signal,
   });
   try {
-    let keyCount = 0;
-    for await (const _ of pageKeys(scratch.client, { signal })) keyCount++;
-    const status = await scratch.client.maintenance.status();
-    return { digest, revision: Number(status.header.revision), keyCount, members, clusterVersion };
+    // The same count a backup records: every key of the keyspace at the snapshot's revision.
+    const all = await scratch.client.kv.range({ key: Buffer.from([0]), range_end: Buffer.from([0]), count_only: true });
+    return { digest, revision: Number(all.header.revision), keyCount: Number(all.count), members, clusterVersion };
   } finally {
     await scratch.close();
   }
