@@ -9,7 +9,7 @@ import { KBUR_VERSION } from '../../shared/version.js';
 import type { CoordinatorConfig } from '../config.js';
 import type { BackupWriter, Repository } from '../repository/repository.js';
 import { readSnapshotMembers } from '../scratch/bbolt.js';
-import { ScratchEtcd } from '../scratch/etcd.js';
+import { ScratchEtcd, cancellable } from '../scratch/etcd.js';
 import { SNAPSHOT_PATH, nodeArchivePath } from './run.js';
 
 /** The etcd header of a snapshot taken by another tool: what a scratch etcd and the file itself tell. */
@@ -49,7 +49,9 @@ export async function readForeignSnapshot(file: string, config: CoordinatorConfi
   });
   try {
     // The same count a backup records: every key of the keyspace at the snapshot's revision.
-    const all = await scratch.client.kv.range({ key: Buffer.from([0]), range_end: Buffer.from([0]), count_only: true });
+    const all = await cancellable(signal, () =>
+      scratch.client.kv.range({ key: Buffer.from([0]), range_end: Buffer.from([0]), count_only: true }),
+    );
     return { digest, revision: Number(all.header.revision), keyCount: Number(all.count), members, clusterVersion };
   } finally {
     await scratch.close();

@@ -6,7 +6,7 @@ import { ExitCode } from '../exit-codes.js';
 import { connectLiveEtcd } from '../live-etcd.js';
 import { openBackupScratch } from '../scratch/backup.js';
 import { diffKeyspaces, type Change, type DiffResult } from '../scratch/diff.js';
-import type { ScratchEtcd } from '../scratch/etcd.js';
+import { cancellable, type ScratchEtcd } from '../scratch/etcd.js';
 
 const namespaceName = z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/);
 
@@ -35,7 +35,9 @@ export async function run(
     };
     const fromClient = await open(from);
     const toClient = to ? await open(to) : (live = await connectLiveEtcd(ctx.config, 'kbur diff'));
-    const result = await diffKeyspaces({ from: fromClient, to: toClient, namespace: opts.namespace, signal: opts.signal });
+    const result = await cancellable(opts.signal, () =>
+      diffKeyspaces({ from: fromClient, to: toClient, namespace: opts.namespace, signal: opts.signal }),
+    );
     const target = to ? `backup ${to.id}` : 'the running cluster';
     if (ctx.json) {
       ctx.out.write(JSON.stringify({ from: from.id, to: to?.id ?? 'live', namespace: opts.namespace ?? null, ...result }, null, 2) + '\n');

@@ -5,7 +5,7 @@ import { ExitCode } from '../exit-codes.js';
 import { connectLiveEtcd } from '../live-etcd.js';
 import { executeNamespaceRestore, planNamespaceRestore, type NamespaceItem } from '../restore/namespace.js';
 import { openBackupScratch } from '../scratch/backup.js';
-import type { ScratchEtcd } from '../scratch/etcd.js';
+import { cancellable, type ScratchEtcd } from '../scratch/etcd.js';
 
 const namespaceName = z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, { message: 'expected a namespace name (a DNS label)' });
 const resourceList = z
@@ -29,7 +29,10 @@ export async function run(
   const say = (line: string): void => void ctx.out.write(`${line}\n`);
   try {
     scratch = await openBackupScratch({ repository: ctx.repository, config: ctx.config, manifest, signal: opts.signal });
-    const items = await planNamespaceRestore({ backup: scratch.client, live, namespace: ns, resources, signal: opts.signal });
+    const backup = scratch.client;
+    const items = await cancellable(opts.signal, () =>
+      planNamespaceRestore({ backup, live, namespace: ns, resources, signal: opts.signal }),
+    );
     if (items.length === 0) {
       throw new KburError('NOT_FOUND', `backup ${manifest.id} has no namespace ${ns} and no object in it`, {
         hint: `kbur verify --deep ${manifest.id} lists the namespaces it holds`,

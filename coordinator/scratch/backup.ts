@@ -3,7 +3,7 @@ import type { DeepVerification, Manifest } from '../../shared/manifest.js';
 import type { CoordinatorConfig } from '../config.js';
 import { checkArtifact } from '../repository/check.js';
 import type { Repository } from '../repository/repository.js';
-import { ScratchEtcd } from './etcd.js';
+import { ScratchEtcd, cancellable } from './etcd.js';
 import { summarizeKeys } from './keys.js';
 
 /**
@@ -64,7 +64,7 @@ export async function deepVerify(opts: {
     return { verifiedAt, ok: false, problems: [`${err.message}; etcd was not started`], durationMs: Date.now() - started };
   }
   try {
-    const s = await summarizeKeys(scratch.client, opts.signal);
+    const s = await cancellable(opts.signal, () => summarizeKeys(scratch.client, opts.signal));
     const problems: string[] = [];
     if (s.revision !== m.etcd!.revision) problems.push(`revision ${s.revision}, manifest says ${m.etcd!.revision}`);
     if (m.etcd!.keyCount >= 0 && s.keyCount !== m.etcd!.keyCount) problems.push(`${s.keyCount} keys, manifest says ${m.etcd!.keyCount}`);

@@ -1,5 +1,6 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -9,7 +10,7 @@ import type { Etcd3 } from 'etcd3';
 import { findRestoreTool, toolEnv } from '../../agent/restore/tool.js';
 import { KburError, errorMessage } from '../../shared/errors.js';
 import { etcd3 } from '../etcd3.js';
-import { findExecutable } from '../../shared/process.js';
+import { findExecutable, pathExists } from '../../shared/process.js';
 import { digestFile } from '../../shared/streams.js';
 
 const run = promisify(execFile);
@@ -63,7 +64,9 @@ export class ScratchEtcd {
         hint: 'install etcdutl (etcd >= 3.5) or etcdctl (Debian: apt-get install etcd-client)',
       });
     });
-    const folder = await mkdtemp(join(resolve(opts.dir ?? tmpdir()), SCRATCH_PREFIX));
+    const parent = resolve(opts.dir ?? tmpdir());
+    await mkdir(parent, { recursive: true, mode: 0o700 });
+    const folder = await mkdtemp(join(parent, SCRATCH_PREFIX));
     let child: ChildProcess | undefined;
     try {
       const [clientPort, peerPort] = await freePorts(2);
@@ -126,9 +129,13 @@ export class ScratchEtcd {
             throw new KburError('INTERNAL', `the scratch etcd exited before it was ready: ${lastLines(stderr.join(''))}`);
           }),
         ]);
+        // A test hook, like etcd's gofail: holds the started scratch etcd until the command is interrupted.
+        if (process.env.KBUR_FAILPOINT === 'hold-scratch')
+          await new Promise((_, rej) => opts.signal.addEventListener('abort', () => rej(opts.signal.reason as Error), { once: true }));
       } catch (err) {
         await scratch.close();
-        throw err;
+        // Interrupted while etcd started: its exit is ours, not a failure to report.
+        throw opts.signal.aborted ? (opts.signal.reason as Error) : err;
       }
       return scratch;
     } catch (err) {
@@ -158,6 +165,11 @@ export class ScratchEtcd {
 /** The etcd binary: the configured one, else `etcd` on PATH; a clear error when there is none. */
 async function findEtcd(configured: string | undefined): Promise<string> {
   const found = configured ?? (await findExecutable(['etcd']));
+  if (configured && !(await pathExists(configured, constants.X_OK))) {
+    throw new KburError('INVALID_CONFIG', `scratch.etcd in kbur.yaml: ${configured} is not an executable`, {
+      hint: 'point it at the etcd binary, or remove it to use etcd from PATH (Debian/Ubuntu: apt-get install etcd-server)',
+    });
+  }
   if (!found) {
     throw new KburError(
       'FAILED_PRECONDITION',
@@ -235,4 +247,16 @@ async function freePorts(n: number): Promise<number[]> {
 
 function lastLines(text: string): string {
   return text.trim().split('\n').slice(-3).join(' | ');
+}
+
+/**
+ * Runs `fn`, reporting an interruption as what it is: once the signal aborted, the scratch etcd is
+ * stopped under the reader's feet, and whatever error that causes is the cancellation.
+ */
+export async function cancellable<T>(signal: AbortSignal, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw signal.aborted ? (signal.reason as Error) : err;
+  }
 }
