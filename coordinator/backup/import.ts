@@ -1,4 +1,5 @@
 import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { checkArchive } from '../../shared/archive-check.js';
@@ -26,33 +27,33 @@ export interface ImportedSnapshot {
  * checked, the member list from its database, revision and key count from a scratch etcd.
  */
 export async function readForeignSnapshot(file: string, config: CoordinatorConfig, signal: AbortSignal): Promise<ImportedSnapshot> {
-  let digest: FileDigest;
-  try {
-    digest = await digestFile(file, { snapshot: true, signal });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new KburError('INVALID_ARGUMENT', `no such file: ${file}`, { cause: err });
-    if (KburError.is(err))
-      throw new KburError('DATA_LOSS', `${file}: ${err.message}`, {
-        cause: err,
-        hint: "import takes a file written by etcdctl snapshot save (or etcd's Snapshot API), whole",
-      });
-    throw err;
-  }
-  const { members, clusterVersion } = await readSnapshotMembers(file);
+  await stat(file).catch((err: unknown) => {
+    throw new KburError('INVALID_ARGUMENT', `cannot read ${file}: ${errorMessage(err)}`, { cause: err });
+  });
+  // etcd's own hash is checked beside the restore into the scratch etcd, which starts only once it held.
+  const digest = digestFile(file, { snapshot: true, signal }).catch((err: unknown) => {
+    throw KburError.is(err) && err.code === 'DATA_LOSS'
+      ? new KburError('DATA_LOSS', `${file}: ${err.message}`, {
+          cause: err,
+          hint: "import takes a whole file written by etcdctl snapshot save (or etcd's Snapshot API)",
+        })
+      : err;
+  });
   const scratch = await ScratchEtcd.start({
     snapshot: file,
     etcdBinary: config.scratch.etcd,
     restoreTool: config.scratch.restoreTool,
     dir: config.scratch.dir,
-    integrityChecked: true,
+    check: digest,
     signal,
   });
   try {
+    const { members, clusterVersion } = await readSnapshotMembers(file);
     // The same count a backup records: every key of the keyspace at the snapshot's revision.
     const all = await cancellable(signal, () =>
       scratch.client.kv.range({ key: Buffer.from([0]), range_end: Buffer.from([0]), count_only: true }),
     );
-    return { digest, revision: Number(all.header.revision), keyCount: Number(all.count), members, clusterVersion };
+    return { digest: await digest, revision: Number(all.header.revision), keyCount: Number(all.count), members, clusterVersion };
   } finally {
     await scratch.close();
   }

@@ -28,35 +28,27 @@ export async function run(opts: GlobalOptions & { id: string; deep?: boolean; si
 
 /** Checks a backup (deeply when asked) and records the result in verify.json; a deep result of an earlier run is kept. */
 export async function verifyBackup(ctx: Context, m: Manifest, opts: { deep: boolean; signal: AbortSignal }): Promise<Verification> {
+  // Deep: the snapshot is checked against the manifest beside its restore into the scratch etcd.
+  let snapshotCheck: Awaited<ReturnType<typeof checkArtifact>> | undefined;
+  const deep: DeepVerification | undefined = opts.deep
+    ? await deepVerify({
+        repository: ctx.repository,
+        config: ctx.config,
+        manifest: m,
+        onSnapshotChecked: (r) => (snapshotCheck = r),
+        signal: opts.signal,
+      })
+    : (await ctx.repository.readVerification(m.cluster, m.id))?.deep;
   const results: Verification['artifacts'] = [];
   for (const a of m.artifacts) {
-    const { digest, problem } = await checkArtifact(ctx.repository, m, a, opts.signal);
+    const { digest, problem } =
+      a.kind === 'etcd-snapshot' && snapshotCheck ? snapshotCheck : await checkArtifact(ctx.repository, m, a, opts.signal);
     const problems = problem ? [problem] : [];
     if (!problems.length && a.dump?.type === 'postgres' && a.dump.part !== '_globals') {
       const readable = await pgRestoreReads(ctx.repository.artifactLocation(m.cluster, m.id, a.path));
       if (readable) problems.push(readable);
     }
     results.push({ path: a.path, ok: problems.length === 0, ...digest, ...(problems.length ? { error: problems.join('; ') } : {}) });
-  }
-  let deep: DeepVerification | undefined;
-  if (opts.deep) {
-    const snapshot = results.find((r) => m.artifacts.find((a) => a.path === r.path)?.kind === 'etcd-snapshot');
-    deep =
-      snapshot && !snapshot.ok
-        ? {
-            verifiedAt: new Date().toISOString(),
-            ok: false,
-            problems: [`the snapshot is damaged (${snapshot.error}); etcd was not started`],
-          }
-        : await deepVerify({
-            repository: ctx.repository,
-            config: ctx.config,
-            manifest: m,
-            snapshotChecked: Boolean(snapshot),
-            signal: opts.signal,
-          });
-  } else {
-    deep = (await ctx.repository.readVerification(m.cluster, m.id))?.deep;
   }
   const verification: Verification = {
     verifiedAt: new Date().toISOString(),

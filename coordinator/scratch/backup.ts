@@ -1,5 +1,6 @@
 import { KburError } from '../../shared/errors.js';
 import type { DeepVerification, Manifest } from '../../shared/manifest.js';
+import type { FileDigest } from '../../shared/streams.js';
 import type { CoordinatorConfig } from '../config.js';
 import { checkArtifact } from '../repository/check.js';
 import type { Repository } from '../repository/repository.js';
@@ -14,8 +15,8 @@ export async function openBackupScratch(opts: {
   repository: Repository;
   config: CoordinatorConfig;
   manifest: Manifest;
-  /** The caller checked the snapshot against the manifest in this run (kbur verify does first). */
-  snapshotChecked?: boolean;
+  /** Told what the check of the snapshot against its manifest found (kbur verify records it). */
+  onSnapshotChecked?: (result: { digest?: FileDigest; problem?: string }) => void;
   signal: AbortSignal;
 }): Promise<ScratchEtcd> {
   const m = opts.manifest;
@@ -25,18 +26,20 @@ export async function openBackupScratch(opts: {
       hint: 'kbur list shows the backups there are',
     });
   }
-  const { problem } = opts.snapshotChecked ? {} : await checkArtifact(opts.repository, m, snapshot, opts.signal);
-  if (problem) {
-    throw new KburError('DATA_LOSS', `snapshot ${snapshot.path} of backup ${m.id} is damaged: ${problem}`, {
-      hint: `kbur verify ${m.id} records it; use another backup (kbur list)`,
-    });
-  }
+  const check = checkArtifact(opts.repository, m, snapshot, opts.signal).then((result) => {
+    opts.onSnapshotChecked?.(result);
+    if (result.problem) {
+      throw new KburError('DATA_LOSS', `snapshot ${snapshot.path} of backup ${m.id} is damaged: ${result.problem}`, {
+        hint: `kbur verify ${m.id} records it; use another backup (kbur list)`,
+      });
+    }
+  });
   return ScratchEtcd.start({
     snapshot: opts.repository.artifactLocation(m.cluster, m.id, snapshot.path),
     etcdBinary: opts.config.scratch.etcd,
     restoreTool: opts.config.scratch.restoreTool,
     dir: opts.config.scratch.dir,
-    integrityChecked: true,
+    check,
     signal: opts.signal,
   });
 }
@@ -50,12 +53,15 @@ export async function deepVerify(opts: {
   repository: Repository;
   config: CoordinatorConfig;
   manifest: Manifest;
-  snapshotChecked?: boolean;
+  onSnapshotChecked?: (result: { digest?: FileDigest; problem?: string }) => void;
   signal: AbortSignal;
 }): Promise<DeepVerification> {
   const started = Date.now();
   const verifiedAt = new Date().toISOString();
   const m = opts.manifest;
+  if (!m.etcd || !m.artifacts.some((a) => a.kind === 'etcd-snapshot')) {
+    return { verifiedAt, ok: false, problems: [`backup ${m.id} (${m.phase}) has no etcd snapshot`] };
+  }
   let scratch: ScratchEtcd;
   try {
     scratch = await openBackupScratch(opts);

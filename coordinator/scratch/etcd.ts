@@ -18,7 +18,6 @@ const run = promisify(execFile);
 /** Where the scratch etcd's files go: its own folder, named so that a leftover is recognised. */
 export const SCRATCH_PREFIX = 'kbur-scratch-';
 const READY_TIMEOUT_MS = 120_000;
-const STOP_TIMEOUT_MS = 10_000;
 const HOST = '127.0.0.1';
 
 export interface ScratchOptions {
@@ -30,8 +29,11 @@ export interface ScratchOptions {
   restoreTool?: string;
   /** The folder the scratch folder is made in; default the system's temp dir. */
   dir?: string;
-  /** The caller already checked the snapshot's own hash in this run: it is not read again. */
-  integrityChecked?: boolean;
+  /**
+   * The check of the snapshot (size, sha256, etcd's own hash), run beside the restore tool to spare
+   * a pass over the file: etcd starts only once it passed. Default: etcd's own hash is checked.
+   */
+  check?: Promise<unknown>;
   signal: AbortSignal;
 }
 
@@ -54,16 +56,18 @@ export class ScratchEtcd {
   ) {}
 
   static async start(opts: ScratchOptions): Promise<ScratchEtcd> {
+    // Its failure is reported below, or made moot by an earlier one: never an unhandled rejection.
+    opts.check?.catch(() => undefined);
     opts.signal.throwIfAborted();
     const etcd = await findEtcd(opts.etcdBinary);
-    // The snapshot's own hash is checked before anything starts: a truncated or damaged file never gets this far.
-    if (!opts.integrityChecked) await digestFile(opts.snapshot, { snapshot: true, signal: opts.signal });
     const tool = await findRestoreTool(opts.restoreTool).catch((err: unknown) => {
       throw new KburError('FAILED_PRECONDITION', `no etcd restore tool on this host: ${errorMessage(err)}`, {
         cause: err,
         hint: 'install etcdutl (etcd >= 3.5) or etcdctl (Debian: apt-get install etcd-client)',
       });
     });
+    // A damaged or truncated snapshot fails here, before etcd starts; the restore tool would refuse it too.
+    const check = opts.check ?? digestFile(opts.snapshot, { snapshot: true, signal: opts.signal });
     const parent = resolve(opts.dir ?? tmpdir());
     await mkdir(parent, { recursive: true, mode: 0o700 });
     const folder = await mkdtemp(join(parent, SCRATCH_PREFIX));
@@ -72,7 +76,16 @@ export class ScratchEtcd {
       const [clientPort, peerPort] = await freePorts(2);
       const peerUrl = `http://${HOST}:${peerPort}`;
       const dataDir = join(folder, 'data');
-      await restoreSnapshot(tool.path, opts.snapshot, dataDir, peerUrl, opts.signal);
+      const stopRestore = new AbortController();
+      const [checked, restored] = await Promise.allSettled([
+        check.catch((err: unknown) => {
+          stopRestore.abort(err);
+          throw err;
+        }),
+        restoreSnapshot(tool.path, opts.snapshot, dataDir, peerUrl, AbortSignal.any([opts.signal, stopRestore.signal])),
+      ]);
+      if (checked.status === 'rejected') throw checked.reason;
+      if (restored.status === 'rejected') throw restored.reason;
       const endpoint = `http://${HOST}:${clientPort}`;
       const stderr: string[] = [];
       child = spawn(
@@ -92,9 +105,14 @@ export class ScratchEtcd {
           peerUrl,
           '--initial-cluster',
           `scratch=${peerUrl}`,
-          // Nothing is written to it: no snapshots of the raft log, no compaction.
+          // Nothing is written to it: no snapshots of the raft log.
           '--snapshot-count',
           '1000000',
+          // One member on the loopback: it need not wait a second to elect itself.
+          '--heartbeat-interval',
+          '10',
+          '--election-timeout',
+          '100',
         ],
         { env: toolEnv(), stdio: ['ignore', 'ignore', 'pipe'] },
       );
@@ -145,16 +163,15 @@ export class ScratchEtcd {
     }
   }
 
-  /** Stops etcd (SIGTERM, then SIGKILL) and removes the scratch folder. Safe to call more than once. */
+  /** Stops etcd and removes the scratch folder. Safe to call more than once. */
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.signal.removeEventListener('abort', this.onAbort);
       this.client.close();
+      // Nothing in it is kept: no need for a graceful stop.
       if (this.child.exitCode === null && this.child.signalCode === null) {
-        this.child.kill('SIGTERM');
-        const timer = setTimeout(() => this.child.kill('SIGKILL'), STOP_TIMEOUT_MS);
+        this.child.kill('SIGKILL');
         await this.exited;
-        clearTimeout(timer);
       }
       await rm(this.folder, { recursive: true, force: true });
     })();

@@ -1,7 +1,7 @@
 import type { Etcd3 } from 'etcd3';
 
-/** Keys asked of etcd per request: memory holds one page, whatever the keyspace's size. */
-export const PAGE_SIZE = 1000;
+/** Keys asked of etcd per request without values: memory holds one page (~1 MiB), whatever the keyspace's size. */
+export const PAGE_SIZE = 10_000;
 
 export interface KeyEntry {
   key: Buffer;
