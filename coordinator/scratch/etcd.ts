@@ -71,7 +71,6 @@ export class ScratchEtcd {
     const parent = resolve(opts.dir ?? tmpdir());
     await mkdir(parent, { recursive: true, mode: 0o700 });
     const folder = await mkdtemp(join(parent, SCRATCH_PREFIX));
-    let child: ChildProcess | undefined;
     try {
       const [clientPort, peerPort] = await freePorts(2);
       const peerUrl = `http://${HOST}:${peerPort}`;
@@ -86,98 +85,120 @@ export class ScratchEtcd {
       ]);
       if (checked.status === 'rejected') throw checked.reason;
       if (restored.status === 'rejected') throw restored.reason;
-      const endpoint = `http://${HOST}:${clientPort}`;
-      const stderr: string[] = [];
-      child = spawn(
-        etcd,
-        [
-          '--name',
-          'scratch',
-          '--data-dir',
-          dataDir,
-          '--listen-client-urls',
-          endpoint,
-          '--advertise-client-urls',
-          endpoint,
-          '--listen-peer-urls',
-          peerUrl,
-          '--initial-advertise-peer-urls',
-          peerUrl,
-          '--initial-cluster',
-          `scratch=${peerUrl}`,
-          // Nothing is written to it: no snapshots of the raft log.
-          '--snapshot-count',
-          '1000000',
-          // One member on the loopback: it need not wait a second to elect itself.
-          '--heartbeat-interval',
-          '10',
-          '--election-timeout',
-          '100',
-        ],
-        { env: toolEnv(), stdio: ['ignore', 'ignore', 'pipe'] },
-      );
-      child.stderr!.setEncoding('utf8');
-      child.stderr!.on('data', (d: string) => {
-        stderr.push(d);
-        if (stderr.length > 20) stderr.shift();
-      });
-      const started = child;
-      const exited = new Promise<void>((res) => started.once('exit', () => res()));
-      const spawnError = new Promise<never>((_, rej) =>
-        started.once('error', (err) => rej(new KburError('FAILED_PRECONDITION', `cannot start ${etcd}: ${err.message}`, { cause: err }))),
-      );
-      const { Etcd3 } = etcd3();
-      const client = new Etcd3({
-        hosts: endpoint,
-        dialTimeout: 5_000,
-        faultHandling: { host: () => noop, global: noop },
-        grpcOptions: {
-          'grpc.max_receive_message_length': 64 << 20,
-          'grpc.initial_reconnect_backoff_ms': 100,
-          'grpc.max_reconnect_backoff_ms': 250,
-        },
-      });
-      const scratch: ScratchEtcd = new ScratchEtcd(client, endpoint, folder, started, exited, () => void scratch.close(), opts.signal);
-      opts.signal.addEventListener('abort', scratch.onAbort, { once: true });
-      try {
-        await Promise.race([
-          waitReady(client, opts.signal),
-          spawnError,
-          exited.then(() => {
-            throw new KburError('INTERNAL', `the scratch etcd exited before it was ready: ${lastLines(stderr.join(''))}`);
-          }),
-        ]);
-        // A test hook, like etcd's gofail: holds the started scratch etcd until the command is interrupted.
-        if (process.env.KBUR_FAILPOINT === 'hold-scratch')
-          await new Promise((_, rej) => opts.signal.addEventListener('abort', () => rej(opts.signal.reason as Error), { once: true }));
-      } catch (err) {
-        await scratch.close();
-        // Interrupted while etcd started: its exit is ours, not a failure to report.
-        throw opts.signal.aborted ? (opts.signal.reason as Error) : err;
+      // A port found free can be taken before etcd binds it (others' etcds run on this machine): new ones, then.
+      for (let attempt = 1; ; attempt++) {
+        const ports =
+          attempt === 1 ? { client: clientPort!, peer: peerPort! } : await freePorts(2).then(([c, p]) => ({ client: c!, peer: p! }));
+        try {
+          return await ScratchEtcd.launch({ ...opts, etcd, folder, dataDir, peerUrl, ports });
+        } catch (err) {
+          if (!(err instanceof PortTaken) || attempt === 3) throw err;
+        }
       }
-      return scratch;
     } catch (err) {
-      if (child && child.exitCode === null) child.kill('SIGKILL');
       await rm(folder, { recursive: true, force: true });
       throw err;
     }
   }
 
+  /** Starts etcd on a restored data dir and waits until it answers; on failure it is stopped, its folder left to the caller. */
+  private static async launch(
+    opts: ScratchOptions & { etcd: string; folder: string; dataDir: string; peerUrl: string; ports: { client: number; peer: number } },
+  ): Promise<ScratchEtcd> {
+    const endpoint = `http://${HOST}:${opts.ports.client}`;
+    const stderr: string[] = [];
+    const child = spawn(
+      opts.etcd,
+      [
+        '--name',
+        'scratch',
+        '--data-dir',
+        opts.dataDir,
+        '--listen-client-urls',
+        endpoint,
+        '--advertise-client-urls',
+        endpoint,
+        // The restored member's own peer URL stays as restored; etcd never dials it, having no peers.
+        '--listen-peer-urls',
+        `http://${HOST}:${opts.ports.peer}`,
+        '--initial-advertise-peer-urls',
+        opts.peerUrl,
+        '--initial-cluster',
+        `scratch=${opts.peerUrl}`,
+        // Nothing is written to it: no snapshots of the raft log.
+        '--snapshot-count',
+        '1000000',
+        // One member on the loopback: it need not wait a second to elect itself.
+        '--heartbeat-interval',
+        '10',
+        '--election-timeout',
+        '100',
+      ],
+      { env: toolEnv(), stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    child.stderr!.setEncoding('utf8');
+    child.stderr!.on('data', (d: string) => {
+      stderr.push(d);
+      if (stderr.length > 20) stderr.shift();
+    });
+    const exited = new Promise<void>((res) => child.once('exit', () => res()));
+    const spawnError = new Promise<never>((_, rej) =>
+      child.once('error', (err) => rej(new KburError('FAILED_PRECONDITION', `cannot start ${opts.etcd}: ${err.message}`, { cause: err }))),
+    );
+    const { Etcd3 } = etcd3();
+    const client = new Etcd3({
+      hosts: endpoint,
+      dialTimeout: 5_000,
+      faultHandling: { host: () => noop, global: noop },
+      grpcOptions: {
+        'grpc.max_receive_message_length': 64 << 20,
+        'grpc.initial_reconnect_backoff_ms': 100,
+        'grpc.max_reconnect_backoff_ms': 250,
+      },
+    });
+    const scratch: ScratchEtcd = new ScratchEtcd(client, endpoint, opts.folder, child, exited, () => void scratch.close(), opts.signal);
+    opts.signal.addEventListener('abort', scratch.onAbort, { once: true });
+    try {
+      await Promise.race([
+        waitReady(client, opts.signal),
+        spawnError,
+        exited.then(() => {
+          const said = stderr.join('');
+          throw /address already in use/.test(said)
+            ? new PortTaken(said)
+            : new KburError('INTERNAL', `the scratch etcd exited before it was ready: ${lastLines(said)}`);
+        }),
+      ]);
+      // A test hook, like etcd's gofail: holds the started scratch etcd until the command is interrupted.
+      if (process.env.KBUR_FAILPOINT === 'hold-scratch')
+        await new Promise((_, rej) => opts.signal.addEventListener('abort', () => rej(opts.signal.reason as Error), { once: true }));
+    } catch (err) {
+      await scratch.stop();
+      // Interrupted while etcd started: its exit is ours, not a failure to report.
+      throw opts.signal.aborted ? (opts.signal.reason as Error) : err;
+    }
+    return scratch;
+  }
+
+  /** Stops etcd (nothing in it is kept: no graceful stop) and closes the client. */
+  private async stop(): Promise<void> {
+    this.signal.removeEventListener('abort', this.onAbort);
+    this.client.close();
+    if (this.child.exitCode === null && this.child.signalCode === null) {
+      this.child.kill('SIGKILL');
+      await this.exited;
+    }
+  }
+
   /** Stops etcd and removes the scratch folder. Safe to call more than once. */
   close(): Promise<void> {
-    this.closing ??= (async () => {
-      this.signal.removeEventListener('abort', this.onAbort);
-      this.client.close();
-      // Nothing in it is kept: no need for a graceful stop.
-      if (this.child.exitCode === null && this.child.signalCode === null) {
-        this.child.kill('SIGKILL');
-        await this.exited;
-      }
-      await rm(this.folder, { recursive: true, force: true });
-    })();
+    this.closing ??= this.stop().then(() => rm(this.folder, { recursive: true, force: true }));
     return this.closing;
   }
 }
+
+/** etcd could not bind a port found free a moment before. */
+class PortTaken extends Error {}
 
 /** The etcd binary: the configured one, else `etcd` on PATH; a clear error when there is none. */
 async function findEtcd(configured: string | undefined): Promise<string> {
