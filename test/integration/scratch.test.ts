@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { expect } from 'chai';
+import { parse, stringify } from 'yaml';
 import type { Etcd3 } from 'etcd3';
 import type { Manifest, Verification } from '../../shared/manifest.js';
 import { ScratchEtcd } from '../../coordinator/scratch/etcd.js';
@@ -244,6 +245,18 @@ describe('a backup proven in a scratch etcd: verify --deep, restore --namespace,
       const missing = await kbur('restore', m.id, '--namespace', 'nowhere');
       expect(missing.code).to.equal(6);
       expect(missing.stderr).to.contain('has no namespace nowhere');
+    });
+
+    it("says what to add to kbur.yaml when it cannot reach the cluster's etcd", async function () {
+      const m = await backup();
+      const config = parse(await readFile(sandbox.coordinatorConfig, 'utf8')) as Record<string, unknown>;
+      delete config.etcd;
+      const file = join(root, 'kbur-without-etcd.yaml');
+      await writeFile(file, stringify(config), { mode: 0o600 });
+      const run = await runKbur(['--config', file, 'restore', m.id, '--namespace', 'demo', '--dry-run']);
+      expect(run.code).to.equal(2);
+      expect(run.stderr).to.contain("kbur restore --namespace reads the cluster's etcd, and kbur.yaml has no etcd: section");
+      expect(run.stderr).to.contain('apiserver-etcd-client');
     });
   });
 
