@@ -2,7 +2,9 @@ import { copySnapshotToNodes } from '../backup/copies.js';
 import { runBackup } from '../backup/run.js';
 import { Progress, mib } from '../backup/progress.js';
 import { connectAgents, loadContext, type GlobalOptions } from '../context.js';
-import { ExitCode } from '../exit-codes.js';
+import { asKburError, type KburError } from '../../shared/errors.js';
+import type { Verification } from '../../shared/manifest.js';
+import { ExitCode, exitCodeFor } from '../exit-codes.js';
 import { describeVerification, verifyBackup } from './verify.js';
 
 /** kbur backup: one backup set of the whole control plane. */
@@ -25,11 +27,27 @@ export async function run(opts: GlobalOptions & { verify?: 'hashes' | 'deep'; si
       ? await copySnapshotToNodes({ manifest: m, agents, repository: ctx.repository, signal: opts.signal })
       : undefined;
     // A set without a snapshot has nothing to verify beyond what the backup itself just checked.
-    const verification =
-      opts.verify && m.etcd ? await verifyBackup(ctx, m, { deep: opts.verify === 'deep', signal: opts.signal }) : undefined;
+    let verification: Verification | undefined;
+    let verifyError: KburError | undefined;
+    try {
+      if (opts.verify && m.etcd) verification = await verifyBackup(ctx, m, { deep: opts.verify === 'deep', signal: opts.signal });
+    } catch (err) {
+      // The backup is whole and its id must reach the operator (or the script): the verify's failure is reported beside it.
+      if (opts.signal.aborted) throw err;
+      verifyError = asKburError(err);
+    }
     if (ctx.json) {
       ctx.out.write(
-        JSON.stringify({ ...m, ...(copies ? { nodeCopies: copies } : {}), ...(verification ? { verification } : {}) }, null, 2) + '\n',
+        JSON.stringify(
+          {
+            ...m,
+            ...(copies ? { nodeCopies: copies } : {}),
+            ...(verification ? { verification } : {}),
+            ...(verifyError ? { verificationError: { code: verifyError.code, message: verifyError.message, hint: verifyError.hint } } : {}),
+          },
+          null,
+          2,
+        ) + '\n',
       );
     } else {
       const size = m.artifacts.reduce((n, a) => n + a.size, 0);
@@ -60,6 +78,8 @@ export async function run(opts: GlobalOptions & { verify?: 'hashes' | 'deep'; si
       }
       for (const f of m.failures) lines.push(`  FAILED ${f.part}: ${f.message}`);
       if (verification) lines.push(...describeVerification(m, verification, opts.verify === 'deep').split('\n'));
+      if (verifyError)
+        lines.push(`verify: could not run: ${verifyError.message}`, ...(verifyError.hint ? [`  what to do: ${verifyError.hint}`] : []));
       if (m.phase === 'Completed') {
         if (!verification) lines.push(`next: kbur verify ${m.id}`);
       } else if (m.phase === 'PartiallyFailed')
@@ -67,6 +87,7 @@ export async function run(opts: GlobalOptions & { verify?: 'hashes' | 'deep'; si
       else lines.push('next: fix what failed above and run kbur backup again; this set cannot be restored from');
       ctx.out.write(lines.join('\n') + '\n');
     }
+    if (verifyError) return exitCodeFor(verifyError);
     if (verification && !verification.ok) return ExitCode.VERIFY_FAILED;
     return m.phase === 'Completed'
       ? ExitCode.OK

@@ -174,6 +174,12 @@ describe('a backup proven in a scratch etcd: verify --deep, restore --namespace,
       expect(run.code).to.equal(9);
       expect(run.stderr).to.contain('no etcd binary on this host');
       expect(run.stderr).to.contain('apt-get install etcd-server');
+
+      // After a backup, the backup is still reported whole, and the unit fails for the proof it could not make.
+      const after = await runKbur(['--config', sandbox.coordinatorConfig, 'backup', '--verify', 'deep'], { PATH: '/nonexistent' });
+      expect(after.code).to.equal(9);
+      expect(after.stdout).to.match(/backup \S+: Completed/);
+      expect(after.stdout).to.contain('verify: could not run: no etcd binary on this host');
     });
   });
 
