@@ -148,25 +148,27 @@ describe('a backup proven in a scratch etcd: verify --deep, restore --namespace,
       expect(await scratchLeftovers()).to.deep.equal([]);
     });
 
-    it('leaves no scratch process or file after a SIGINT in the middle', async function () {
-      const m = await backup();
-      const { child, done } = spawnKbur(['--config', sandbox.coordinatorConfig, 'verify', '--deep', m.id], {
-        KBUR_FAILPOINT: 'hold-scratch',
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+      it(`leaves no scratch process or file after a ${signal} in the middle`, async function () {
+        const m = await backup();
+        const { child, done } = spawnKbur(['--config', sandbox.coordinatorConfig, 'verify', '--deep', m.id], {
+          KBUR_FAILPOINT: 'hold-scratch',
+        });
+        let folder: string | undefined;
+        let etcdPids: number[] = [];
+        while (!etcdPids.length) {
+          if (child.exitCode !== null) expect.fail(`kbur ended first: ${(await done).stderr}`);
+          folder = (await scratchLeftovers())[0];
+          if (folder) etcdPids = await processesMentioning(join(scratchDir(), folder));
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        child.kill(signal);
+        const run = await done;
+        expect(run.code, run.stderr).to.equal(10);
+        expect(await scratchLeftovers()).to.deep.equal([]);
+        expect(await processesMentioning(join(scratchDir(), folder!))).to.deep.equal([]);
       });
-      let folder: string | undefined;
-      let etcdPids: number[] = [];
-      while (!etcdPids.length) {
-        if (child.exitCode !== null) expect.fail(`kbur ended first: ${(await done).stderr}`);
-        folder = (await scratchLeftovers())[0];
-        if (folder) etcdPids = await processesMentioning(join(scratchDir(), folder));
-        await new Promise((r) => setTimeout(r, 50));
-      }
-      child.kill('SIGINT');
-      const run = await done;
-      expect(run.code, run.stderr).to.equal(10);
-      expect(await scratchLeftovers()).to.deep.equal([]);
-      expect(await processesMentioning(join(scratchDir(), folder!))).to.deep.equal([]);
-    });
+    }
 
     it('says how to install etcd when there is none', async function () {
       const m = await backup();
