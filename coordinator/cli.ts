@@ -5,6 +5,7 @@ import * as backup from './commands/backup.js';
 import * as describe from './commands/describe.js';
 import * as diff from './commands/diff.js';
 import * as importCommand from './commands/import.js';
+import * as key from './commands/key.js';
 import * as list from './commands/list.js';
 import * as restore from './commands/restore.js';
 import * as restoreDump from './commands/restore-dump.js';
@@ -63,6 +64,7 @@ export async function cli(argv: string[], io: { stderr: NodeJS.WritableStream } 
     .option('-y, --yes', 'do not ask for confirmation')
     .option('--with-kubernetes-dir', "also put back each node's /etc/kubernetes from its archive (a rebuilt machine)")
     .option('--dumps', 'then restore every application dump of the backup too (a safety dump first, on each node)')
+    .option('--identity <file>', 'age identity file for an encrypted backup (default: $KBUR_AGE_IDENTITY)')
     .option('--resume <restore-id>', 'continue an interrupted restore')
     .option('--rollback <restore-id>', 'put back the data dirs a restore moved aside, and restart')
     .option('--namespace <ns>', 'only create the keys of this namespace that the running cluster lacks (never overwrites)')
@@ -78,6 +80,7 @@ export async function cli(argv: string[], io: { stderr: NodeJS.WritableStream } 
           yes?: boolean;
           withKubernetesDir?: boolean;
           dumps?: boolean;
+          identity?: string;
           resume?: string;
           rollback?: string;
           namespace?: string;
@@ -95,8 +98,9 @@ export async function cli(argv: string[], io: { stderr: NodeJS.WritableStream } 
     .option('--part <part>', 'only this part (a database); default: every part of the profile')
     .option('--dry-run', 'check and print the plan; change nothing')
     .option('-y, --yes', 'do not ask for confirmation')
+    .option('--identity <file>', 'age identity file for an encrypted backup (default: $KBUR_AGE_IDENTITY)')
     .description('restore an application dump: a safety dump first, then drop, recreate, load')
-    .action(async (id: string, o: { node: string; profile: string; part?: string; dryRun?: boolean; yes?: boolean }) => {
+    .action(async (id: string, o: { node: string; profile: string; part?: string; dryRun?: boolean; yes?: boolean; identity?: string }) => {
       code = await restoreDump.run({ ...globals(), ...o, id, signal });
     });
   program
@@ -104,8 +108,18 @@ export async function cli(argv: string[], io: { stderr: NodeJS.WritableStream } 
     .argument('<id>', 'backup id')
     .description('recheck every artifact of a backup against its manifest')
     .option('--deep', 'also start a scratch etcd from the snapshot and compare what it holds with the manifest')
-    .action(async (id: string, o: { deep?: boolean }) => {
-      code = await verify.run({ ...globals(), id, deep: Boolean(o.deep), signal });
+    .option('--identity <file>', 'age identity file: also check the plaintext of encrypted artifacts (default: $KBUR_AGE_IDENTITY)')
+    .action(async (id: string, o: { deep?: boolean; identity?: string }) => {
+      code = await verify.run({ ...globals(), ...o, deep: Boolean(o.deep), id, signal });
+    });
+  program
+    .command('key')
+    .description('signing keys for manifests')
+    .command('generate')
+    .argument('<file>', 'where to write the private key (0600); the public key goes to <file>.pub')
+    .description('make an Ed25519 key to sign manifests with (signing.key in kbur.yaml); never overwrites')
+    .action(async (file: string) => {
+      code = await key.generate({ ...globals(), file });
     });
 
   program
@@ -113,8 +127,9 @@ export async function cli(argv: string[], io: { stderr: NodeJS.WritableStream } 
     .argument('<id>', 'backup id')
     .option('--against <id2>', 'compare with this backup instead of the running cluster')
     .option('--namespace <ns>', 'only the objects of this namespace, and the namespace itself')
+    .option('--identity <file>', 'age identity file for an encrypted backup (default: $KBUR_AGE_IDENTITY)')
     .description('keys added, removed and changed between a backup and the running cluster (or another backup)')
-    .action(async (id: string, o: { against?: string; namespace?: string }) => {
+    .action(async (id: string, o: { against?: string; namespace?: string; identity?: string }) => {
       code = await diff.run({ ...globals(), ...o, id, signal });
     });
 

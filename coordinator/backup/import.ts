@@ -9,6 +9,7 @@ import { DigestTransform, digestFile, type FileDigest } from '../../shared/strea
 import { KBUR_VERSION } from '../../shared/version.js';
 import type { CoordinatorConfig } from '../config.js';
 import type { BackupWriter, Repository } from '../repository/repository.js';
+import { createSealed, type SealRecord, type SealSettings } from '../repository/seal.js';
 import { readSnapshotMembers } from '../scratch/bbolt.js';
 import { ScratchEtcd, cancellable } from '../scratch/etcd.js';
 import { SNAPSHOT_PATH, nodeArchivePath } from './run.js';
@@ -69,6 +70,8 @@ export async function importSnapshot(opts: {
   config: CoordinatorConfig;
   file: string;
   archives: { node: string; file: string }[];
+  /** Compression and encryption, as kbur.yaml sets them for backups. */
+  seal: SealSettings;
   signal: AbortSignal;
 }): Promise<Manifest> {
   const startedAt = new Date();
@@ -85,26 +88,11 @@ export async function importSnapshot(opts: {
   const id = newBackupId(startedAt);
   const writer = await opts.repository.createBackup(opts.config.cluster, id);
   const artifacts: Artifact[] = [
-    {
-      kind: 'etcd-snapshot',
-      node: '',
-      path: SNAPSHOT_PATH,
-      ...(await copyChecked(writer, opts.file, SNAPSHOT_PATH, snap.digest, true)),
-      compression: 'none',
-      encryption: 'none',
-    },
+    { kind: 'etcd-snapshot', node: '', ...(await copyChecked(writer, opts.seal, opts.file, SNAPSHOT_PATH, snap.digest, true)) },
   ];
   for (const a of archives) {
-    const path = nodeArchivePath(a.node);
-    artifacts.push({
-      kind: 'kubernetes-dir',
-      node: a.node,
-      path,
-      ...(await copyChecked(writer, a.file, path, a.digest, false)),
-      compression: 'none',
-      encryption: 'none',
-      fileCount: a.entries,
-    });
+    const sealed = await copyChecked(writer, opts.seal, a.file, nodeArchivePath(a.node), a.digest, false);
+    artifacts.push({ kind: 'kubernetes-dir', node: a.node, ...sealed, fileCount: a.entries });
   }
   const manifest: Manifest = {
     schemaVersion: MANIFEST_SCHEMA_VERSION,
@@ -135,12 +123,20 @@ export async function importSnapshot(opts: {
   return manifest;
 }
 
-/** Copies a file into the backup set; it must still be what was checked (size and sha256). */
-async function copyChecked(writer: BackupWriter, file: string, path: string, want: FileDigest, snapshot: boolean): Promise<FileDigest> {
-  const out = await writer.artifact(path);
+/** Copies a file into the backup set, sealed as configured; it must still be what was checked (size and sha256). */
+async function copyChecked(
+  writer: BackupWriter,
+  seal: SealSettings,
+  file: string,
+  path: string,
+  want: FileDigest,
+  snapshot: boolean,
+): Promise<SealRecord> {
+  const out = await createSealed(writer, path, seal);
   const digest = new DigestTransform({ snapshot });
   try {
-    await pipeline(createReadStream(file, { highWaterMark: 1 << 20 }), digest, out.stream);
+    // Not ended here: commit() ends it and waits for the sealing behind it.
+    await pipeline(createReadStream(file, { highWaterMark: 1 << 20 }), digest, out.stream, { end: false });
     const got = { size: digest.digest.size, sha256: digest.digest.sha256() };
     if (got.size !== want.size || got.sha256 !== want.sha256) {
       throw new KburError('DATA_LOSS', `${basename(file)} changed while it was imported (sha256 ${got.sha256}, checked ${want.sha256})`, {
@@ -148,7 +144,7 @@ async function copyChecked(writer: BackupWriter, file: string, path: string, wan
       });
     }
     await out.commit();
-    return got;
+    return out.record(got);
   } catch (err) {
     await out.abort();
     throw err;

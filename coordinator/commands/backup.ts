@@ -5,11 +5,17 @@ import { connectAgents, loadContext, type GlobalOptions } from '../context.js';
 import { asKburError, type KburError } from '../../shared/errors.js';
 import type { Verification } from '../../shared/manifest.js';
 import { ExitCode, exitCodeFor } from '../exit-codes.js';
+import { checkRecipients, loadIdentity, sealNote } from '../repository/seal.js';
+import { signatureNote } from '../repository/signing.js';
 import { describeVerification, verifyBackup } from './verify.js';
 
 /** kbur backup: one backup set of the whole control plane. */
 export async function run(opts: GlobalOptions & { verify?: 'hashes' | 'deep'; signal: AbortSignal }): Promise<ExitCode> {
   const ctx = await loadContext(opts);
+  await checkRecipients(ctx.seal.recipients);
+  // Not for the backup itself: for the snapshot copies sent to the nodes, and a verify of an encrypted snapshot.
+  // For the snapshot copies sent to the nodes, and a verify that reads an encrypted snapshot ($KBUR_AGE_IDENTITY).
+  const identity = ctx.config.backup.copySnapshotToNodes || opts.verify ? await loadIdentity(undefined) : undefined;
   const agents = await connectAgents(ctx);
   const progress = ctx.json ? undefined : new Progress(process.stderr);
   try {
@@ -18,29 +24,32 @@ export async function run(opts: GlobalOptions & { verify?: 'hashes' | 'deep'; si
       agents,
       dumps: ctx.config.dumps,
       repository: ctx.repository,
+      seal: ctx.seal,
       log: ctx.log,
       progress,
       stallMs: ctx.config.stallTimeout * 1000,
       signal: opts.signal,
     });
     const copies = ctx.config.backup.copySnapshotToNodes
-      ? await copySnapshotToNodes({ manifest: m, agents, repository: ctx.repository, signal: opts.signal })
+      ? await copySnapshotToNodes({ manifest: m, agents, repository: ctx.repository, identity, signal: opts.signal })
       : undefined;
     // A set without a snapshot has nothing to verify beyond what the backup itself just checked.
     let verification: Verification | undefined;
     let verifyError: KburError | undefined;
     try {
-      if (opts.verify && m.etcd) verification = await verifyBackup(ctx, m, { deep: opts.verify === 'deep', signal: opts.signal });
+      if (opts.verify && m.etcd) verification = await verifyBackup(ctx, m, { deep: opts.verify === 'deep', identity, signal: opts.signal });
     } catch (err) {
       // The backup is whole and its id must reach the operator (or the script): the verify's failure is reported beside it.
       if (opts.signal.aborted) throw err;
       verifyError = asKburError(err);
     }
     if (ctx.json) {
+      const signature = ctx.signing ? { signedWith: ctx.signing.keyId } : { unsigned: true };
       ctx.out.write(
         JSON.stringify(
           {
             ...m,
+            ...signature,
             ...(copies ? { nodeCopies: copies } : {}),
             ...(verification ? { verification } : {}),
             ...(verifyError ? { verificationError: { code: verifyError.code, message: verifyError.message, hint: verifyError.hint } } : {}),
@@ -57,7 +66,7 @@ export async function run(opts: GlobalOptions & { verify?: 'hashes' | 'deep'; si
       ];
       if (m.etcd)
         lines.push(
-          `  etcd: snapshot of ${m.etcd.memberName} on ${m.etcd.node}, revision ${m.etcd.revision}, ${m.etcd.keyCount} keys, ${mib(m.artifacts[0]!.size)}`,
+          `  etcd: snapshot of ${m.etcd.memberName} on ${m.etcd.node}, revision ${m.etcd.revision}, ${m.etcd.keyCount} keys, ${mib(m.artifacts[0]!.size)} as stored`,
         );
       lines.push(
         `  kubernetes dirs: ${
@@ -69,7 +78,7 @@ export async function run(opts: GlobalOptions & { verify?: 'hashes' | 'deep'; si
       );
       const dumps = m.artifacts.filter((a) => a.kind === 'dump');
       if (dumps.length) lines.push(`  dumps: ${dumps.map((a) => `${a.node}/${a.dump!.profile}/${a.dump!.part}`).join(', ')}`);
-      lines.push(`  total: ${mib(size)} in ${m.artifacts.length} artifacts`);
+      lines.push(`  total: ${mib(size)} in ${m.artifacts.length} artifacts`, `  ${sealNote(ctx.seal)}`, `  ${signatureNote(ctx.signing)}`);
       if (copies?.length) {
         const ok = copies.filter((c) => c.ok).map((c) => c.node);
         lines.push(`  snapshot copies kept on: ${ok.join(', ') || 'no node'}`);
@@ -77,7 +86,7 @@ export async function run(opts: GlobalOptions & { verify?: 'hashes' | 'deep'; si
           lines.push(`  WARNING no snapshot copy on ${c.node}: ${c.detail} (a restore uploads it to that node instead)`);
       }
       for (const f of m.failures) lines.push(`  FAILED ${f.part}: ${f.message}`);
-      if (verification) lines.push(...describeVerification(m, verification, opts.verify === 'deep').split('\n'));
+      if (verification) lines.push(...describeVerification(m, verification, { deep: opts.verify === 'deep' }).split('\n'));
       if (verifyError)
         lines.push(`verify: could not run: ${verifyError.message}`, ...(verifyError.hint ? [`  what to do: ${verifyError.hint}`] : []));
       if (m.phase === 'Completed') {

@@ -4,6 +4,7 @@ import { KburError } from '../../shared/errors.js';
 import { loadContext, type GlobalOptions } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
 import { connectLiveEtcd } from '../live-etcd.js';
+import { loadIdentity } from '../repository/seal.js';
 import { openBackupScratch } from '../scratch/backup.js';
 import { diffKeyspaces, type Change, type DiffResult } from '../scratch/diff.js';
 import { cancellable, type ScratchEtcd } from '../scratch/etcd.js';
@@ -15,7 +16,7 @@ const namespaceName = z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/);
  * the running cluster (or to another backup), by resource and by namespace.
  */
 export async function run(
-  opts: GlobalOptions & { id: string; against?: string; namespace?: string; signal: AbortSignal },
+  opts: GlobalOptions & { id: string; against?: string; namespace?: string; identity?: string; signal: AbortSignal },
 ): Promise<ExitCode> {
   if (opts.namespace !== undefined && !namespaceName.safeParse(opts.namespace).success) {
     throw new KburError('INVALID_ARGUMENT', `--namespace "${opts.namespace}": expected a namespace name (a DNS label)`, {
@@ -23,13 +24,14 @@ export async function run(
     });
   }
   const ctx = await loadContext(opts);
+  const identity = await loadIdentity(opts.identity);
   const from = await ctx.repository.readManifest(ctx.config.cluster, opts.id);
   const to = opts.against ? await ctx.repository.readManifest(ctx.config.cluster, opts.against) : undefined;
   const scratches: ScratchEtcd[] = [];
   let live: Etcd3 | undefined;
   try {
     const open = async (m: typeof from): Promise<Etcd3> => {
-      const s = await openBackupScratch({ repository: ctx.repository, config: ctx.config, manifest: m, signal: opts.signal });
+      const s = await openBackupScratch({ repository: ctx.repository, config: ctx.config, manifest: m, identity, signal: opts.signal });
       scratches.push(s);
       return s.client;
     };

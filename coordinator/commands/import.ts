@@ -22,6 +22,7 @@ export async function run(opts: GlobalOptions & { file: string; kubernetesDirArc
     config: ctx.config,
     file: resolve(opts.file),
     archives,
+    seal: ctx.seal,
     signal: opts.signal,
   });
   if (ctx.json) {

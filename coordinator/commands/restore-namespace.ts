@@ -4,6 +4,7 @@ import { loadContext, type GlobalOptions } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
 import { connectLiveEtcd } from '../live-etcd.js';
 import { executeNamespaceRestore, planNamespaceRestore, type NamespaceItem } from '../restore/namespace.js';
+import { loadIdentity } from '../repository/seal.js';
 import { openBackupScratch } from '../scratch/backup.js';
 import { cancellable, type ScratchEtcd } from '../scratch/etcd.js';
 
@@ -18,17 +19,18 @@ const resourceList = z
  * the backup has and the cluster lacks; never overwrites. The backup is read in a scratch etcd.
  */
 export async function run(
-  opts: GlobalOptions & { id: string; namespace: string; resource?: string; dryRun?: boolean; signal: AbortSignal },
+  opts: GlobalOptions & { id: string; namespace: string; resource?: string; dryRun?: boolean; identity?: string; signal: AbortSignal },
 ): Promise<ExitCode> {
   const ns = parseFlag('--namespace', namespaceName, opts.namespace);
   const resources = opts.resource === undefined ? undefined : parseFlag('--resource', resourceList, opts.resource);
   const ctx = await loadContext(opts);
+  const identity = await loadIdentity(opts.identity);
   const manifest = await ctx.repository.readManifest(ctx.config.cluster, opts.id);
   const live = await connectLiveEtcd(ctx.config, 'kbur restore --namespace');
   let scratch: ScratchEtcd | undefined;
   const say = (line: string): void => void ctx.out.write(`${line}\n`);
   try {
-    scratch = await openBackupScratch({ repository: ctx.repository, config: ctx.config, manifest, signal: opts.signal });
+    scratch = await openBackupScratch({ repository: ctx.repository, config: ctx.config, manifest, identity, signal: opts.signal });
     const backup = scratch.client;
     const items = await cancellable(opts.signal, () =>
       planNamespaceRestore({ backup, live, namespace: ns, resources, signal: opts.signal }),

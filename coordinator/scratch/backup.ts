@@ -3,6 +3,7 @@ import type { DeepVerification, Manifest } from '../../shared/manifest.js';
 import type { FileDigest } from '../../shared/streams.js';
 import type { CoordinatorConfig } from '../config.js';
 import { checkArtifact } from '../repository/check.js';
+import { identityProblem, isSealed, openPlain, type AgeIdentity } from '../repository/seal.js';
 import type { Repository } from '../repository/repository.js';
 import { ScratchEtcd, cancellable } from './etcd.js';
 import { summarizeKeys } from './keys.js';
@@ -15,7 +16,9 @@ export async function openBackupScratch(opts: {
   repository: Repository;
   config: CoordinatorConfig;
   manifest: Manifest;
-  /** Told what the check of the snapshot against its manifest found (kbur verify records it). */
+  /** Opens an encrypted snapshot. */
+  identity?: AgeIdentity;
+  /** Told what the check of a snapshot stored as it came found (kbur verify records it). */
   onSnapshotChecked?: (result: { digest?: FileDigest; problem?: string }) => void;
   signal: AbortSignal;
 }): Promise<ScratchEtcd> {
@@ -26,6 +29,23 @@ export async function openBackupScratch(opts: {
       hint: 'kbur list shows the backups there are',
     });
   }
+  const scratch = {
+    etcdBinary: opts.config.scratch.etcd,
+    restoreTool: opts.config.scratch.restoreTool,
+    dir: opts.config.scratch.dir,
+    signal: opts.signal,
+  };
+  if (isSealed(snapshot)) {
+    // Compressed or encrypted by kbur: its plain bytes go into the scratch folder first, checked on
+    // the way (stored and plain sha256, etcd's hash); a damaged one fails there, before etcd starts.
+    const problem = identityProblem(snapshot, opts.identity);
+    if (problem) throw new KburError('FAILED_PRECONDITION', problem, { hint: 'kbur describe ID shows how the snapshot is stored' });
+    return ScratchEtcd.start({
+      ...scratch,
+      snapshot: opts.repository.artifactLocation(m.cluster, m.id, snapshot.path),
+      plain: () => openPlain(opts.repository, m, snapshot, opts.identity),
+    });
+  }
   const check = checkArtifact(opts.repository, m, snapshot, opts.signal).then((result) => {
     opts.onSnapshotChecked?.(result);
     if (result.problem) {
@@ -34,14 +54,7 @@ export async function openBackupScratch(opts: {
       });
     }
   });
-  return ScratchEtcd.start({
-    snapshot: opts.repository.artifactLocation(m.cluster, m.id, snapshot.path),
-    etcdBinary: opts.config.scratch.etcd,
-    restoreTool: opts.config.scratch.restoreTool,
-    dir: opts.config.scratch.dir,
-    check,
-    signal: opts.signal,
-  });
+  return ScratchEtcd.start({ ...scratch, snapshot: opts.repository.artifactLocation(m.cluster, m.id, snapshot.path), check });
 }
 
 /**
@@ -53,6 +66,7 @@ export async function deepVerify(opts: {
   repository: Repository;
   config: CoordinatorConfig;
   manifest: Manifest;
+  identity?: AgeIdentity;
   onSnapshotChecked?: (result: { digest?: FileDigest; problem?: string }) => void;
   signal: AbortSignal;
 }): Promise<DeepVerification> {

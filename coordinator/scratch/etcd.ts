@@ -1,9 +1,11 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { constants } from 'node:fs';
+import { constants, createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { noop } from 'cockatiel';
 import type { Etcd3 } from 'etcd3';
@@ -21,8 +23,13 @@ const READY_TIMEOUT_MS = 120_000;
 const HOST = '127.0.0.1';
 
 export interface ScratchOptions {
-  /** An etcd snapshot file (`etcdctl snapshot save`'s format). */
+  /** An etcd snapshot file (`etcdctl snapshot save`'s format), or where it is stored when `plain` is given. */
   snapshot: string;
+  /**
+   * The snapshot's bytes when the file is not them (kbur compressed or encrypted it): written into
+   * the scratch folder first; the stream checks them and fails at its end if they do not hold.
+   */
+  plain?: () => Promise<Readable>;
   /** The etcd binary; default `etcd` on PATH. */
   etcdBinary?: string;
   /** The restore tool; default etcdutl on PATH, else etcdctl (etcd 3.4), as on the nodes. */
@@ -67,7 +74,6 @@ export class ScratchEtcd {
       });
     });
     // A damaged or truncated snapshot fails here, before etcd starts; the restore tool would refuse it too.
-    const check = opts.check ?? digestFile(opts.snapshot, { snapshot: true, signal: opts.signal });
     const parent = resolve(opts.dir ?? tmpdir());
     await mkdir(parent, { recursive: true, mode: 0o700 });
     const folder = await mkdtemp(join(parent, SCRATCH_PREFIX));
@@ -75,13 +81,19 @@ export class ScratchEtcd {
       const [clientPort, peerPort] = await freePorts(2);
       const peerUrl = `http://${HOST}:${peerPort}`;
       const dataDir = join(folder, 'data');
+      let snapshot = opts.snapshot;
+      if (opts.plain) {
+        snapshot = join(folder, 'snapshot.db');
+        await pipeline(await opts.plain(), createWriteStream(snapshot, { mode: 0o600 }), { signal: opts.signal });
+      }
+      const check = opts.plain ? Promise.resolve() : (opts.check ?? digestFile(snapshot, { snapshot: true, signal: opts.signal }));
       const stopRestore = new AbortController();
       const [checked, restored] = await Promise.allSettled([
         check.catch((err: unknown) => {
           stopRestore.abort(err);
           throw err;
         }),
-        restoreSnapshot(tool.path, opts.snapshot, dataDir, peerUrl, AbortSignal.any([opts.signal, stopRestore.signal])),
+        restoreSnapshot(tool.path, snapshot, dataDir, peerUrl, AbortSignal.any([opts.signal, stopRestore.signal])),
       ]);
       if (checked.status === 'rejected') throw checked.reason;
       if (restored.status === 'rejected') throw restored.reason;

@@ -268,6 +268,46 @@ describe('a backup proven in a scratch etcd: verify --deep, restore --namespace,
     });
   });
 
+  describe('on encrypted, compressed sets', function () {
+    it('proves one with the identity, says what is missing without, and imports a snapshot sealed as configured', async function () {
+      const key = join(root, 'age-key.txt');
+      await exec('age-keygen', ['-o', key]);
+      const recipient = (await exec('age-keygen', ['-y', key])).stdout.trim();
+      const config = parse(await readFile(sandbox.coordinatorConfig, 'utf8')) as Record<string, unknown>;
+      const sealed = join(root, 'kbur-sealed.yaml');
+      await writeFile(sealed, stringify({ ...config, compression: 'zstd', encryption: { recipients: [recipient] } }), { mode: 0o600 });
+      const run = (...args: string[]) => runKbur(['--config', sealed, ...args]);
+
+      const made = await run('backup', '--json');
+      expect(made.code, made.stderr).to.equal(0);
+      const m = JSON.parse(made.stdout) as Manifest;
+      expect(m.artifacts[0]!.path).to.equal('etcd/snapshot.db.zst.age');
+      const locked = await run('verify', '--deep', m.id);
+      expect(locked.code).to.equal(9);
+      expect(locked.stderr).to.contain('etcd/snapshot.db.zst.age is encrypted with age');
+      const deep = await run('verify', '--deep', m.id, '--identity', key);
+      expect(deep.code, deep.stdout + deep.stderr).to.equal(0);
+      expect(deep.stdout).to.match(
+        new RegExp(`deep: the snapshot restores and starts: revision ${m.etcd!.revision}, ${m.etcd!.keyCount} keys`),
+      );
+      const diff = await run('diff', m.id, '--identity', key, '--json');
+      expect((JSON.parse(diff.stdout) as { changes: unknown[] }).changes).to.deep.equal([]);
+
+      const file = join(root, 'sealed-import.db');
+      await sandbox.etcdctl(['snapshot', 'save', file], { endpoints: [sandbox.nodes[0]!.clientUrl] });
+      const imported = await run('import', file, '--json');
+      expect(imported.code, imported.stderr).to.equal(0);
+      const im = JSON.parse(imported.stdout) as Manifest;
+      expect([im.artifacts[0]!.path, im.artifacts[0]!.encryption, im.artifacts[0]!.plaintext!.sha256]).to.deep.equal([
+        'etcd/snapshot.db.zst.age',
+        'age',
+        await sha256(file),
+      ]);
+      expect((await run('verify', '--deep', im.id, '--identity', key)).code).to.equal(0);
+      expect(await scratchLeftovers()).to.deep.equal([]);
+    });
+  });
+
   describe('kbur diff', function () {
     it('names exactly the keys of a scripted change set, against the live cluster and against a later backup', async function () {
       const m = await backup();
