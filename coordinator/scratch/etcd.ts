@@ -1,6 +1,6 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { constants, createWriteStream } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -73,10 +73,11 @@ export class ScratchEtcd {
         hint: 'install etcdutl (etcd >= 3.5) or etcdctl (Debian: apt-get install etcd-client)',
       });
     });
-    // A damaged or truncated snapshot fails here, before etcd starts; the restore tool would refuse it too.
     const parent = resolve(opts.dir ?? tmpdir());
     await mkdir(parent, { recursive: true, mode: 0o700 });
+    await removeOrphans(parent);
     const folder = await mkdtemp(join(parent, SCRATCH_PREFIX));
+    await writeFile(join(folder, OWNER_FILE), `${process.pid}\n`, { mode: 0o600 });
     try {
       const [clientPort, peerPort] = await freePorts(2);
       const peerUrl = `http://${HOST}:${peerPort}`;
@@ -86,6 +87,7 @@ export class ScratchEtcd {
         snapshot = join(folder, 'snapshot.db');
         await pipeline(await opts.plain(), createWriteStream(snapshot, { mode: 0o600 }), { signal: opts.signal });
       }
+      // A damaged or truncated snapshot fails here, before etcd starts; the restore tool, run meanwhile, would refuse it too.
       const check = opts.plain ? Promise.resolve() : (opts.check ?? digestFile(snapshot, { snapshot: true, signal: opts.signal }));
       const stopRestore = new AbortController();
       const [checked, restored] = await Promise.allSettled([
@@ -206,6 +208,35 @@ export class ScratchEtcd {
   close(): Promise<void> {
     this.closing ??= this.stop().then(() => rm(this.folder, { recursive: true, force: true }));
     return this.closing;
+  }
+}
+
+const OWNER_FILE = 'kbur.pid';
+
+/**
+ * Scratch folders whose kbur is gone (killed with SIGKILL, or the machine lost power), and the
+ * etcd still running from one: stopped and removed. A process is only killed when its command
+ * line names that folder; folders of a kbur that still runs are left alone.
+ */
+async function removeOrphans(parent: string): Promise<void> {
+  const entries = await readdir(parent).catch(() => [] as string[]);
+  for (const name of entries.filter((n) => n.startsWith(SCRATCH_PREFIX))) {
+    const folder = join(parent, name);
+    const owner = Number((await readFile(join(folder, OWNER_FILE), 'utf8').catch(() => '')).trim());
+    // A folder just made, whose pid is not written yet, has no owner to read: not an orphan.
+    if (!owner || (await pathExists(`/proc/${owner}`))) continue;
+    for (const pid of await readdir('/proc').catch(() => [] as string[])) {
+      if (!/^\d+$/.test(pid)) continue;
+      const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+      if (cmdline.split('\0').includes(join(folder, 'data'))) {
+        try {
+          process.kill(Number(pid), 'SIGKILL');
+        } catch {
+          // Gone meanwhile.
+        }
+      }
+    }
+    await rm(folder, { recursive: true, force: true });
   }
 }
 

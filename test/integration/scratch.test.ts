@@ -21,13 +21,13 @@ async function sha256(file: string): Promise<string> {
     .digest('hex');
 }
 
-/** PIDs of the processes whose command line mentions `text` (a scratch folder). */
-async function processesMentioning(text: string): Promise<number[]> {
+/** PIDs of the processes whose command line mentions every one of `texts` (a scratch folder, an etcd flag). */
+async function processesMentioning(...texts: string[]): Promise<number[]> {
   const pids: number[] = [];
   for (const pid of await readdir('/proc')) {
     if (!/^\d+$/.test(pid)) continue;
     const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-    if (cmdline.includes(text)) pids.push(Number(pid));
+    if (texts.every((t) => cmdline.includes(t))) pids.push(Number(pid));
   }
   return pids;
 }
@@ -159,7 +159,7 @@ describe('a backup proven in a scratch etcd: verify --deep, restore --namespace,
         while (!etcdPids.length) {
           if (child.exitCode !== null) expect.fail(`kbur ended first: ${(await done).stderr}`);
           folder = (await scratchLeftovers())[0];
-          if (folder) etcdPids = await processesMentioning(join(scratchDir(), folder));
+          if (folder) etcdPids = await processesMentioning('--listen-client-urls', join(scratchDir(), folder));
           await new Promise((r) => setTimeout(r, 50));
         }
         child.kill(signal);
@@ -169,6 +169,30 @@ describe('a backup proven in a scratch etcd: verify --deep, restore --namespace,
         expect(await processesMentioning(join(scratchDir(), folder!))).to.deep.equal([]);
       });
     }
+
+    it('stops and removes, at its next start, the scratch etcd of a kbur that was SIGKILLed', async function () {
+      const m = await backup();
+      const { child, done } = spawnKbur(['--config', sandbox.coordinatorConfig, 'verify', '--deep', m.id], {
+        KBUR_FAILPOINT: 'hold-scratch',
+      });
+      let folder: string | undefined;
+      let etcdPids: number[] = [];
+      while (!etcdPids.length) {
+        if (child.exitCode !== null) expect.fail(`kbur ended first: ${(await done).stderr}`);
+        folder = (await scratchLeftovers())[0];
+        if (folder) etcdPids = await processesMentioning(`--listen-client-urls`, join(scratchDir(), folder, 'data'));
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      child.kill('SIGKILL');
+      await done;
+      // The etcd may outlive it (or die at its next log line, its stderr gone): its folder stays either way.
+      expect(await scratchLeftovers(), 'SIGKILL leaves it behind').to.deep.equal([folder]);
+
+      const next = await kbur('verify', '--deep', m.id);
+      expect(next.code, next.stderr).to.equal(0);
+      expect(await scratchLeftovers()).to.deep.equal([]);
+      expect(await processesMentioning(join(scratchDir(), folder!, 'data'))).to.deep.equal([]);
+    });
 
     it('says how to install etcd when there is none', async function () {
       const m = await backup();
