@@ -8,6 +8,7 @@ import { ExitCode, exitCodeFor } from '../exit-codes.js';
 import { checkRecipients, loadIdentity, sealNote } from '../repository/seal.js';
 import { signatureNote } from '../repository/signing.js';
 import { describeVerification, verifyBackup } from './verify.js';
+import { recordBackup } from '../run-metrics.js';
 
 /** kbur backup: one backup set of the whole control plane. */
 export async function run(opts: GlobalOptions & { verify?: 'hashes' | 'deep'; signal: AbortSignal }): Promise<ExitCode> {
@@ -18,6 +19,7 @@ export async function run(opts: GlobalOptions & { verify?: 'hashes' | 'deep'; si
   const identity = ctx.config.backup.copySnapshotToNodes || opts.verify ? await loadIdentity(undefined) : undefined;
   const agents = await connectAgents(ctx);
   const progress = ctx.json ? undefined : new Progress(process.stderr);
+  const startedAt = Date.now();
   try {
     const m = await runBackup({
       cluster: ctx.config.cluster,
@@ -29,7 +31,11 @@ export async function run(opts: GlobalOptions & { verify?: 'hashes' | 'deep'; si
       progress,
       stallMs: ctx.config.stallTimeout * 1000,
       signal: opts.signal,
+    }).catch(async (err: unknown) => {
+      await recordBackup(ctx, { startedAt, endedAt: Date.now() });
+      throw err;
     });
+    await recordBackup(ctx, { manifest: m, startedAt, endedAt: Date.now() });
     const copies = ctx.config.backup.copySnapshotToNodes
       ? await copySnapshotToNodes({ manifest: m, agents, repository: ctx.repository, identity, signal: opts.signal })
       : undefined;

@@ -9,6 +9,7 @@ import { ExitCode } from '../exit-codes.js';
 import { checkArtifact } from '../repository/check.js';
 import { loadIdentity, openPlain, type AgeIdentity } from '../repository/seal.js';
 import { signatureNote } from '../repository/signing.js';
+import { recordVerify } from '../run-metrics.js';
 import { deepVerify } from '../scratch/backup.js';
 
 /**
@@ -33,6 +34,7 @@ export async function run(opts: GlobalOptions & { id: string; deep?: boolean; id
         artifacts: [],
         signature: err.message,
       });
+      await recordVerify(ctx, { ok: false, startedAt: Date.now(), endedAt: Date.now() });
     }
     throw err;
   }
@@ -51,6 +53,7 @@ export async function verifyBackup(
   m: Manifest,
   opts: { deep: boolean; identity: AgeIdentity | undefined; signal: AbortSignal },
 ): Promise<Verification> {
+  const startedAt = Date.now();
   // Deep: a snapshot stored as it came is checked against the manifest beside its restore into the scratch etcd.
   let snapshotCheck: Awaited<ReturnType<typeof checkArtifact>> | undefined;
   const deep: DeepVerification | undefined = opts.deep
@@ -90,6 +93,7 @@ export async function verifyBackup(
     ...(deep ? { deep } : {}),
   };
   await ctx.repository.writeVerification(m.cluster, m.id, verification);
+  await recordVerify(ctx, { ok: verification.ok, startedAt, endedAt: Date.now() });
   return verification;
 }
 
