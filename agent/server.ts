@@ -17,13 +17,15 @@ import { restoreDump } from './dumps/restore.js';
 import { profileNamed, runDumpMessages } from './dumps/run.js';
 import { restoreKubernetesDir } from './kubernetes/restore.js';
 import { restoreMember, rollbackMember } from './restore/member.js';
+import { RestoreLock } from './restore/exclusive.js';
 import { prepareRestore } from './restore/prepare.js';
+import { assertRestoreId } from './restore/record.js';
 import { stageSnapshot, verifyStaged } from './restore/stage.js';
 import { KburError, asKburError } from '../shared/errors.js';
-import { GRPC_CODE, META_CODE, META_HINT, Metadata } from '../shared/grpc-status.js';
+import { GRPC_CODE, META_CODE, META_HINT, Metadata, status, toMetadataText } from '../shared/grpc-status.js';
 import type { Logger } from '../shared/log.js';
 import type { TlsMaterial } from '../shared/tls.js';
-import { authorize, type AgentMethod } from './auth.js';
+import { authorize, authorizeField, type AgentMethod, type Caller } from './auth.js';
 import type { AgentState } from './state.js';
 import { snapshotMessages } from './etcd/snapshot.js';
 import { archiveMessages } from './kubernetes/messages.js';
@@ -32,13 +34,16 @@ import { nodeInfo } from './node-info.js';
 
 export const AGENT_SERVICE_NAME = 'kbur.v1.AgentService';
 
-/** Any error as a gRPC status, with kbur's code and hint in trailing metadata. The only such mapping. */
+/**
+ * Any error as a gRPC status, with kbur's code and hint in trailing metadata. The only such
+ * mapping. Never throws: text in an error may come from a request, and is made safe first.
+ */
 export function toStatus(err: unknown): ServerErrorResponse {
   const e = asKburError(err);
   const metadata = new Metadata();
   metadata.set(META_CODE, e.code);
-  if (e.hint) metadata.set(META_HINT, e.hint);
-  return Object.assign(new Error(e.message), { code: GRPC_CODE[e.code], details: e.message, metadata });
+  if (e.hint) metadata.set(META_HINT, toMetadataText(e.hint));
+  return Object.assign(new Error(e.message), { code: GRPC_CODE[e.code] ?? status.INTERNAL, details: e.message, metadata });
 }
 
 /**
@@ -49,15 +54,17 @@ export class AgentServer {
   private readonly server = withStreamWindow(new Server({ 'grpc.max_send_message_length': 8 << 20 }));
   readonly health = new HealthImplementation({ '': 'SERVING', [AGENT_SERVICE_NAME]: 'NOT_SERVING' });
   private readonly shutdown = new AbortController();
+  private readonly restoreLock = new RestoreLock();
 
   constructor(
     private readonly state: () => AgentState,
     private readonly log: Logger,
   ) {
     const impl: AgentServiceServer = {
-      getNodeInfo: this.unary('GetNodeInfo', (s, req: GetNodeInfoRequest) =>
-        nodeInfo(s.config.node, s.config.stateDir, s.etcd, { countKeys: req.countKeys }),
-      ),
+      getNodeInfo: this.unary('GetNodeInfo', (s, req: GetNodeInfoRequest, caller) => {
+        if (req.countKeys) authorizeField(caller, 'GetNodeInfo.countKeys');
+        return nodeInfo(s.config.node, s.config.stateDir, s.etcd, { countKeys: req.countKeys });
+      }),
       snapshotEtcd: this.serverStream('SnapshotEtcd', (s, signal) => snapshotMessages(s.etcd, signal)),
       archiveKubernetes: this.serverStream('ArchiveKubernetes', (s, signal) => archiveMessages(s.config.kubernetesDir, signal)),
       runDump: this.serverStream('RunDump', (s, signal, req) =>
@@ -68,12 +75,12 @@ export class AgentServer {
       prepareRestore: this.unary('PrepareRestore', prepareRestore),
       stageSnapshot: this.clientStream('StageSnapshot', stageSnapshot),
       verifyStagedSnapshot: this.unary('VerifyStagedSnapshot', (s, req) => verifyStaged(s, req.restoreId)),
-      stopControlPlane: this.unary('StopControlPlane', (s, req) => stopControlPlane(s, req.restoreId)),
-      restoreEtcdMember: this.unary('RestoreEtcdMember', (s, req) => restoreMember(s, req)),
+      stopControlPlane: this.restoreStep('StopControlPlane', (s, req) => stopControlPlane(s, req.restoreId)),
+      restoreEtcdMember: this.restoreStep('RestoreEtcdMember', (s, req) => restoreMember(s, req)),
       restoreKubernetesDir: this.clientStream('RestoreKubernetesDir', restoreKubernetesDir),
-      startEtcd: this.unary('StartEtcd', (s, req) => startEtcd(s, req.restoreId)),
-      startControlPlane: this.unary('StartControlPlane', (s, req) => startControlPlane(s, req.restoreId)),
-      rollbackRestore: this.unary('RollbackRestore', (s, req) => rollbackMember(s, req.restoreId)),
+      startEtcd: this.restoreStep('StartEtcd', (s, req) => startEtcd(s, req.restoreId)),
+      startControlPlane: this.restoreStep('StartControlPlane', (s, req) => startControlPlane(s, req.restoreId)),
+      rollbackRestore: this.restoreStep('RollbackRestore', (s, req) => rollbackMember(s, req.restoreId)),
     };
     this.server.addService(AgentService, impl);
     this.health.addToServer(this.server);
@@ -114,9 +121,17 @@ export class AgentServer {
     });
   }
 
-  private unary<Req, Res>(method: AgentMethod, run: (s: AgentState, req: Req) => Promise<Res>) {
+  private unary<Req, Res>(method: AgentMethod, run: (s: AgentState, req: Req, caller: Caller) => Promise<Res>) {
     return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void =>
-      this.respond(method, call, callback, (s) => run(s, call.request));
+      this.respond(method, call, callback, (s, caller) => run(s, call.request, caller));
+  }
+
+  /** A step that changes the node for one restore: its id is checked, and it runs under the restore lock. */
+  private restoreStep<Req extends { restoreId: string }, Res>(method: AgentMethod, run: (s: AgentState, req: Req) => Promise<Res>) {
+    return this.unary(method, (s, req: Req) => {
+      assertRestoreId(req.restoreId);
+      return this.restoreLock.run(req.restoreId, method, () => run(s, req));
+    });
   }
 
   private clientStream<Req, Res>(
@@ -135,7 +150,7 @@ export class AgentServer {
     method: AgentMethod,
     call: ServerUnaryCall<unknown, Res> | ServerReadableStream<unknown, Res>,
     callback: sendUnaryData<Res>,
-    run: (s: AgentState) => Promise<Res>,
+    run: (s: AgentState, caller: Caller) => Promise<Res>,
   ): void {
     const s = this.state();
     const op = opId();
@@ -146,7 +161,7 @@ export class AgentServer {
       .then(() => {
         const caller = authorize(call, method, s.config.clients);
         this.log.log(changes ? 'info' : 'debug', 'call', { op, method, cn: caller.cn, role: caller.role });
-        return run(s);
+        return run(s, caller);
       })
       .then(
         (res) => {
@@ -158,7 +173,13 @@ export class AgentServer {
           callback(toStatus(err));
         },
       )
+      .catch((err: unknown) => this.answerFailed(op, method, err))
       .finally(release);
+  }
+
+  /** An answer that could not be given is logged: no call, however crafted, takes the agent down. */
+  private answerFailed(op: string, method: AgentMethod, err: unknown): void {
+    this.log.error('answer failed', { op, method, error: asKburError(err).message });
   }
 
   private serverStream<Req, Res>(method: AgentMethod, run: (s: AgentState, signal: AbortSignal, req: Req) => AsyncIterable<Res>) {
@@ -194,6 +215,7 @@ export class AgentServer {
             if (!call.cancelled) call.emit('error', toStatus(reason));
           },
         )
+        .catch((err: unknown) => this.answerFailed(op, method, err))
         .finally(() => {
           call.off('cancelled', onCancel);
           this.shutdown.signal.removeEventListener('abort', onShutdown);

@@ -1,0 +1,76 @@
+import { expect } from 'chai';
+import fc from 'fast-check';
+import { RestoreLock } from '../../agent/restore/exclusive.js';
+import { KburError } from '../../shared/errors.js';
+import { Metadata, fromMetadataText, toMetadataText } from '../../shared/grpc-status.js';
+import { checkName } from '../../shared/manifest.js';
+
+describe('error text in gRPC metadata', () => {
+  it('turns any text, NULs and newlines included, into a legal metadata value that reads back the same', () => {
+    fc.assert(
+      fc.property(fc.string({ unit: 'binary' }), (text) => {
+        const value = toMetadataText(text);
+        expect(value).to.match(/^[ -~]*$/);
+        new Metadata().set('kbur-hint', value);
+        expect(fromMetadataText(value)).to.equal(text);
+      }),
+      { numRuns: 2000 },
+    );
+    expect(toMetadataText('define "a\u0000b" — or 100%')).to.equal('define "a%00b" %E2%80%94 or 100%25');
+  });
+});
+
+describe('names that become paths or arguments', () => {
+  it('takes only plain names: never an option, a path, a control character or an empty name', () => {
+    for (const ok of ['appdb', 'app_db-1', '$x', 'A9']) expect(checkName('database', ok)).to.equal(ok);
+    for (const bad of ['', '-x', '--all', 'a/b', '..', '.', 'a b', 'a\u0000b', 'x'.repeat(65)]) {
+      expect(() => checkName('database', bad), JSON.stringify(bad)).to.throw(KburError, /database name/);
+    }
+    expect(() => checkName('profile', 'a\u0000b')).to.throw(/"a\\u0000b" is not a profile name/);
+  });
+
+  it('refuses every name with a / or a leading - (property)', () => {
+    fc.assert(
+      fc.property(fc.string(), fc.string(), (a, b) => {
+        expect(() => checkName('part', `${a}/${b}`)).to.throw(KburError);
+        expect(() => checkName('part', `-${a}`)).to.throw(KburError);
+      }),
+    );
+  });
+});
+
+describe('one restore at a time on an agent', () => {
+  it('refuses a step of another restore while one runs, and queues steps of the same restore', async () => {
+    const lock = new RestoreLock();
+    const order: string[] = [];
+    let release!: () => void;
+    const first = lock.run('20261130T120000Z-0001', 'StopControlPlane', async () => {
+      order.push('first');
+      await new Promise<void>((r) => (release = r));
+      return 'stopped';
+    });
+    const other = lock.run('20261130T120000Z-0002', 'StopControlPlane', async () => 'never');
+    const same = lock.run('20261130T120000Z-0001', 'RestoreEtcdMember', async () => {
+      order.push('same');
+      return 'restored';
+    });
+    const refused = await other.then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(KburError.hasCode(refused, 'FAILED_PRECONDITION')).to.equal(true);
+    expect((refused as Error).message).to.equal('restore 20261130T120000Z-0001 is running StopControlPlane on this node right now');
+    await new Promise((r) => setImmediate(r));
+    release();
+    expect(await first).to.equal('stopped');
+    expect(await same).to.equal('restored');
+    expect(order).to.deep.equal(['first', 'same']);
+    expect(await lock.run('20261130T120000Z-0002', 'StopControlPlane', async () => 'free again')).to.equal('free again');
+  });
+
+  it('is free again after a step that failed', async () => {
+    const lock = new RestoreLock();
+    await lock.run('20261130T120000Z-0001', 'StartEtcd', () => Promise.reject(new Error('boom'))).catch(() => undefined);
+    expect(await lock.run('20261130T120000Z-0002', 'StartEtcd', async () => 'ok')).to.equal('ok');
+  });
+});
