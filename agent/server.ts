@@ -42,8 +42,18 @@ export function toStatus(err: unknown): ServerErrorResponse {
   const e = asKburError(err);
   const metadata = new Metadata();
   metadata.set(META_CODE, e.code);
-  if (e.hint) metadata.set(META_HINT, toMetadataText(e.hint));
-  return Object.assign(new Error(e.message), { code: GRPC_CODE[e.code] ?? status.INTERNAL, details: e.message, metadata });
+  if (e.hint) metadata.set(META_HINT, toMetadataText(capped(e.hint)));
+  const details = capped(e.message);
+  return Object.assign(new Error(details), { code: GRPC_CODE[e.code] ?? status.INTERNAL, details, metadata });
+}
+
+/**
+ * Status text travels in HTTP/2 headers, which a client refuses past its limit (16 KiB by default)
+ * by dropping the whole connection: text that echoes a request (a 100 KB id) is cut short.
+ */
+const MAX_STATUS_TEXT = 1024;
+function capped(text: string): string {
+  return text.length > MAX_STATUS_TEXT ? `${text.slice(0, MAX_STATUS_TEXT)}... (${text.length - MAX_STATUS_TEXT} more characters)` : text;
 }
 
 /**

@@ -4,9 +4,9 @@ import { mkdir } from 'node:fs/promises';
 import { dirname, isAbsolute, join, normalize } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
-import { extract, list } from 'tar';
+import { extract } from 'tar';
 import type { RestoreDumpRequest } from '../../proto/gen/kbur/v1/agent.js';
-import { checkArchive } from '../../shared/archive-check.js';
+import { checkArchive, listEntries } from '../../shared/archive-check.js';
 import { KburError } from '../../shared/errors.js';
 import { NAME_PATTERNS, checkName } from '../../shared/manifest.js';
 import { AtomicFile } from '../../shared/streams.js';
@@ -183,18 +183,15 @@ async function load(
 async function onlyUnder(file: string, paths: string[]): Promise<void> {
   const under = (p: string): boolean => paths.some((root) => p === root || p.startsWith(`${root}/`));
   const bad: string[] = [];
-  await list({
-    file,
-    onReadEntry: (e) => {
-      const p = normalize(e.path).replace(/\/$/, '');
-      if (!under(p) && !paths.some((root) => root.startsWith(`${p}/`))) bad.push(`${e.path}: outside the profile's paths`);
-      else if (e.type === 'SymbolicLink' || e.type === 'Link') {
-        const link = e.linkpath ?? '';
-        // A symlink resolves against its own folder; a hard link's target is a path in the archive.
-        const target = normalize(e.type === 'SymbolicLink' && !isAbsolute(link) ? join(dirname(p), link) : link).replace(/^\/+/, '');
-        if (!under(p) || !under(target)) bad.push(`${e.path} -> ${link}: the link leaves the profile's paths`);
-      }
-    },
+  await listEntries(file, (e) => {
+    const p = normalize(e.path).replace(/\/$/, '');
+    if (!under(p) && !paths.some((root) => root.startsWith(`${p}/`))) bad.push(`${e.path}: outside the profile's paths`);
+    else if (e.type === 'SymbolicLink' || e.type === 'Link') {
+      const link = e.linkpath ?? '';
+      // A symlink resolves against its own folder; a hard link's target is a path in the archive.
+      const target = normalize(e.type === 'SymbolicLink' && !isAbsolute(link) ? join(dirname(p), link) : link).replace(/^\/+/, '');
+      if (!under(p) || !under(target)) bad.push(`${e.path} -> ${link}: the link leaves the profile's paths`);
+    }
   });
   if (bad.length)
     throw new KburError(

@@ -1,20 +1,35 @@
 // Issue 13: what a client with a valid certificate can do to an agent with crafted requests, and
 // the holes a review found (a NUL that killed the agent, file-set links leaving the profile, races
 // between restores, a monitor making etcd walk its whole index). One agent on a one-node sandbox.
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { lstat, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
+import { promisify } from 'node:util';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { Metadata, credentials, status, type Client, type ServiceError } from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { AgentServiceClient, type RestoreStepResponse } from '../../proto/gen/kbur/v1/agent.js';
+import fc from 'fast-check';
+import {
+  AgentServiceClient,
+  GetNodeInfoRequest,
+  KeepSnapshotRequest,
+  PrepareRestoreRequest,
+  RestoreDumpRequest,
+  RestoreEtcdMemberRequest,
+  RestoreStepRequest,
+  RunDumpRequest,
+  StageSnapshotRequest,
+  type RestoreStepResponse,
+} from '../../proto/gen/kbur/v1/agent.js';
 import type { Manifest } from '../../shared/manifest.js';
 import { runKbur } from '../helpers/kbur.js';
-import { appendToTar } from '../helpers/tar.js';
+import { appendToTar, paxEntry, tarArchive } from '../helpers/tar.js';
 import { createSandbox, type KburIdentity, type Sandbox, type SandboxNode } from '../sandbox/cluster.js';
 
 const DEADLINE_MS = 20_000;
+const exec = promisify(execFile);
 
 export function sha256(data: Buffer): string {
   return createHash('sha256').update(data).digest('hex');
@@ -151,7 +166,7 @@ describe('hardening: crafted requests and races against one agent', function () 
       ]);
       expect(run.code, `${evil.type}: ${run.stdout}${run.stderr}`).to.equal(5);
       expect(run.stderr).to.contain(`${app}/evil`);
-      expect(run.stderr).to.match(/leaves the profile's paths|outside the profile's paths/);
+      expect(run.stderr).to.match(/leaves the profile's paths|not a file earlier in the archive/);
       expect(await lstat(join(fileset, 'app', 'evil')).catch(() => undefined), 'the link was not made').to.equal(undefined);
       expect(await readFile(join(fileset, 'secret.txt'), 'utf8')).to.equal('not for the file set\n');
     }
@@ -185,6 +200,364 @@ describe('hardening: crafted requests and races against one agent', function () 
       'kube-scheduler.yaml',
     ]);
   });
+
+  describe('abuse campaign: crafted requests from clients with valid certificates', function () {
+    type Expect = status | status[];
+    interface Case {
+      group: string;
+      what: string;
+      expect: Expect;
+      call: () => Promise<Outcome>;
+    }
+    const MARK = `kbur-abuse-${process.pid}`;
+    const tally = new Map<string, { tried: number; refused: number }>();
+    let untouched: string[];
+
+    /** What lies in the node's folders (but its state dir and etcd's own files) and in the file set. */
+    async function listing(): Promise<string[]> {
+      const out: string[] = [];
+      for (const base of [node.dir, fileset]) {
+        for (const e of await readdir(base, { recursive: true, withFileTypes: true })) {
+          const rel = relative(base, join(e.parentPath, e.name));
+          if (base === node.dir && (rel.startsWith('state') || rel.startsWith('etcd-data/'))) continue;
+          out.push(`${base}:${rel}:${e.isSymbolicLink() ? 'l' : e.isDirectory() ? 'd' : 'f'}`);
+        }
+      }
+      return out.sort();
+    }
+
+    // Any: the generated client's methods differ in shape by kind; each helper below calls one kind.
+    type Dynamic = Record<string, (...args: unknown[]) => unknown>;
+
+    /** Every field a crafted request leaves out gets its default, as a real client's would. */
+    const COMPLETE: Record<string, { fromPartial(o: object): object }> = {
+      getNodeInfo: GetNodeInfoRequest,
+      prepareRestore: PrepareRestoreRequest,
+      restoreEtcdMember: RestoreEtcdMemberRequest,
+      keepSnapshot: KeepSnapshotRequest,
+      stageSnapshot: StageSnapshotRequest,
+      restoreKubernetesDir: StageSnapshotRequest,
+      restoreDump: RestoreDumpRequest,
+      runDump: RunDumpRequest,
+    };
+    const complete = (method: string, m: object): object => COMPLETE[method]?.fromPartial(m) ?? RestoreStepRequest.fromPartial(m);
+
+    function unary(c: AgentServiceClient, method: string, req: object): Promise<Outcome> {
+      return new Promise((resolve) =>
+        (c as unknown as Dynamic)[method]!.call(c, complete(method, req), new Metadata(), deadline(), (err: ServiceError | null) =>
+          resolve(outcomeOf(err)),
+        ),
+      );
+    }
+
+    function serverStream(c: AgentServiceClient, method: string, req: object): Promise<Outcome> {
+      return new Promise((resolve) => {
+        const call = (c as unknown as Dynamic)[method]!.call(c, complete(method, req), deadline()) as NodeJS.EventEmitter & {
+          cancel(): void;
+        };
+        let outcome: Outcome | undefined;
+        call.on('data', () => undefined);
+        call.on('error', (err: ServiceError) => (outcome = outcomeOf(err)));
+        call.on('status', () => setImmediate(() => resolve(outcome ?? outcomeOf(null))));
+      });
+    }
+
+    type Upload = { kind: { $case: 'header'; value: object } | { $case: 'data'; value: Buffer } };
+    function upload(c: AgentServiceClient, method: string, messages: Upload[]): Promise<Outcome> {
+      return new Promise((resolve) => {
+        const call = (c as unknown as Dynamic)[method]!.call(c, new Metadata(), deadline(), (err: ServiceError | null) =>
+          resolve(outcomeOf(err)),
+        ) as { write(m: Upload): boolean; end(): void; on(e: 'error', f: () => void): void };
+        call.on('error', () => undefined);
+        for (const m of messages) call.write(complete(method, m) as Upload);
+        call.end();
+      });
+    }
+
+    const header = (value: object): Upload => ({ kind: { $case: 'header', value } });
+    const data = (value: Buffer): Upload => ({ kind: { $case: 'data', value } });
+    /** A header that announces exactly `bytes`, then the bytes. */
+    const whole = (h: object, bytes: Buffer): Upload[] => [header({ ...h, size: bytes.length, sha256: sha256(bytes) }), data(bytes)];
+
+    let nextId = 0;
+    /** A fresh, well-formed restore id: each crafted upload gets its own folder in the state dir. */
+    const freshId = (): string => `20261130T140000Z-${(nextId++).toString(16).padStart(4, '0')}`;
+
+    const METHODS: [string, 'unary' | 'server' | 'client', string, object][] = [
+      ['GetNodeInfo', 'unary', 'getNodeInfo', { countKeys: false }],
+      ['SnapshotEtcd', 'server', 'snapshotEtcd', {}],
+      ['ArchiveKubernetes', 'server', 'archiveKubernetes', {}],
+      ['KeepSnapshot', 'client', 'keepSnapshot', {}],
+      ['RunDump', 'server', 'runDump', { profile: 'app' }],
+      ['RestoreDump', 'client', 'restoreDump', {}],
+      ['PrepareRestore', 'unary', 'prepareRestore', { restoreId: '20261130T150000Z-0001', snapshotSize: 1 }],
+      ['StageSnapshot', 'client', 'stageSnapshot', {}],
+      ['VerifyStagedSnapshot', 'unary', 'verifyStagedSnapshot', { restoreId: '20261130T150000Z-0001' }],
+      ['StopControlPlane', 'unary', 'stopControlPlane', { restoreId: '20261130T150000Z-0001' }],
+      ['RestoreEtcdMember', 'unary', 'restoreEtcdMember', { restoreId: '20261130T150000Z-0001' }],
+      ['RestoreKubernetesDir', 'client', 'restoreKubernetesDir', {}],
+      ['StartEtcd', 'unary', 'startEtcd', { restoreId: '20261130T150000Z-0001' }],
+      ['StartControlPlane', 'unary', 'startControlPlane', { restoreId: '20261130T150000Z-0001' }],
+      ['RollbackRestore', 'unary', 'rollbackRestore', { restoreId: '20261130T150000Z-0001' }],
+    ];
+    const ROLES: Record<string, string[]> = {
+      monitoring: ['GetNodeInfo'],
+      'kbur-operator': ['GetNodeInfo', 'SnapshotEtcd', 'ArchiveKubernetes', 'KeepSnapshot', 'RunDump'],
+      stranger: [],
+    };
+
+    function cases(c: Record<KburIdentity, AgentServiceClient>): Case[] {
+      const admin = c['kbur-admin'];
+      const list: Case[] = [];
+      const add = (group: string, what: string, expect: Expect, call: () => Promise<Outcome>): void => {
+        list.push({ group, what, expect, call });
+      };
+
+      for (const [who, allowed] of Object.entries(ROLES)) {
+        for (const [method, kind, name, req] of METHODS) {
+          if (allowed.includes(method)) continue;
+          const client = c[who as KburIdentity];
+          add('wrong role for the method', `${who} calls ${method}`, status.PERMISSION_DENIED, () =>
+            kind === 'unary' ? unary(client, name, req) : kind === 'server' ? serverStream(client, name, req) : upload(client, name, []),
+          );
+        }
+      }
+
+      const badIds = [
+        'a/b',
+        '../../etc',
+        '..',
+        '20261130T150000Z-0001/../../x',
+        'x\u0000y',
+        '2026\u0000',
+        'A'.repeat(100_000),
+        '',
+        '-rf',
+        '20261130T150000Z-0001\n',
+      ];
+      for (const id of badIds) {
+        const shown = JSON.stringify(id.slice(0, 30));
+        for (const name of ['verifyStagedSnapshot', 'stopControlPlane', 'startEtcd', 'rollbackRestore', 'prepareRestore'])
+          add('bad restore or backup id', `${name} ${shown}`, status.INVALID_ARGUMENT, () => unary(admin, name, { restoreId: id }));
+        add('bad restore or backup id', `StageSnapshot ${shown}`, status.INVALID_ARGUMENT, () =>
+          upload(admin, 'stageSnapshot', whole({ restoreId: id }, Buffer.from('x'))),
+        );
+        add('bad restore or backup id', `KeepSnapshot ${shown}`, status.INVALID_ARGUMENT, () =>
+          upload(admin, 'keepSnapshot', whole({ backupId: id }, Buffer.from('x'))),
+        );
+        add('bad restore or backup id', `RestoreDump ${shown}`, status.INVALID_ARGUMENT, () =>
+          upload(admin, 'restoreDump', whole({ restoreId: id, profile: 'app', part: 'files', compression: 'none' }, Buffer.from('x'))),
+        );
+      }
+      add('bad restore or backup id', 'StageSnapshot from a local copy named ../../../etc/passwd', status.INVALID_ARGUMENT, () =>
+        upload(admin, 'stageSnapshot', [
+          header({ restoreId: freshId(), size: 1, sha256: 'a'.repeat(64), localCopy: '../../../etc/passwd' }),
+        ]),
+      );
+
+      for (const profile of [
+        'nope',
+        '',
+        '../app',
+        'a\u0000b',
+        '__proto__',
+        'constructor',
+        'toString',
+        'app/../app',
+        'p'.repeat(200_000),
+        '-x',
+        'app\u202e',
+      ]) {
+        const shown = JSON.stringify(profile.slice(0, 30));
+        add('unknown profile or part', `RunDump ${shown}`, status.NOT_FOUND, () => runDump(c['kbur-operator'], profile));
+        add('unknown profile or part', `RestoreDump profile ${shown}`, status.NOT_FOUND, () =>
+          upload(admin, 'restoreDump', whole({ restoreId: freshId(), profile, part: 'files', compression: 'none' }, Buffer.from('x'))),
+        );
+      }
+      for (const part of ['-x', '../files', 'a/b', 'files\u0000', '', 'nope'])
+        add('unknown profile or part', `RestoreDump part ${JSON.stringify(part)}`, [status.INVALID_ARGUMENT], () =>
+          upload(admin, 'restoreDump', whole({ restoreId: freshId(), profile: 'app', part, compression: 'none' }, Buffer.from('x'))),
+        );
+
+      // The same crafted entries under the file set's path (its archive's root is /) and in a kubernetes dir archive.
+      const app = relative('/', join(fileset, 'app'));
+      const tars = (at: string): [string, Buffer][] => [
+        ['an absolute path', tarArchive([{ path: `/tmp/${MARK}-abs`, body: 'x' }])],
+        ['a path with ..', tarArchive([{ path: `${at}/../../../../../../../../tmp/${MARK}-dotdot`, body: 'x' }])],
+        ['a .. that stays inside', tarArchive([{ path: `${at}/x/../${MARK}-dotdot2`, body: 'x' }])],
+        ['a symlink out', tarArchive([{ path: `${at}/${MARK}-sym`, type: 'symlink', linkpath: '../../../../../../../../etc/shadow' }])],
+        ['an absolute symlink', tarArchive([{ path: `${at}/${MARK}-abssym`, type: 'symlink', linkpath: '/etc/shadow' }])],
+        ['a hard link out', tarArchive([{ path: `${at}/${MARK}-hard`, type: 'hardlink', linkpath: '../../../../../../../../etc/shadow' }])],
+        [
+          'a hard link to a file not in the archive',
+          tarArchive([{ path: `${at}/${MARK}-hard2`, type: 'hardlink', linkpath: 'etc/shadow' }]),
+        ],
+        ['a character device', tarArchive([{ path: `${at}/${MARK}-null`, type: 'chardev' }])],
+        ['a block device', tarArchive([{ path: `${at}/${MARK}-sda`, type: 'blockdev' }])],
+        ['a fifo', tarArchive([{ path: `${at}/${MARK}-fifo`, type: 'fifo' }])],
+        [
+          'a path through its own symlink',
+          tarArchive([
+            { path: `${at}/x`, type: 'symlink', linkpath: '.' },
+            { path: `${at}/x/${MARK}-through`, body: 'x' },
+          ]),
+        ],
+        [
+          'a symlink through its own symlink',
+          tarArchive([
+            { path: `${at}/b`, type: 'symlink', linkpath: '.' },
+            { path: `${at}/${MARK}-chain`, type: 'symlink', linkpath: 'b/../x' },
+          ]),
+        ],
+        [
+          'a 100 KiB path (pax header)',
+          tarArchive([paxEntry({ path: `${at}/${'a/'.repeat(50 << 10)}${MARK}` }), { path: `${at}/ok`, body: 'x' }]),
+        ],
+        ['a size no stream holds', tarArchive([{ path: `${at}/${MARK}-huge`, claimedSize: 8 * 1024 ** 3, body: 'x' }])],
+        ['a truncated archive', tarArchive([{ path: `${at}/${MARK}-cut`, body: 'y'.repeat(5000) }]).subarray(0, 1500)],
+        ['not a tar at all', Buffer.from(`${MARK} `.repeat(400))],
+      ];
+      for (const [what, tar] of tars(app)) {
+        add('crafted tar stream', `file-set dump with ${what}`, status.DATA_LOSS, () =>
+          upload(admin, 'restoreDump', whole({ restoreId: freshId(), profile: 'app', part: 'files', compression: 'none' }, tar)),
+        );
+      }
+      for (const [what, tar] of tars('pki')) {
+        add('crafted tar stream', `kubernetes dir with ${what}`, status.DATA_LOSS, () =>
+          upload(admin, 'restoreKubernetesDir', whole({ restoreId: freshId() }, tar)),
+        );
+      }
+
+      const bytes = Buffer.from(`${MARK} some bytes\n`.repeat(100));
+      const uploads: [string, Expect, (h: object) => Upload[]][] = [
+        ['a truncated upload', status.DATA_LOSS, (h) => [header({ ...h, size: bytes.length * 2, sha256: sha256(bytes) }), data(bytes)]],
+        ['an oversized upload', status.DATA_LOSS, (h) => [header({ ...h, size: 10, sha256: sha256(bytes) }), data(bytes)]],
+        ['a wrong sha256', status.DATA_LOSS, (h) => [header({ ...h, size: bytes.length, sha256: 'f'.repeat(64) }), data(bytes)]],
+        ['no header', status.INVALID_ARGUMENT, () => [data(bytes)]],
+        ['nothing at all', status.INVALID_ARGUMENT, () => []],
+        ['two headers', status.INVALID_ARGUMENT, (h) => [...whole(h, bytes).slice(0, 1), header({ ...h, size: 1 })]],
+        ['size 0', status.INVALID_ARGUMENT, (h) => [header({ ...h, size: 0, sha256: sha256(Buffer.alloc(0)) })]],
+        ['a negative size', status.INVALID_ARGUMENT, (h) => [header({ ...h, size: -5, sha256: sha256(bytes) }), data(bytes)]],
+        ['a sha256 that is not hex', status.INVALID_ARGUMENT, (h) => [header({ ...h, size: bytes.length, sha256: '../x' }), data(bytes)]],
+        ['a petabyte announced', status.FAILED_PRECONDITION, (h) => [header({ ...h, size: 2 ** 50, sha256: sha256(bytes) }), data(bytes)]],
+      ];
+      for (const [what, expect, messages] of uploads) {
+        add('truncated or oversized upload', `StageSnapshot: ${what}`, expect, () =>
+          upload(admin, 'stageSnapshot', messages({ restoreId: freshId() })),
+        );
+        add('truncated or oversized upload', `RestoreDump: ${what}`, expect, () =>
+          upload(admin, 'restoreDump', messages({ restoreId: freshId(), profile: 'app', part: 'files', compression: 'none' })),
+        );
+      }
+      add('truncated or oversized upload', 'StageSnapshot: bytes that are not an etcd snapshot', status.DATA_LOSS, () =>
+        upload(admin, 'stageSnapshot', whole({ restoreId: freshId() }, bytes)),
+      );
+      add('truncated or oversized upload', 'KeepSnapshot: bytes that are not an etcd snapshot', status.DATA_LOSS, () =>
+        upload(admin, 'keepSnapshot', whole({ backupId: '20261130T150000Z-0002' }, bytes)),
+      );
+      add('truncated or oversized upload', 'RestoreEtcdMember with nothing staged and option-like names', status.FAILED_PRECONDITION, () =>
+        unary(admin, 'restoreEtcdMember', {
+          restoreId: freshId(),
+          name: '--data-dir=/etc',
+          initialCluster: '-x',
+          initialClusterToken: '\u0000',
+          initialAdvertisePeerUrls: ['--force'],
+        }),
+      );
+      return list;
+    }
+
+    before(async function () {
+      untouched = await listing();
+    });
+
+    it('refuses every crafted request with a clear status, keeps answering, and writes nothing outside its state dir', async function () {
+      const c = Object.fromEntries(
+        await Promise.all(
+          (['kbur-admin', 'kbur-operator', 'monitoring', 'stranger'] as const).map(async (who) => [who, await client(who)]),
+        ),
+      ) as Record<KburIdentity, AgentServiceClient>;
+      const all = cases(c);
+      const wrong: string[] = [];
+      for (const k of all) {
+        const got = await k.call();
+        const expected = ([] as status[]).concat(k.expect);
+        const t = tally.get(k.group) ?? { tried: 0, refused: 0 };
+        t.tried++;
+        if (expected.includes(got.code) && got.details.length > 0 && got.kburCode) t.refused++;
+        else
+          wrong.push(
+            `${k.what}: expected ${expected.map((e) => status[e]).join('|')}, got ${status[got.code]} ${got.details.slice(0, 200)}`,
+          );
+        tally.set(k.group, t);
+        const alive = await nodeInfo(c['kbur-admin'], false);
+        if (alive.code !== status.OK) throw new Error(`the agent stopped answering after "${k.what}": ${alive.details}`);
+      }
+      expect(wrong, wrong.join('\n')).to.deep.equal([]);
+      expect(all.length).to.be.at.least(50);
+      expect(await listing()).to.deep.equal(untouched);
+      const escaped = await findMarked(MARK);
+      expect(escaped, 'files named after the crafted entries').to.deep.equal([]);
+    });
+
+    it('refuses any id that is not a restore id, on every restore step (property)', async function () {
+      const admin = await client('kbur-admin');
+      let runs = 0;
+      await fc.assert(
+        fc.asyncProperty(
+          fc.string({ unit: 'binary', maxLength: 80 }).filter((id) => !/^\d{8}T\d{6}Z-[0-9a-f]{4}$/.test(id)),
+          fc.constantFrom(
+            'verifyStagedSnapshot',
+            'stopControlPlane',
+            'startEtcd',
+            'startControlPlane',
+            'rollbackRestore',
+            'prepareRestore',
+          ),
+          async (id, method) => {
+            runs++;
+            const got = await unary(admin, method, { restoreId: id });
+            expect(got.code, `${method} ${JSON.stringify(id)}: ${got.details}`).to.equal(status.INVALID_ARGUMENT);
+          },
+        ),
+        { numRuns: 150 },
+      );
+      tally.set('restore ids (property, fast-check)', { tried: runs, refused: runs });
+      expect(await nodeInfo(admin, false)).to.deep.include({ code: status.OK });
+    });
+
+    it('refuses any profile the node does not define (property)', async function () {
+      const operator = await client('kbur-operator');
+      let runs = 0;
+      await fc.assert(
+        fc.asyncProperty(
+          fc.string({ unit: 'binary', maxLength: 80 }).filter((p) => p !== 'app'),
+          async (profile) => {
+            runs++;
+            const got = await runDump(operator, profile);
+            expect(got.code, `${JSON.stringify(profile)}: ${got.details}`).to.equal(status.NOT_FOUND);
+          },
+        ),
+        { numRuns: 150 },
+      );
+      tally.set('profile names (property, fast-check)', { tried: runs, refused: runs });
+      expect(await nodeInfo(operator, false)).to.deep.include({ code: status.OK });
+      expect(await listing()).to.deep.equal(untouched);
+    });
+
+    after(function () {
+      const rows = [...tally.entries()].map(([group, t]) => `| ${group} | ${t.tried} | ${t.refused} |`);
+      console.log(['| bad input | tried | refused |', '| --- | ---: | ---: |', ...rows].join('\n'));
+    });
+  });
+
+  /** Files named with the campaign's mark where a crafted entry could have landed (find's errors on vanishing files are ignored). */
+  async function findMarked(mark: string): Promise<string[]> {
+    const { stdout } = await exec('find', ['/tmp', '/etc', '/var/lib', '/root', root, '-xdev', '-name', `*${mark}*`]).catch(
+      (err: { stdout?: string }) => ({ stdout: err.stdout ?? '' }),
+    );
+    return stdout.split('\n').filter((f) => f && !f.startsWith(node.stateDir));
+  }
 
   async function configWithDump(): Promise<string> {
     const file = join(root, 'kbur-dump.yaml');
