@@ -201,6 +201,20 @@ describe('hardening: crafted requests and races against one agent', function () 
     ]);
   });
 
+  it('changes nothing for a rollback of a restore this node never saw', async function () {
+    const admin = await client('kbur-admin');
+    const pid = sb().kubelet.pid(node.name, 'etcd');
+    const res = await new Promise<{ outcome: Outcome; res?: RestoreStepResponse }>((resolve) =>
+      admin.rollbackRestore({ restoreId: '20261130T160000Z-0bad' }, new Metadata(), deadline(), (err, r) =>
+        resolve({ outcome: outcomeOf(err), res: r }),
+      ),
+    );
+    expect(res.outcome.code, res.outcome.details).to.equal(status.OK);
+    expect(res.res?.alreadyDone).to.equal(true);
+    expect(res.res?.done).to.deep.equal([]);
+    expect(sb().kubelet.pid(node.name, 'etcd'), 'etcd was not restarted').to.equal(pid);
+  });
+
   describe('abuse campaign: crafted requests from clients with valid certificates', function () {
     type Expect = status | status[];
     interface Case {
