@@ -2,7 +2,8 @@ import { expect } from 'chai';
 import fc from 'fast-check';
 import { RestoreLock } from '../../agent/restore/exclusive.js';
 import { KburError } from '../../shared/errors.js';
-import { Metadata, fromMetadataText, toMetadataText } from '../../shared/grpc-status.js';
+import { Metadata, fromMetadataText, status, toMetadataText } from '../../shared/grpc-status.js';
+import { toStatus } from '../../agent/server.js';
 import { checkName } from '../../shared/manifest.js';
 
 describe('error text in gRPC metadata', () => {
@@ -17,6 +18,17 @@ describe('error text in gRPC metadata', () => {
       { numRuns: 2000 },
     );
     expect(toMetadataText('define "a\u0000b" — or 100%')).to.equal('define "a%00b" %E2%80%94 or 100%25');
+  });
+});
+
+describe("the agent's error statuses", () => {
+  it('carry request text safely: a NUL in a hint, a 100 KB message cut short', () => {
+    const st = toStatus(new KburError('NOT_FOUND', `no profile ${'x'.repeat(100_000)}`, { hint: 'define "a\u0000b"' }));
+    expect(st.code).to.equal(status.NOT_FOUND);
+    expect(st.details!.length).to.be.below(1100);
+    expect(st.details).to.match(/\.\.\. \(\d+ more characters\)$/);
+    expect(st.metadata!.get('kbur-hint')).to.deep.equal(['define "a%00b"']);
+    expect(st.metadata!.get('kbur-code')).to.deep.equal(['NOT_FOUND']);
   });
 });
 
