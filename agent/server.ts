@@ -30,6 +30,7 @@ import type { AgentState } from './state.js';
 import { snapshotMessages } from './etcd/snapshot.js';
 import { archiveMessages } from './kubernetes/messages.js';
 import { keepSnapshot } from './local-snapshots.js';
+import type { UploadMessage } from './upload.js';
 import { nodeInfo } from './node-info.js';
 
 export const AGENT_SERVICE_NAME = 'kbur.v1.AgentService';
@@ -83,11 +84,11 @@ export class AgentServer {
       keepSnapshot: this.clientStream('KeepSnapshot', keepSnapshot),
       restoreDump: this.clientStream('RestoreDump', restoreDump),
       prepareRestore: this.unary('PrepareRestore', prepareRestore),
-      stageSnapshot: this.clientStream('StageSnapshot', stageSnapshot),
+      stageSnapshot: this.restoreUpload('StageSnapshot', stageSnapshot),
       verifyStagedSnapshot: this.unary('VerifyStagedSnapshot', (s, req) => verifyStaged(s, req.restoreId)),
       stopControlPlane: this.restoreStep('StopControlPlane', (s, req) => stopControlPlane(s, req.restoreId)),
       restoreEtcdMember: this.restoreStep('RestoreEtcdMember', (s, req) => restoreMember(s, req)),
-      restoreKubernetesDir: this.clientStream('RestoreKubernetesDir', restoreKubernetesDir),
+      restoreKubernetesDir: this.restoreUpload('RestoreKubernetesDir', restoreKubernetesDir),
       startEtcd: this.restoreStep('StartEtcd', (s, req) => startEtcd(s, req.restoreId)),
       startControlPlane: this.restoreStep('StartControlPlane', (s, req) => startControlPlane(s, req.restoreId)),
       rollbackRestore: this.restoreStep('RollbackRestore', (s, req) => rollbackMember(s, req.restoreId)),
@@ -141,6 +142,32 @@ export class AgentServer {
     return this.unary(method, (s, req: Req) => {
       assertRestoreId(req.restoreId);
       return this.restoreLock.run(req.restoreId, method, () => run(s, req));
+    });
+  }
+
+  /** An upload for one restore: under the restore lock from its header on (the step then reads the header as sent). */
+  private restoreUpload<Req extends UploadMessage<{ restoreId: string }>, Res>(
+    method: AgentMethod,
+    run: (s: AgentState, messages: AsyncIterable<Req>, signal: AbortSignal) => Promise<Res>,
+  ) {
+    return this.clientStream(method, async (s, messages: AsyncIterable<Req>, signal) => {
+      const rest = messages[Symbol.asyncIterator]();
+      const first = await rest.next();
+      let replayed = false;
+      const all: AsyncIterable<Req> = {
+        [Symbol.asyncIterator]: () => ({
+          next: () => {
+            if (replayed) return rest.next();
+            replayed = true;
+            return Promise.resolve(first);
+          },
+        }),
+      };
+      const header = !first.done && first.value.kind?.$case === 'header' ? first.value.kind.value : undefined;
+      // Without a header the step itself says what is wrong.
+      if (!header) return run(s, all, signal);
+      assertRestoreId(header.restoreId);
+      return this.restoreLock.run(header.restoreId, method, () => run(s, all, signal));
     });
   }
 

@@ -201,6 +201,32 @@ describe('hardening: crafted requests and races against one agent', function () 
     ]);
   });
 
+  it("refuses another restore's kubernetes dir upload while a restore step runs", async function () {
+    const admin = await client('kbur-admin');
+    const tar = tarArchive([{ path: 'kbur-race.txt', body: 'from another restore\n' }]);
+    const stopping = step(admin, 'stopControlPlane', '20261130T120000Z-0003');
+    const upload = new Promise<Outcome>((resolve) => {
+      const call = admin.restoreKubernetesDir(new Metadata(), deadline(), (err) => resolve(outcomeOf(err)));
+      call.write({
+        kind: { $case: 'header', value: { restoreId: '20261130T120000Z-0004', size: tar.length, sha256: sha256(tar), localCopy: '' } },
+      });
+      call.write({ kind: { $case: 'data', value: tar } });
+      call.end();
+    });
+    const [stopped, uploaded] = await Promise.all([stopping, upload]);
+    try {
+      expect(stopped.outcome.code, stopped.outcome.details).to.equal(status.OK);
+      expect(uploaded.code, uploaded.details).to.equal(status.FAILED_PRECONDITION);
+      expect(uploaded.details).to.contain('restore 20261130T120000Z-0003 is running StopControlPlane');
+      expect(await lstat(join(node.kubernetesDir, 'kbur-race.txt')).catch(() => undefined)).to.equal(undefined);
+    } finally {
+      for (const method of ['startEtcd', 'startControlPlane'] as const) {
+        const r = await step(admin, method, '20261130T120000Z-0003');
+        expect(r.outcome.code, r.outcome.details).to.equal(status.OK);
+      }
+    }
+  });
+
   it('changes nothing for a rollback of a restore this node never saw', async function () {
     const admin = await client('kbur-admin');
     const pid = sb().kubelet.pid(node.name, 'etcd');
