@@ -2,10 +2,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { Header } from 'tar';
 import { checkArchive, entryProblem } from '../../shared/archive-check.js';
 import { KburError } from '../../shared/errors.js';
-import { paxEntry, tarArchive } from '../helpers/tar.js';
+import { paxEntry, tarArchive, type TarType } from '../helpers/tar.js';
 
 interface Entry {
   path: string;
@@ -14,27 +13,18 @@ interface Entry {
   body?: string;
 }
 
+const TYPES: Record<Entry['type'], TarType> = {
+  File: 'file',
+  Directory: 'dir',
+  SymbolicLink: 'symlink',
+  Link: 'hardlink',
+  CharacterDevice: 'chardev',
+  FIFO: 'fifo',
+};
+
 /** A tar written byte by byte, so that it can hold what no honest tool writes. */
 function tarOf(entries: Entry[]): Buffer {
-  const blocks: Buffer[] = [];
-  for (const e of entries) {
-    const body = Buffer.from(e.body ?? '');
-    const header = new Header({
-      path: e.path,
-      type: e.type,
-      linkpath: e.linkpath,
-      size: body.length,
-      mode: 0o644,
-      mtime: new Date(0),
-      uid: 0,
-      gid: 0,
-    });
-    const block = Buffer.alloc(512);
-    header.encode(block, 0);
-    blocks.push(block, body, Buffer.alloc((512 - (body.length % 512)) % 512));
-  }
-  blocks.push(Buffer.alloc(1024));
-  return Buffer.concat(blocks);
+  return tarArchive(entries.map((e) => ({ path: e.path, type: TYPES[e.type], linkpath: e.linkpath, body: e.body })));
 }
 
 describe('checkArchive', () => {
