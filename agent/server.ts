@@ -141,7 +141,7 @@ export class AgentServer {
   private restoreStep<Req extends { restoreId: string }, Res>(method: AgentMethod, run: (s: AgentState, req: Req) => Promise<Res>) {
     return this.unary(method, (s, req: Req) => {
       assertRestoreId(req.restoreId);
-      return this.restoreLock.run(req.restoreId, method, () => run(s, req));
+      return this.restoreLock.run(req.restoreId, method, () => run(s, req), s.config.stateDir);
     });
   }
 
@@ -167,7 +167,7 @@ export class AgentServer {
       // Without a header the step itself says what is wrong.
       if (!header) return run(s, all, signal);
       assertRestoreId(header.restoreId);
-      return this.restoreLock.run(header.restoreId, method, () => run(s, all, signal));
+      return this.restoreLock.run(header.restoreId, method, () => run(s, all, signal), s.config.stateDir);
     });
   }
 

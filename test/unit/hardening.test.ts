@@ -1,3 +1,8 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { expect } from 'chai';
 import fc from 'fast-check';
 import { RestoreLock } from '../../agent/restore/exclusive.js';
@@ -78,6 +83,43 @@ describe('one restore at a time on an agent', () => {
     expect(await same).to.equal('restored');
     expect(order).to.deep.equal(['first', 'same']);
     expect(await lock.run('20261130T120000Z-0002', 'StopControlPlane', async () => 'free again')).to.equal('free again');
+  });
+
+  it("refuses a step while another agent process on the same state dir holds restore.lock; a dead one's file is taken over", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kbur-unit-lock-'));
+    const other = spawn('sleep', ['30'], { stdio: 'ignore' });
+    try {
+      await writeFile(
+        join(dir, 'restore.lock'),
+        JSON.stringify({ pid: other.pid, restoreId: '20261130T120000Z-0001', step: 'StopControlPlane' }),
+      );
+      const lock = new RestoreLock();
+      const refused = await lock.run('20261130T120000Z-0002', 'StopControlPlane', async () => 'never', dir).catch((e: unknown) => e);
+      expect(KburError.hasCode(refused, 'FAILED_PRECONDITION'), String(refused)).to.equal(true);
+      expect((refused as Error).message).to.equal(
+        `restore 20261130T120000Z-0001 is running StopControlPlane on this node right now (agent process ${other.pid})`,
+      );
+      other.kill('SIGKILL');
+      await once(other, 'exit');
+      let during = '';
+      const ran = await lock.run(
+        '20261130T120000Z-0002',
+        'StopControlPlane',
+        async () => {
+          during = await readFile(join(dir, 'restore.lock'), 'utf8');
+          return 'ran';
+        },
+        dir,
+      );
+      expect(ran).to.equal('ran');
+      expect(JSON.parse(during)).to.deep.equal({ pid: process.pid, restoreId: '20261130T120000Z-0002', step: 'StopControlPlane' });
+      await lock.run('20261130T120000Z-0003', 'StartEtcd', async () => undefined, dir);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(await readdir(dir), 'the file goes with the lock').to.deep.equal([]);
+    } finally {
+      other.kill('SIGKILL');
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('is free again after a step that failed', async () => {
