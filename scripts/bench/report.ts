@@ -7,6 +7,7 @@ import type { SizeResult } from './backup.js';
 import type { ScenarioName } from './options.js';
 import type { RestoreSection } from './restore.js';
 import { SCENARIOS } from './scenarios.js';
+import type { DeepVerifySection } from './deep-verify.js';
 import type { ScrapeSection } from './scrape.js';
 import { ETCDCTL_ENV, GiB, round, run } from './util.js';
 
@@ -25,6 +26,7 @@ export interface Report {
   /** The restore benchmark (RTO); absent when it did not run. */
   restore?: RestoreSection;
   scrape?: ScrapeSection;
+  deepVerify?: DeepVerifySection;
 }
 
 export async function machineInfo(): Promise<Record<string, unknown>> {

@@ -1,0 +1,106 @@
+import type { DeepVerifySizeResult } from './deep-verify.js';
+import type { Report } from './report.js';
+import { markdownHead } from './scenario.js';
+import { fmt, markdownTable, table } from './util.js';
+
+export const DEEP_VERIFY_METHOD = [
+  "On the filled sandbox of the size: one `kbur backup` kept in the local repository, with the sandbox's kbur.yaml plus `scratch: {dir: <the bench's folder>}`.",
+  'kbur: `kbur verify --deep <id>`, spawn to exit, exit 0 required: everything `kbur verify` checks, then the snapshot restored into a scratch etcd on this host, started, its revision, keys by resource and namespace compared with the manifest, the scratch etcd stopped and removed.',
+  'etcdctl: `etcdctl snapshot restore <the same snapshot file in the repository> --data-dir <new dir>` alone (env: PATH and ETCDCTL_API=3 only), its data dir removed after (untimed).',
+  'Per run both, 1 s apart, the order alternating. ratio = kbur / etcdctl; target: median at most 1.5. Coordinator peak RSS: VmHWM polled every 20 ms (under 150 MiB).',
+];
+
+const verdict = (r: DeepVerifySizeResult): string =>
+  r.error
+    ? 'ERROR'
+    : r.pass.ratio && r.pass.rss
+      ? 'pass'
+      : `FAIL (${[!r.pass.ratio && 'ratio', !r.pass.rss && 'rss'].filter(Boolean).join(', ')})`;
+
+export function deepVerifyMissed(r: DeepVerifySizeResult): string[] {
+  if (r.error || !r.median || !r.max) return [`deep-verify ${r.sizeMiB} MiB: no measurement (${r.error ?? 'no runs'})`];
+  const out: string[] = [];
+  if (!r.pass.ratio) out.push(`deep-verify ${r.sizeMiB} MiB: median ratio ${fmt(r.median.ratio, 3)} > ${r.targets.ratioMax}`);
+  if (!r.pass.rss) out.push(`deep-verify ${r.sizeMiB} MiB: coordinator peak RSS ${fmt(r.max.coordinatorPeakRssMiB, 1)} MiB`);
+  return out;
+}
+
+function summaryRows(results: DeepVerifySizeResult[]): { headers: string[]; rows: string[][] } {
+  return {
+    headers: ['size', 'snapshot MiB', 'kbur verify --deep s', 'etcdctl snapshot restore s', 'ratio', 'coord RSS', 'result'],
+    rows: results.map((r) => [
+      `${r.sizeMiB} MiB`,
+      fmt(r.snapshotMiB, 1),
+      fmt(r.median?.kburSeconds),
+      fmt(r.median?.etcdctlSeconds),
+      fmt(r.median?.ratio, 3),
+      `${fmt(r.max?.coordinatorPeakRssMiB, 1)} MiB`,
+      verdict(r),
+    ]),
+  };
+}
+
+function runRows(r: DeepVerifySizeResult): { headers: string[]; rows: string[][] } {
+  return {
+    headers: ['run', 'order', 'kbur s', 'etcdctl s', 'ratio', 'coord RSS', 'etcdctl RSS', 'kbur CPU s', 'etcdctl CPU s'],
+    rows: r.runs.map((x) => [
+      `${x.run}`,
+      x.order,
+      fmt(x.kburSeconds),
+      fmt(x.etcdctlSeconds),
+      fmt(x.ratio, 3),
+      fmt(x.coordinatorPeakRssMiB, 1),
+      fmt(x.etcdctlPeakRssMiB, 1),
+      fmt(x.cpuSeconds.kbur),
+      fmt(x.cpuSeconds.etcdctl),
+    ]),
+  };
+}
+
+const headline = (r: DeepVerifySizeResult): string =>
+  `deep-verify ${r.sizeMiB} MiB: backup ${r.backupId || '-'}, sandbox ${r.sandbox}, load average ${r.loadAverage.before.join(' ')} -> ${r.loadAverage.after.join(' ')}`;
+
+export function deepVerifyText(report: Report): string[] {
+  const section = report.deepVerify!;
+  const out = ['', 'kbur verify --deep against etcdctl snapshot restore of the same snapshot (issue 16)', ''];
+  const s = summaryRows(section.results);
+  out.push(...table(s.headers, s.rows));
+  for (const r of section.results) {
+    out.push('', headline(r));
+    if (r.error) out.push(`  ERROR: ${r.error}`);
+    if (r.runs.length) {
+      const t = runRows(r);
+      out.push(...table(t.headers, t.rows).map((l) => `  ${l}`));
+    }
+  }
+  const missed = section.results.flatMap(deepVerifyMissed);
+  out.push(
+    '',
+    `target: median kbur verify --deep / etcdctl snapshot restore <= ${section.targets.ratioMax}, coordinator < ${section.targets.rssMaxMiB} MiB`,
+    missed.length ? `DEEP-VERIFY TARGETS MISSED:\n${missed.map((f) => `  - ${f}`).join('\n')}` : 'deep-verify target met',
+  );
+  return out;
+}
+
+export function deepVerifyMarkdown(report: Report): string[] {
+  const section = report.deepVerify!;
+  const out = [
+    ...markdownHead(report, 'deep-verify', 'kbur verify --deep benchmark'),
+    `Target: median wall time of \`kbur verify --deep\` at most ${section.targets.ratioMax} times \`etcdctl snapshot restore\` alone of the same snapshot; coordinator peak RSS under ${section.targets.rssMaxMiB} MiB. Times are medians; RSS is the maximum over runs.`,
+    '',
+  ];
+  const s = summaryRows(section.results);
+  out.push(...markdownTable(s.headers, s.rows));
+  for (const r of section.results) {
+    out.push('', `## Deep verify ${r.sizeMiB} MiB`, '', `${headline(r)}.`);
+    if (r.error) out.push('', `**ERROR**: ${r.error}`);
+    if (r.runs.length) {
+      const t = runRows(r);
+      out.push('', ...markdownTable(t.headers, t.rows));
+    }
+  }
+  const missed = section.results.flatMap(deepVerifyMissed);
+  out.push('', '## Deep verify result', '', missed.length ? missed.map((f) => `- missed: ${f}`).join('\n') : 'Deep verify target met.');
+  out.push('', '## Deep verify method', '', ...section.method.map((x) => `- ${x}`), '');
+  return out;
+}
