@@ -3,6 +3,7 @@ import { asKburError } from '../shared/errors.js';
 import { KBUR_VERSION } from '../shared/version.js';
 import * as backup from './commands/backup.js';
 import * as describe from './commands/describe.js';
+import * as init from './commands/init.js';
 import * as list from './commands/list.js';
 import * as pki from './commands/pki.js';
 import * as restore from './commands/restore.js';
@@ -86,6 +87,18 @@ export async function cli(argv: string[], io: { stderr: NodeJS.WritableStream } 
       code = await verify.run({ ...globals(), id, signal });
     });
 
+  program
+    .command('init')
+    .description("write a first kbur.yaml from one agent's etcd member list (never over an existing file)")
+    .requiredOption('--agent <host:port>', 'one running kbur-agent')
+    .option('--output <file>', 'the config to write (default: --config, $KBUR_CONFIG or ./kbur.yaml)')
+    .option('--cluster <name>', "the cluster's name in the repository", 'kubernetes')
+    .option('--repository <dir>', 'the backup directory', '/var/backups/kbur')
+    .option('--pki <dir>', "kbur's PKI directory (kbur pki): ca.crt and the client pair", '/etc/kbur/pki')
+    .option('--client <name>', "the client certificate's name in the PKI directory", 'kbur-admin')
+    .action(async (o: { agent: string; output?: string; cluster: string; repository: string; pki: string; client: string }) => {
+      code = await init.run({ ...globals(), ...o });
+    });
   addPkiCommands(program, globals, (c) => (code = c));
 
   try {

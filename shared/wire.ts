@@ -64,22 +64,27 @@ export function wireCheckInterceptor(agentName: string): Interceptor {
   let checked = false;
   return (options, nextCall) => {
     let problem: KburError | undefined;
+    let finishMetadata: (() => void) | undefined;
     const call: InterceptingCall = new InterceptingCall(nextCall(options), {
       start(metadata, _listener, next) {
         next(versionMetadata(metadata), {
           onReceiveMetadata(md, nextMd) {
             if (!checked) {
               problem = wireMismatch(peerVersion(md), 'kbur (the coordinator)', `kbur-agent on ${agentName}`);
-              if (problem) return call.cancelWithStatus(status.FAILED_PRECONDITION, problem.message);
+              if (problem) {
+                // Cancelled before any message is read; the metadata goes on with the status below
+                // (grpc-js holds a status back until the metadata went through).
+                finishMetadata = () => nextMd(md);
+                call.cancelWithStatus(status.FAILED_PRECONDITION, problem.message);
+                return;
+              }
               checked = true;
             }
             nextMd(md);
           },
-          onReceiveMessage(message, nextMessage) {
-            if (!problem) nextMessage(message);
-          },
           onReceiveStatus(st, nextStatus) {
             if (!problem) return nextStatus(st);
+            finishMetadata?.();
             const md = new Metadata();
             md.set(META_CODE, problem.code);
             if (problem.hint) md.set(META_HINT, problem.hint);
