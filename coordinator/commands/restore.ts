@@ -8,6 +8,8 @@ import { ExitCode } from '../exit-codes.js';
 import { Journal } from '../restore/journal.js';
 import { describePlan, preflight } from '../restore/plan.js';
 import { executeRestore, executeRollback } from '../restore/run.js';
+import { loadIdentity, type AgeIdentity } from '../repository/seal.js';
+import { signatureNote } from '../repository/signing.js';
 
 export interface RestoreOptions extends GlobalOptions {
   id?: string;
@@ -18,6 +20,8 @@ export interface RestoreOptions extends GlobalOptions {
   withKubernetesDir?: boolean;
   /** After etcd, also restore every application dump of the backup (safety dump first, on each node). */
   dumps?: boolean;
+  /** age identity file for an encrypted backup (else $KBUR_AGE_IDENTITY). */
+  identity?: string;
   signal: AbortSignal;
 }
 
@@ -33,10 +37,11 @@ export async function run(opts: RestoreOptions): Promise<ExitCode> {
     });
   }
   const ctx = await loadContext(opts);
+  const identity = await loadIdentity(opts.identity);
   const agents = await connectAgents(ctx);
   const say = (line: string): void => void ctx.out.write(`${line}\n`);
   try {
-    const base = { agents, repository: ctx.repository, log: ctx.log, signal: opts.signal, say };
+    const base = { agents, repository: ctx.repository, identity, log: ctx.log, signal: opts.signal, say };
     if (opts.resume || opts.rollback) {
       const journal = await Journal.load(ctx.repository, ctx.config.cluster, (opts.resume ?? opts.rollback)!);
       say(describePlan(journal.plan));
@@ -62,9 +67,12 @@ export async function run(opts: RestoreOptions): Promise<ExitCode> {
       restoreId,
       agents,
       withKubernetesDir: Boolean(opts.withKubernetesDir),
+      withDumps: Boolean(opts.dumps),
+      identity,
       dryRun: Boolean(opts.dryRun),
       signal: opts.signal,
     });
+    check.plan?.notes.push(signatureNote(ctx.signing));
     if (check.plan) say(describePlan(check.plan));
     if (check.problems.length) {
       throw new KburError(
@@ -85,7 +93,7 @@ export async function run(opts: RestoreOptions): Promise<ExitCode> {
     const journal = await Journal.create(ctx.repository, plan);
     say(`restore ${restoreId} started; if it is interrupted: kbur restore --resume ${restoreId} (or --rollback ${restoreId})`);
     await executeRestore({ ...base, journal });
-    if (opts.dumps) await restoreAllDumps(ctx, agents, plan.backupId, restoreId, say, opts.signal);
+    if (opts.dumps) await restoreAllDumps(ctx, agents, plan.backupId, restoreId, identity, say, opts.signal);
     say(
       `restore ${restoreId}: completed and verified. The old data dirs are kept as <dataDir>.kbur-${restoreId}; kbur restore --rollback ${restoreId} puts them back.`,
     );
@@ -101,6 +109,7 @@ async function restoreAllDumps(
   agents: AgentClient[],
   backupId: string,
   restoreId: string,
+  identity: AgeIdentity | undefined,
   say: (l: string) => void,
   signal: AbortSignal,
 ): Promise<void> {
@@ -114,6 +123,15 @@ async function restoreAllDumps(
         hint: 'restore them with kbur restore-dump once the node is back in kbur.yaml',
       });
     }
-    await sendDumps({ repository: ctx.repository, manifest, agent, parts: dumps.filter((a) => a.node === node), restoreId, say, signal });
+    await sendDumps({
+      repository: ctx.repository,
+      manifest,
+      agent,
+      parts: dumps.filter((a) => a.node === node),
+      restoreId,
+      identity,
+      say,
+      signal,
+    });
   }
 }
