@@ -183,6 +183,8 @@ await mkdir(work, { recursive: true });
 const executables: string[] = [];
 for (const p of PROGRAMS) executables.push(await makeExecutable(p, work));
 const deb = await makeDeb(executables, work);
+// The bundles, blobs and the .deb's tree: 250 MB nobody needs once the .deb is made.
+await rm(work, { recursive: true, force: true });
 for (const file of [...executables, deb]) {
   process.stdout.write(`${file}  ${((await stat(file)).size / 2 ** 20).toFixed(1)} MiB\n`);
 }
