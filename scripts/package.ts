@@ -138,7 +138,6 @@ function control(installedKiB: number): string {
     'Suggests: etcd-client',
     'Section: admin',
     'Priority: optional',
-    'Homepage: https://github.com/kbur/kbur',
     'Description: disaster recovery for kubeadm control planes',
     ' kbur-agent runs on every control-plane node (systemd, root) and streams etcd snapshots and',
     ' /etc/kubernetes archives over mutual TLS; kbur, the coordinator, backs up and restores the whole',
