@@ -3,6 +3,8 @@ import { expect } from 'chai';
 import { describeCertificate, issue } from '../../shared/x509.js';
 
 describe('x509 issue(template, issuer)', function () {
+  // Key generation (an RSA key below) takes seconds on a loaded machine.
+  this.timeout(20_000);
   it('makes a CA that may only sign, and a server certificate for its addresses that it signed', async function () {
     const ca = await issue({ cn: 'test-ca', isCA: true, days: 3650 });
     const server = await issue({ cn: 'kbur-agent-node-1', usages: ['serverAuth'], ips: ['10.0.0.11'], dns: ['master-1'], days: 365 }, ca);
