@@ -1,6 +1,7 @@
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
-import { Transform, type TransformCallback } from 'node:stream';
+import { Transform, Writable, type TransformCallback } from 'node:stream';
 import { Decrypter, Encrypter, type Recipient } from 'age-encryption';
+import { KburError } from '../../shared/errors.js';
 
 /**
  * age files (C2SP age v1) whose header (recipient stanzas, header MAC) is made and checked by the
@@ -249,4 +250,39 @@ function takeTail(pieces: Buffer[], n: number): Buffer {
     }
   }
   return tail.length === 1 ? tail[0]! : Buffer.concat(tail);
+}
+
+/**
+ * A sink that checks only an age file's header against `identities` (the file key unwraps, the MAC
+ * holds) and discards the rest unread by any cipher: it fails at its end, with `what` and why, when the header does not open.
+ */
+export function ageHeaderCheck(identities: string[], what: string): Writable {
+  const probe = new AgeDecryptStream(identities);
+  probe.resume(); // at most the first payload bytes come out; they are dropped
+  let settled = false;
+  void probe.header.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
+  probe.on('error', () => undefined); // reported through probe.header
+  return new Writable({
+    write(chunk: Buffer, _enc, done) {
+      if (!settled) probe.write(chunk);
+      done();
+    },
+    final(done) {
+      if (!settled) probe.end();
+      probe.header.then(
+        () => {
+          probe.destroy();
+          done();
+        },
+        (err: Error) => done(new KburError('FAILED_PRECONDITION', `${what}: ${err.message}`, { cause: err })),
+      );
+    },
+    destroy(err, done) {
+      probe.destroy();
+      done(err);
+    },
+  });
 }

@@ -6,7 +6,7 @@ import { Encrypter, identityToRecipient } from 'age-encryption';
 import { KburError, errorMessage } from '../../shared/errors.js';
 import type { Artifact, Manifest } from '../../shared/manifest.js';
 import { StreamDigest, type FileDigest } from '../../shared/streams.js';
-import { AgeDecryptStream, ageEncryptStream } from './age-stream.js';
+import { AgeDecryptStream, ageEncryptStream, ageHeaderCheck } from './age-stream.js';
 import type { ArtifactWriter, BackupWriter, Repository } from './repository.js';
 
 /**
@@ -243,7 +243,9 @@ export async function openPlain(repository: Repository, m: Manifest, a: Artifact
 
 /**
  * Reads a sealed artifact whole and checks it as openPlain does; without an identity that opens
- * it, only the stored bytes. What was read, or why it does not hold.
+ * it, only the stored bytes. With `payload: false`, only the stored bytes and, when encrypted, that
+ * the identity opens its header: no decryption nor decompression (for a reader that checks the
+ * plaintext anyway before it acts on it). What was read, or why it does not hold.
  */
 export async function readSealed(
   repository: Repository,
@@ -251,11 +253,17 @@ export async function readSealed(
   a: Artifact,
   identity: AgeIdentity | undefined,
   signal: AbortSignal,
+  opts: { payload?: boolean } = {},
 ): Promise<{ stored?: FileDigest; plain?: FileDigest; problem?: string }> {
   try {
-    if (a.encryption === 'age' && identityProblem(a, identity)) {
-      const stored = new DigestPass({ want: a, what: a.path });
-      await pipeline(await repository.openArtifact(m.cluster, m.id, a.path), stored, discard(), { signal });
+    const locked = a.encryption === 'age' && identityProblem(a, identity) !== undefined;
+    if (locked || opts.payload === false) {
+      const stored = new DigestPass({ want: a, what: `${a.path} (as stored)` });
+      const sink =
+        !locked && a.encryption === 'age'
+          ? ageHeaderCheck(identity!.keys, `cannot decrypt ${a.path} with the identity in ${identity!.file}`)
+          : discard();
+      await pipeline(await repository.openArtifact(m.cluster, m.id, a.path), stored, sink, { signal });
       return { stored: stored.result() };
     }
     const plain = new DigestPass();
