@@ -6,7 +6,7 @@ import { KburError } from '../../shared/errors.js';
 /**
  * age files (C2SP age v1) whose header (recipient stanzas, header MAC) is made and checked by the
  * `age-encryption` package, and whose payload STREAM runs on node:crypto's native
- * ChaCha20-Poly1305: on 256 MiB that saves ~2.5 CPU-s each way (library ~3 s, this ~0.4 s).
+ * ChaCha20-Poly1305: for 256 MiB, 1.1-1.3 CPU-s to encrypt and 0.8-0.9 to decrypt, against the package's 2.7-2.9 and 3.0-3.3.
  */
 
 /** Plaintext bytes per STREAM chunk, and a ciphertext chunk: the same plus its Poly1305 tag. */
@@ -111,9 +111,11 @@ export async function ageEncryptStream(recipients: string[]): Promise<Transform>
   let counter = 0;
   const seal = (t: Transform, last: boolean): void => {
     const c = createCipheriv('chacha20-poly1305', key, chunkNonce(counter++, last), { authTagLength: TAG });
-    const out = pending.take(AGE_CHUNK).map((p) => c.update(p));
-    out.push(c.final(), c.getAuthTag());
-    t.push(Buffer.concat(out));
+    // Pushed as the cipher gives them: joining them would allocate every byte twice, and peak RSS
+    // follows what is allocated (V8 collects buffers only every ~64 MiB of them).
+    for (const p of pending.take(AGE_CHUNK)) t.push(c.update(p));
+    c.final();
+    t.push(c.getAuthTag());
   };
   const t = new Transform({
     highWaterMark: AGE_CHUNK + TAG,

@@ -104,8 +104,9 @@ describe('age payload on node:crypto (byte-compatible with the age CLI and age-e
     bad[30] ^= 0x01; // inside the X25519 stanza
     await expectRefused(bad, [key], /./);
     const mac = Buffer.from(ours);
-    mac[mac.indexOf('\n--- ') + 6] ^= 0x01;
-    await expectRefused(mac, [key], /invalid header HMAC|base64|Invalid/i);
+    const at = mac.indexOf('\n--- ') + 6; // a MAC character (of full 6 bits), changed for another valid one
+    mac[at] = mac[at] === 0x41 ? 0x42 : 0x41;
+    await expectRefused(mac, [key], /invalid header HMAC/);
     await expectRefused(Buffer.from('hello, not age at all\n'), [key], /not an age file/);
     await expectRefused(ours.subarray(0, 40), [key], /truncated age file: it ends inside its header/);
   });
