@@ -5,6 +5,7 @@ import { connectAgents, loadContext, type GlobalOptions } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
 import { checkRecipients, loadIdentity, sealNote } from '../repository/seal.js';
 import { signatureNote } from '../repository/signing.js';
+import { recordBackup } from '../run-metrics.js';
 
 /** kbur backup: one backup set of the whole control plane. */
 export async function run(opts: GlobalOptions & { signal: AbortSignal }): Promise<ExitCode> {
@@ -14,6 +15,7 @@ export async function run(opts: GlobalOptions & { signal: AbortSignal }): Promis
   const identity = ctx.config.backup.copySnapshotToNodes ? await loadIdentity(undefined) : undefined;
   const agents = await connectAgents(ctx);
   const progress = ctx.json ? undefined : new Progress(process.stderr);
+  const startedAt = Date.now();
   try {
     const m = await runBackup({
       cluster: ctx.config.cluster,
@@ -25,7 +27,11 @@ export async function run(opts: GlobalOptions & { signal: AbortSignal }): Promis
       progress,
       stallMs: ctx.config.stallTimeout * 1000,
       signal: opts.signal,
+    }).catch(async (err: unknown) => {
+      await recordBackup(ctx, { startedAt, endedAt: Date.now() });
+      throw err;
     });
+    await recordBackup(ctx, { manifest: m, startedAt, endedAt: Date.now() });
     const copies = ctx.config.backup.copySnapshotToNodes
       ? await copySnapshotToNodes({ manifest: m, agents, repository: ctx.repository, identity, signal: opts.signal })
       : undefined;
