@@ -105,14 +105,18 @@ export interface KburOutcome {
   nodeCopies: NodeCopy[] | undefined;
 }
 
+/** How the benchmark runs kbur: today's bundle under this Node, with the shebang's flags. */
+export const KBUR_COMMAND = [process.execPath, ...NODE_FLAGS, KBUR_BIN];
+
 /** kbur backup --json; its backup folder is removed once its manifest is read, unless `keep`. */
 export async function kburBackup(
   sandbox: Sandbox,
   signal: AbortSignal,
   keep = false,
   config = sandbox.coordinatorConfig,
+  command = KBUR_COMMAND,
 ): Promise<KburOutcome> {
-  const measured = await measure(process.execPath, [...NODE_FLAGS, KBUR_BIN, '--config', config, 'backup', '--json'], process.env, signal);
+  const measured = await measure(command[0]!, [...command.slice(1), '--config', config, 'backup', '--json'], process.env, signal);
   let manifest: Manifest & { nodeCopies?: NodeCopy[] };
   try {
     manifest = JSON.parse(measured.stdout) as Manifest & { nodeCopies?: NodeCopy[] };

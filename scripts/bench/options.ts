@@ -4,7 +4,7 @@ import { ETCD_MAX_QUOTA } from './sandbox.js';
 import { GiB, MiB } from './util.js';
 
 /** Every scenario the benchmark knows, in the order they run at a size (rebuild resets the nodes: last). */
-export const SCENARIO_NAMES = ['backup', 'scrape', 'deep-verify', 'restore'] as const;
+export const SCENARIO_NAMES = ['backup', 'scrape', 'deep-verify', 'binaries', 'restore'] as const;
 
 export type ScenarioName = (typeof SCENARIO_NAMES)[number];
 

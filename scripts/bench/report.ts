@@ -7,6 +7,7 @@ import type { SizeResult } from './backup.js';
 import type { ScenarioName } from './options.js';
 import type { RestoreSection } from './restore.js';
 import { SCENARIOS } from './scenarios.js';
+import type { BinariesSection } from './binaries.js';
 import type { DeepVerifySection } from './deep-verify.js';
 import type { ScrapeSection } from './scrape.js';
 import { ETCDCTL_ENV, GiB, round, run } from './util.js';
@@ -27,6 +28,7 @@ export interface Report {
   restore?: RestoreSection;
   scrape?: ScrapeSection;
   deepVerify?: DeepVerifySection;
+  binaries?: BinariesSection;
 }
 
 export async function machineInfo(): Promise<Record<string, unknown>> {

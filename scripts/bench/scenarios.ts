@@ -10,6 +10,7 @@ import type { Options, ScenarioName } from './options.js';
 import { RESTORE_TARGETS, benchRestore, emptyRestoreResult, finishRestoreResult } from './restore.js';
 import { RESTORE_METHOD, restoreMarkdown, restoreText } from './restore-report.js';
 import { type Scenario, isFirst } from './scenario.js';
+import { binariesScenario } from './binaries.js';
 import { deepVerifyScenario } from './deep-verify.js';
 import { scrapeScenario } from './scrape.js';
 import { round } from './util.js';
@@ -74,7 +75,7 @@ const restoreScenario: Scenario = {
   markdown: (report) => (report.restore ? restoreMarkdown(report.restore, !isFirst(report, 'restore')) : []),
 };
 
-export const SCENARIOS: readonly Scenario[] = [backupScenario, scrapeScenario, deepVerifyScenario, restoreScenario];
+export const SCENARIOS: readonly Scenario[] = [backupScenario, scrapeScenario, deepVerifyScenario, binariesScenario, restoreScenario];
 
 export const scenario = (name: ScenarioName): Scenario | undefined => SCENARIOS.find((s) => s.name === name);
 
