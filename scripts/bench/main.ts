@@ -1,24 +1,30 @@
 /**
- * The backup benchmark (issue acceptance): for each etcd size, a fresh sandbox (3-member TLS etcd,
- * real kbur agents) filled to that size, then, from the member kbur snapshots, `etcdctl snapshot
- * save` and `kbur backup` timed in alternating order. Reports the wall-time ratio kbur/etcdctl and
- * the peak RSS of the coordinator (kbur CLI) and of the agent that streamed the snapshot.
+ * kbur's benchmark: scenarios, each in its own module (scenarios.ts lists them), run per size on a
+ * sandbox (3-member TLS etcd, real kbur agents) filled to that size. Each size gets one sandbox,
+ * started by the first scenario that needs it and reused by the next ones in registry order; a
+ * scenario that fails (or resets the nodes, as rebuild does) leaves the next one a fresh sandbox.
  *
- * Then the restore benchmark (RTO) for each --restore-sizes, on the backup benchmark's sandbox of
- * that size (else a fresh one filled the same way): two kept `kbur backup`s, the first without and
- * the second with backup.copySnapshotToNodes, restored in each run by etcd's documented manual
- * procedure, by `kbur restore --yes` of the second (staged from the copies on the nodes) and of the
- * first (snapshot uploaded), the three in rotation, each restored cluster checked. Target: median
- * kbur/manual at most 1.3 with the copies on the nodes; the upload is reported beside it. See RESTORE_METHOD.
+ *   backup       `kbur backup` against `etcdctl snapshot save` of the same member (--sizes); target
+ *                median ratio at most 1.15, each process under 150 MiB at every size
+ *   scrape       the snapshotting agent's /metrics every 50 ms during `kbur backup` (--size): every
+ *                scrape under 100 ms, backup time with a scraper within the runs' spread of without
+ *   deep-verify  `kbur verify --deep` against `etcdctl snapshot restore` alone (--size): at most 1.5x
+ *   binaries     the single executable (npm run package) against today's bundle: spawn to the
+ *                snapshot's first byte, to exit, size (--size); no target
+ *   restore      `kbur restore` (RTO) against etcd's manual procedure, from the nodes' snapshot
+ *                copies and uploaded (--restore-sizes); at most 1.3x with the copies. See RESTORE_METHOD
  *
- *   npm run bench                                  backup 300 MiB and 1536 MiB, restore 300 MiB, 5 runs each
- *   node dist/scripts/bench/main.js [--sizes 300,1536|none] [--restore-sizes 300|none] [--runs 5]
- *                              [--out bench-results/backup.json] [--root DIR] [--keep] [--network 127.0.2]
- *   node dist/scripts/bench/main.js --sizes none --restore-sizes 300      the restore benchmark alone
+ *   npm run bench                     every scenario whose prerequisites exist, 5 runs each
+ *   node dist/scripts/bench/main.js [--scenarios backup,scrape,...] [--sizes 300,1536|none]
+ *        [--restore-sizes 300|none] [--size 300] [--runs 5] [--out bench-results/backup.json]
+ *        [--root DIR] [--keep] [--network 127.0.2]
+ *   node dist/scripts/bench/main.js --scenarios restore --restore-sizes 300    the restore benchmark alone
  *
- * Targets: median ratio at most 1.15, each process under 150 MiB at every size. Missing a target is
- * a result, not an error: the exit code is 0 then, 1 if a measurement could not be taken, 130 on
- * Ctrl-C. Results go to --out (JSON) and a Markdown table beside it.
+ * Without --scenarios, a scenario whose prerequisites are missing (a tool, the packaged executables)
+ * is left out and the report says why; named in --scenarios, it is a usage error (exit 2). Missing
+ * a target is a result, not an error: the exit code is 0 then, 1 if a measurement could not be
+ * taken, 130 on Ctrl-C. Results go to --out (JSON: the backup scenario's `results`, then one
+ * section per other scenario) and a Markdown report beside it.
  *
  * How it measures:
  *   - wall time: from spawn to exit of each process (both include their own startup);
@@ -28,9 +34,10 @@
  *     (startup, the warm-up backup and every run so far at this size); agents start fresh per size;
  *   - agent and etcd-member CPU: utime+stime deltas of those long-lived processes around each run.
  *
- * Layout: one file per scenario (backup.ts, restore.ts with restore-manual/-kbur/-cluster.ts), its
- * report beside it (*-report.ts), and what they share: proc.ts (measuring a process), etcd.ts
- * (status, fill), sandbox.ts, util.ts (units, logging, tables), report.ts (the whole report).
+ * Layout: scenario.ts (what a scenario is), scenarios.ts (the registry), one file per scenario
+ * (backup.ts, scrape.ts, deep-verify.ts, binaries.ts, restore.ts with restore-manual/-kbur/-cluster.ts)
+ * with its report beside it (*-report.ts), and what they share: proc.ts (measuring a process),
+ * etcd.ts (status, fill), sandbox.ts, util.ts (units, logging, tables), report.ts (the whole report).
  */
 import { rmSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
