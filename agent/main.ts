@@ -47,7 +47,7 @@ export async function runAgent(argv: string[]): Promise<number> {
     node: config.node,
     listen: config.listen,
     health: config.health,
-    etcd: state.etcd.settings.endpoint,
+    etcd: state.etcd.missing ?? state.etcd.settings.endpoint,
     version: KBUR_VERSION,
   });
 
@@ -103,6 +103,7 @@ async function reload(file: string, current: AgentState, log: Logger): Promise<A
 }
 
 async function updateReadiness(server: AgentServer, state: AgentState): Promise<void> {
+  await state.refreshEtcd();
   const st = await state.etcd.status();
   server.health.setStatus(AGENT_SERVICE_NAME, st.reachable ? 'SERVING' : 'NOT_SERVING');
 }

@@ -20,7 +20,7 @@ export async function nodeInfo(
     etcd.status({ keyCount: opts.countKeys }),
     listLocalSnapshots(stateDir),
   ]);
-  const [etcdDataDisk, stateDisk] = await Promise.all([diskOf(etcd.settings.dataDir, mounts), diskOf(stateDir, mounts)]);
+  const [etcdDataDisk, stateDisk] = await Promise.all([diskOf(etcd.settings.dataDir || stateDir, mounts), diskOf(stateDir, mounts)]);
   rereadOldMountTable();
   return {
     node,

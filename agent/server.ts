@@ -143,9 +143,10 @@ export class AgentServer {
     const release = s.acquire();
     const changes = !READ_ONLY.has(method);
     Promise.resolve()
-      .then(() => {
+      .then(async () => {
         const caller = authorize(call, method, s.config.clients);
         this.log.log(changes ? 'info' : 'debug', 'call', { op, method, cn: caller.cn, role: caller.role });
+        await s.refreshEtcd();
         return run(s);
       })
       .then(
@@ -177,6 +178,7 @@ export class AgentServer {
       const stream = async (): Promise<void> => {
         const caller = authorize(call, method, s.config.clients);
         this.log.info('stream started', { op, method, cn: caller.cn, role: caller.role });
+        await s.refreshEtcd();
         for await (const msg of run(s, abort.signal, call.request)) {
           abort.signal.throwIfAborted();
           // The write callback fires when HTTP/2 took the bytes: this is the backpressure.

@@ -1,12 +1,13 @@
 import { z } from 'zod';
 import type { PrepareRestoreResponse } from '../../proto/gen/kbur/v1/agent.js';
-import { asKburError } from '../../shared/errors.js';
-import type { Manifest } from '../../shared/manifest.js';
+import { asKburError, type KburError } from '../../shared/errors.js';
+import type { Artifact, Manifest } from '../../shared/manifest.js';
 import type { AgentClient } from '../agent-client.js';
 import { mib } from '../backup/progress.js';
 import { SNAPSHOT_PATH } from '../backup/run.js';
 import { checkArtifact } from '../repository/check.js';
 import type { Repository } from '../repository/repository.js';
+import { ARCHIVED_ETCD_MANIFEST, readNodeArchive, type NodeArchiveRead } from './node-archive.js';
 
 export const planSchema = z.object({
   restoreId: z.string(),
@@ -30,6 +31,13 @@ export const planSchema = z.object({
       manifests: z.array(z.string()),
       /** Where the staged snapshot comes from: the copy the node keeps, or an upload from the repository. */
       snapshotSource: z.enum(['local-copy', 'upload']).default('upload'),
+      /** The node had no etcd member of its own (reset, or new): it is rebuilt from its archive. */
+      rebuild: z.boolean().default(false),
+      /** Its /etc/kubernetes is put back from its archive (--with-kubernetes-dir, or a rebuild). */
+      restoreKubernetesDir: z.boolean().default(false),
+      /** What the agent found there before the restore, and where the member's settings came from. */
+      found: z.array(z.string()).default([]),
+      settingsFrom: z.string().default(''),
     }),
   ),
   notes: z.array(z.string()),
@@ -79,19 +87,52 @@ export async function preflight(opts: {
       return r;
     },
   );
-  const prepared = await Promise.all(
-    opts.agents.map((a) =>
-      a
-        .prepareRestore({
-          restoreId: opts.restoreId,
-          snapshotSize: snapshot.size,
-          backupId: manifest.id,
-          snapshotSha256: snapshot.sha256,
-          checkLocalCopy: opts.dryRun,
-        })
-        .catch((err: unknown) => asKburError(err)),
-    ),
+  const prepare = (a: AgentClient, archivedEtcdManifest = ''): Promise<PrepareRestoreResponse | KburError> =>
+    a
+      .prepareRestore({
+        restoreId: opts.restoreId,
+        snapshotSize: snapshot.size,
+        backupId: manifest.id,
+        snapshotSha256: snapshot.sha256,
+        checkLocalCopy: opts.dryRun,
+        archivedEtcdManifest,
+      })
+      .catch((err: unknown) => asKburError(err));
+  const prepared = await Promise.all(opts.agents.map((a) => prepare(a)));
+  // Node archives are read once each (sha256 checked, the etcd manifest kept), only for the nodes that need theirs.
+  const archives = new Map<string, Promise<{ artifact: Artifact; read: NodeArchiveRead } | undefined>>();
+  const archiveOf = (node: string): Promise<{ artifact: Artifact; read: NodeArchiveRead } | undefined> => {
+    if (!archives.has(node)) {
+      const artifact = manifest.artifacts.find((a) => a.kind === 'kubernetes-dir' && a.node === node);
+      archives.set(
+        node,
+        artifact
+          ? readNodeArchive(opts.repository, manifest, artifact, opts.signal).then((read) => ({ artifact, read }))
+          : Promise.resolve(undefined),
+      );
+    }
+    return archives.get(node)!;
+  };
+  const rebuildProblems = await Promise.all(
+    prepared.map(async (p, i) => {
+      if (p instanceof Error || !p.needsArchive) return [];
+      const agent = opts.agents[i]!;
+      const node = agent.node.name;
+      const archive = await archiveOf(node);
+      if (!archive)
+        return [
+          `${node}: no etcd member here (${p.found.join('; ')}): a reset or new node is rebuilt from its archive, and backup ${manifest.id} has none of ${node}; restore a backup that has one, or leave ${node} out of kbur.yaml and join it later (kubeadm join --control-plane)`,
+        ];
+      if (archive.read.problem) return [`${archive.artifact.path}: ${archive.read.problem}`];
+      if (!archive.read.etcdManifest)
+        return [
+          `${node}: no etcd member here, and its archive ${archive.artifact.path} has no ${ARCHIVED_ETCD_MANIFEST} to rebuild it from`,
+        ];
+      prepared[i] = await prepare(agent, archive.read.etcdManifest);
+      return [];
+    }),
   );
+  problems.push(...rebuildProblems.flat());
   const everyNodeHasCopy = prepared.every((p) => !(p instanceof Error) && p.hasLocalCopy);
   if (everyNodeHasCopy && !opts.dryRun) skipRepository.abort();
   const snapshotCheck = await repositoryCheck;
@@ -103,7 +144,7 @@ export async function preflight(opts: {
       `the repository's copy of the snapshot is damaged (${snapshotCheck.problem}); this restore uses the nodes' copies and does not need it; kbur verify ${manifest.id} records it`,
     );
 
-  if (opts.withKubernetesDir) problems.push(...(await checkNodeArchives(opts, manifest)));
+  if (opts.withKubernetesDir) problems.push(...(await checkNodeArchives(opts.agents, manifest, archiveOf)));
   const nodes: RestorePlan['nodes'] = [];
   prepared.forEach((p, i) => {
     const agent = opts.agents[i]!;
@@ -111,12 +152,14 @@ export async function preflight(opts: {
       return problems.push(p.code === 'PERMISSION_DENIED' ? `${p.message} (a restore needs the admin role)` : p.message);
     if (p.node !== agent.node.name) problems.push(`${agent.node.agent} answers as node ${p.node}, kbur.yaml calls it ${agent.node.name}`);
     problems.push(...p.problems.map((x) => `${agent.node.name}: ${x}`));
+    // Said above: a node without a member whose archive could not describe one.
+    if (p.needsArchive && !p.memberName) return;
     const member = manifest.etcd!.members.find((m) => m.name === p.memberName);
     if (!member)
       return problems.push(
         `${agent.node.name} runs etcd member ${p.memberName}, which is not a member of the backup's cluster (${manifest.etcd!.members.map((m) => m.name).join(', ')})`,
       );
-    nodes.push(toPlanNode(agent, p, member.peerUrls));
+    nodes.push(toPlanNode(agent, p, member.peerUrls, opts.withKubernetesDir));
   });
   for (const p of prepared) {
     if (!(p instanceof Error) && p.localCopyProblem)
@@ -162,23 +205,26 @@ export async function preflight(opts: {
 
 /** Every node of the plan has its archive in the backup, whole. */
 async function checkNodeArchives(
-  opts: { repository: Repository; cluster: string; agents: AgentClient[]; signal: AbortSignal },
+  agents: AgentClient[],
   manifest: Manifest,
+  archiveOf: (node: string) => Promise<{ artifact: Artifact; read: NodeArchiveRead } | undefined>,
 ): Promise<string[]> {
   const problems: string[] = [];
-  for (const agent of opts.agents) {
-    const archive = manifest.artifacts.find((a) => a.kind === 'kubernetes-dir' && a.node === agent.node.name);
-    if (!archive) {
+  for (const agent of agents) {
+    const archive = await archiveOf(agent.node.name);
+    if (!archive)
       problems.push(`backup ${manifest.id} has no kubernetes dir archive of ${agent.node.name}: restore without --with-kubernetes-dir`);
-      continue;
-    }
-    const { problem } = await checkArtifact(opts.repository, manifest, archive, opts.signal);
-    if (problem) problems.push(`${archive.path}: ${problem}`);
+    else if (archive.read.problem) problems.push(`${archive.artifact.path}: ${archive.read.problem}`);
   }
-  return problems;
+  return [...new Set(problems)];
 }
 
-function toPlanNode(agent: AgentClient, p: PrepareRestoreResponse, peerUrls: string[]): RestorePlan['nodes'][number] {
+function toPlanNode(
+  agent: AgentClient,
+  p: PrepareRestoreResponse,
+  peerUrls: string[],
+  withKubernetesDir: boolean,
+): RestorePlan['nodes'][number] {
   return {
     node: agent.node.name,
     agent: agent.node.agent,
@@ -189,6 +235,10 @@ function toPlanNode(agent: AgentClient, p: PrepareRestoreResponse, peerUrls: str
     restoreTool: `${p.restoreTool} ${p.restoreToolVersion}`,
     manifests: p.manifests,
     snapshotSource: p.hasLocalCopy ? 'local-copy' : 'upload',
+    rebuild: p.needsArchive,
+    restoreKubernetesDir: withKubernetesDir || p.needsArchive,
+    found: p.found,
+    settingsFrom: p.settingsFrom,
   };
 }
 
@@ -202,14 +252,14 @@ export function describePlan(plan: RestorePlan, manifest?: Pick<Manifest, 'start
     '  on every node, in this order:',
     "    1. stage the snapshot in the agent's state dir (from the node's own copy, or uploaded) and check it there",
     '    2. stop: move out of manifests/ the control plane, then etcd (or stop the etcd unit); wait until etcd is gone',
-    '    3. restore the member from the snapshot into a new dir; move the data dir aside as <dataDir>.kbur-<restore-id> (never deleted); put the restored one in place',
-    ...(plan.withKubernetesDir
+    ...(plan.nodes.some((n) => n.restoreKubernetesDir)
       ? [
-          "       then put back /etc/kubernetes from the node's archive; files it replaces are moved aside to <kubernetesDir>.kbur-<restore-id>/",
+          "    3. where said below: put back /etc/kubernetes from the node's archive, its static pod manifests held back; files it replaces are moved aside to <kubernetesDir>/kbur-aside-<restore-id>/",
         ]
       : []),
-    '    4. start etcd; wait for quorum; verify revision, key count and member list',
-    '    5. put the control-plane manifests back',
+    '    4. restore the member from the snapshot into a new dir; move the data dir aside as <dataDir>.kbur-<restore-id> (never deleted); put the restored one in place',
+    '    5. start etcd (etcd.yaml into manifests/: the kubelet starts it); wait for quorum; verify revision, key count and member list',
+    '    6. put the control-plane manifests back',
     '  nodes:',
   ];
   for (const n of plan.nodes) {
@@ -217,8 +267,14 @@ export function describePlan(plan: RestorePlan, manifest?: Pick<Manifest, 'start
       `    ${n.node} (${n.agent}): member ${n.memberName}, peers ${n.peerUrls.join(',')}, ${n.etcdMode}, tool ${n.restoreTool}`,
       `      snapshot: ${n.snapshotSource === 'local-copy' ? 'the copy this node keeps' : 'uploaded from the repository'}`,
       `      data dir ${n.dataDir} -> moved aside to ${n.dataDir}.kbur-${plan.restoreId}`,
-      `      stopped and started: ${n.manifests.join(', ') || '(etcd unit)'}`,
+      `      stopped and started: ${n.manifests.join(', ') || (n.etcdMode === 'systemd' ? '(etcd unit)' : 'nothing runs here')}`,
     );
+    if (n.found.length) lines.push(`      found: ${n.found.join('; ')}`);
+    if (n.rebuild)
+      lines.push(
+        `      REBUILD: no etcd member here; its member's settings come from the etcd manifest of its archive; /etc/kubernetes is put back from the archive (manifests held back), then the data dir, then etcd.yaml into manifests/, then the other manifests`,
+      );
+    else if (n.restoreKubernetesDir) lines.push("      /etc/kubernetes: put back from the node's archive");
   }
   for (const note of plan.notes) lines.push(`  note: ${note}`);
   return lines.join('\n');

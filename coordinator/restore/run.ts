@@ -132,19 +132,26 @@ async function runStep(r: RestoreRun, step: StepName): Promise<void> {
         return res.done;
       });
     case 'restore-kubernetes': {
-      if (!plan.withKubernetesDir) return;
+      // Before the member: a rebuilt node learns its member's settings from the archive's etcd manifest.
+      const nodes = plan.nodes.filter((n) => n.restoreKubernetesDir || plan.withKubernetesDir).map((n) => n.node);
+      if (nodes.length === 0) return;
       const manifest = await r.repository.readManifest(plan.cluster, plan.backupId);
-      return perNode(r, step, async (node) => {
-        const archive = manifest.artifacts.find((a) => a.kind === 'kubernetes-dir' && a.node === node)!;
-        const stream = await r.repository.openArtifact(plan.cluster, plan.backupId, archive.path);
-        return (
-          await agent(node).restoreKubernetesDir(
-            { restoreId: plan.restoreId, size: archive.size, sha256: archive.sha256, localCopy: '' },
-            stream,
-            r.signal,
-          )
-        ).done;
-      });
+      return perNode(
+        r,
+        step,
+        async (node) => {
+          const archive = manifest.artifacts.find((a) => a.kind === 'kubernetes-dir' && a.node === node)!;
+          const stream = await r.repository.openArtifact(plan.cluster, plan.backupId, archive.path);
+          return (
+            await agent(node).restoreKubernetesDir(
+              { restoreId: plan.restoreId, size: archive.size, sha256: archive.sha256, localCopy: '' },
+              stream,
+              r.signal,
+            )
+          ).done;
+        },
+        [nodes],
+      );
     }
     case 'start-etcd':
       return perNode(r, step, async (node) => (await agent(node).restoreStep('StartEtcd', plan.restoreId)).done);
@@ -310,16 +317,19 @@ export async function executeRollback(r: RestoreRun): Promise<void> {
     await journal.setStatus('failed');
     throw failed.reason;
   }
-  // The members restarted on their old data dirs: the old cluster, old member list.
-  const detail = await waitForOldQuorum(r);
+  // The members restarted on their old data dirs: the old cluster, old member list. Nodes the
+  // restore found reset are left so, without etcd.
+  const detail = await waitForOldQuorum(r, new Set(journal.plan.nodes.filter((n) => !n.rebuild).map((n) => n.node)));
   r.say(`rollback: ${detail}`);
   await journal.setStatus('rolled-back');
 }
 
-function waitForOldQuorum(r: RestoreRun): Promise<string> {
+async function waitForOldQuorum(r: RestoreRun, nodes: Set<string>): Promise<string> {
+  if (nodes.size === 0) return 'every node was found reset and is left so, without etcd';
   return pollNodes<string>(
     r,
-    (infos) => {
+    (all) => {
+      const infos = all.filter((_, i) => nodes.has(r.journal.plan.nodes[i]!.node));
       const ok = infos.filter(
         (i): i is GetNodeInfoResponse => !(i instanceof Error) && Boolean(i.etcd?.reachable && i.etcd.leaderId && i.etcd.leaderId !== '0'),
       );

@@ -181,6 +181,11 @@ export interface PrepareRestoreRequest {
   snapshotSha256: string;
   /** Also reread that copy and check its sha256 and integrity hash (a dry run; a restore checks it when staging). */
   checkLocalCopy: boolean;
+  /**
+   * The etcd static pod manifest (manifests/etcd.yaml) from this node's archive in the backup: the
+   * member's settings for a node that has none of its own (reset, or new), below its config's etcd.* keys.
+   */
+  archivedEtcdManifest: string;
 }
 
 export interface PrepareRestoreResponse {
@@ -210,6 +215,15 @@ export interface PrepareRestoreResponse {
   hasLocalCopy: boolean;
   /** Why a copy it keeps cannot be used (check_local_copy found it damaged); it is uploaded then. */
   localCopyProblem: string;
+  /**
+   * The node has no etcd member of its own (no etcd manifest, a node reset by kubeadm reset or a
+   * new machine): it can only be rebuilt from its archive, which archived_etcd_manifest describes.
+   */
+  needsArchive: boolean;
+  /** Where the member's settings came from: "manifest <path>", "config", "archive", or "" (unknown). */
+  settingsFrom: string;
+  /** What the node has of its control plane now, for the plan ("no pki/", "data dir ... missing"). */
+  found: string[];
 }
 
 export interface StageSnapshotRequest {
@@ -2249,7 +2263,14 @@ export const ArchiveTrailer: MessageFns<ArchiveTrailer> = {
 };
 
 function createBasePrepareRestoreRequest(): PrepareRestoreRequest {
-  return { restoreId: "", snapshotSize: 0, backupId: "", snapshotSha256: "", checkLocalCopy: false };
+  return {
+    restoreId: "",
+    snapshotSize: 0,
+    backupId: "",
+    snapshotSha256: "",
+    checkLocalCopy: false,
+    archivedEtcdManifest: "",
+  };
 }
 
 export const PrepareRestoreRequest: MessageFns<PrepareRestoreRequest> = {
@@ -2268,6 +2289,9 @@ export const PrepareRestoreRequest: MessageFns<PrepareRestoreRequest> = {
     }
     if (message.checkLocalCopy !== false) {
       writer.uint32(40).bool(message.checkLocalCopy);
+    }
+    if (message.archivedEtcdManifest !== "") {
+      writer.uint32(50).string(message.archivedEtcdManifest);
     }
     return writer;
   },
@@ -2325,6 +2349,14 @@ export const PrepareRestoreRequest: MessageFns<PrepareRestoreRequest> = {
             message.checkLocalCopy = reader.bool();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.archivedEtcdManifest = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2364,6 +2396,11 @@ export const PrepareRestoreRequest: MessageFns<PrepareRestoreRequest> = {
         : isSet(object.check_local_copy)
         ? globalThis.Boolean(object.check_local_copy)
         : false,
+      archivedEtcdManifest: isSet(object.archivedEtcdManifest)
+        ? globalThis.String(object.archivedEtcdManifest)
+        : isSet(object.archived_etcd_manifest)
+        ? globalThis.String(object.archived_etcd_manifest)
+        : "",
     };
   },
 
@@ -2384,6 +2421,9 @@ export const PrepareRestoreRequest: MessageFns<PrepareRestoreRequest> = {
     if (message.checkLocalCopy !== false) {
       obj.checkLocalCopy = message.checkLocalCopy;
     }
+    if (message.archivedEtcdManifest !== "") {
+      obj.archivedEtcdManifest = message.archivedEtcdManifest;
+    }
     return obj;
   },
 
@@ -2397,6 +2437,7 @@ export const PrepareRestoreRequest: MessageFns<PrepareRestoreRequest> = {
     message.backupId = object.backupId ?? "";
     message.snapshotSha256 = object.snapshotSha256 ?? "";
     message.checkLocalCopy = object.checkLocalCopy ?? false;
+    message.archivedEtcdManifest = object.archivedEtcdManifest ?? "";
     return message;
   },
 };
@@ -2419,6 +2460,9 @@ function createBasePrepareRestoreResponse(): PrepareRestoreResponse {
     dataDirBytes: 0,
     hasLocalCopy: false,
     localCopyProblem: "",
+    needsArchive: false,
+    settingsFrom: "",
+    found: [],
   };
 }
 
@@ -2471,6 +2515,15 @@ export const PrepareRestoreResponse: MessageFns<PrepareRestoreResponse> = {
     }
     if (message.localCopyProblem !== "") {
       writer.uint32(130).string(message.localCopyProblem);
+    }
+    if (message.needsArchive !== false) {
+      writer.uint32(136).bool(message.needsArchive);
+    }
+    if (message.settingsFrom !== "") {
+      writer.uint32(146).string(message.settingsFrom);
+    }
+    for (const v of message.found) {
+      writer.uint32(154).string(v!);
     }
     return writer;
   },
@@ -2616,6 +2669,30 @@ export const PrepareRestoreResponse: MessageFns<PrepareRestoreResponse> = {
             message.localCopyProblem = reader.string();
             continue;
           }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.needsArchive = reader.bool();
+            continue;
+          }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.settingsFrom = reader.string();
+            continue;
+          }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.found.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2702,6 +2779,19 @@ export const PrepareRestoreResponse: MessageFns<PrepareRestoreResponse> = {
         : isSet(object.local_copy_problem)
         ? globalThis.String(object.local_copy_problem)
         : "",
+      needsArchive: isSet(object.needsArchive)
+        ? globalThis.Boolean(object.needsArchive)
+        : isSet(object.needs_archive)
+        ? globalThis.Boolean(object.needs_archive)
+        : false,
+      settingsFrom: isSet(object.settingsFrom)
+        ? globalThis.String(object.settingsFrom)
+        : isSet(object.settings_from)
+        ? globalThis.String(object.settings_from)
+        : "",
+      found: globalThis.Array.isArray(object?.found)
+        ? object.found.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -2755,6 +2845,15 @@ export const PrepareRestoreResponse: MessageFns<PrepareRestoreResponse> = {
     if (message.localCopyProblem !== "") {
       obj.localCopyProblem = message.localCopyProblem;
     }
+    if (message.needsArchive !== false) {
+      obj.needsArchive = message.needsArchive;
+    }
+    if (message.settingsFrom !== "") {
+      obj.settingsFrom = message.settingsFrom;
+    }
+    if (message.found?.length) {
+      obj.found = message.found;
+    }
     return obj;
   },
 
@@ -2783,6 +2882,9 @@ export const PrepareRestoreResponse: MessageFns<PrepareRestoreResponse> = {
     message.dataDirBytes = object.dataDirBytes ?? 0;
     message.hasLocalCopy = object.hasLocalCopy ?? false;
     message.localCopyProblem = object.localCopyProblem ?? "";
+    message.needsArchive = object.needsArchive ?? false;
+    message.settingsFrom = object.settingsFrom ?? "";
+    message.found = object.found?.map((e) => e) || [];
     return message;
   },
 };
