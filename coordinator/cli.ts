@@ -55,12 +55,21 @@ export async function cli(argv: string[], io: { stderr: NodeJS.WritableStream } 
     .option('-y, --yes', 'do not ask for confirmation')
     .option('--with-kubernetes-dir', "also put back each node's /etc/kubernetes from its archive (a rebuilt machine)")
     .option('--dumps', 'then restore every application dump of the backup too (a safety dump first, on each node)')
+    .option('--nodes <names>', 'restore a cluster of just these nodes (comma-separated); the others join it later')
     .option('--resume <restore-id>', 'continue an interrupted restore')
     .option('--rollback <restore-id>', 'put back the data dirs a restore moved aside, and restart')
     .action(
       async (
         id: string | undefined,
-        o: { dryRun?: boolean; yes?: boolean; withKubernetesDir?: boolean; dumps?: boolean; resume?: string; rollback?: string },
+        o: {
+          dryRun?: boolean;
+          yes?: boolean;
+          withKubernetesDir?: boolean;
+          dumps?: boolean;
+          nodes?: string;
+          resume?: string;
+          rollback?: string;
+        },
       ) => {
         code = await restore.run({ ...globals(), ...o, id, signal });
       },

@@ -18,6 +18,8 @@ export interface RestoreOptions extends GlobalOptions {
   withKubernetesDir?: boolean;
   /** After etcd, also restore every application dump of the backup (safety dump first, on each node). */
   dumps?: boolean;
+  /** --nodes a,b: a cluster of just these nodes of kbur.yaml; the others join it later. */
+  nodes?: string;
   signal: AbortSignal;
 }
 
@@ -32,7 +34,23 @@ export async function run(opts: RestoreOptions): Promise<ExitCode> {
       hint: 'kbur restore --help',
     });
   }
+  if (opts.nodes !== undefined && !opts.id) {
+    throw new KburError(
+      'INVALID_ARGUMENT',
+      '--nodes goes with a backup id: a resumed or rolled back restore keeps the nodes it started with',
+      {
+        hint: 'kbur restore ID --nodes node-1[,node-2]',
+      },
+    );
+  }
   const ctx = await loadContext(opts);
+  const only =
+    opts.nodes === undefined
+      ? undefined
+      : nodeList(
+          opts.nodes,
+          ctx.config.nodes.map((n) => n.name),
+        );
   const agents = await connectAgents(ctx);
   const say = (line: string): void => void ctx.out.write(`${line}\n`);
   try {
@@ -60,7 +78,7 @@ export async function run(opts: RestoreOptions): Promise<ExitCode> {
       cluster: ctx.config.cluster,
       backupId: opts.id!,
       restoreId,
-      agents,
+      agents: only ? agents.filter((a) => only.includes(a.node.name)) : agents,
       withKubernetesDir: Boolean(opts.withKubernetesDir),
       dryRun: Boolean(opts.dryRun),
       signal: opts.signal,
@@ -93,6 +111,19 @@ export async function run(opts: RestoreOptions): Promise<ExitCode> {
   } finally {
     for (const a of agents) a.close();
   }
+}
+
+/** The names --nodes gives, each a node of kbur.yaml. */
+function nodeList(value: string, known: string[]): string[] {
+  const names = value.split(',').map((n) => n.trim());
+  for (const name of names) {
+    if (!known.includes(name)) {
+      throw new KburError('INVALID_ARGUMENT', `--nodes: "${name}" is not a node of kbur.yaml (${known.join(', ')})`, {
+        hint: 'name nodes as kbur.yaml does, separated by commas: --nodes node-1,node-2',
+      });
+    }
+  }
+  return [...new Set(names)];
 }
 
 /** --dumps: every dump of the backup back on its node, once etcd is restored and verified. */

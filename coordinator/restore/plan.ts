@@ -3,6 +3,7 @@ import type { PrepareRestoreResponse } from '../../proto/gen/kbur/v1/agent.js';
 import { asKburError, type KburError } from '../../shared/errors.js';
 import type { Artifact, Manifest } from '../../shared/manifest.js';
 import type { AgentClient } from '../agent-client.js';
+import { byCodeUnits } from '../../shared/order.js';
 import { mib } from '../backup/progress.js';
 import { SNAPSHOT_PATH } from '../backup/run.js';
 import { checkArtifact } from '../repository/check.js';
@@ -41,6 +42,8 @@ export const planSchema = z.object({
     }),
   ),
   notes: z.array(z.string()),
+  /** Members of the backup this restore leaves out (--nodes, or no node in kbur.yaml): they join later. */
+  leftOut: z.array(z.string()).default([]),
 });
 export type RestorePlan = z.infer<typeof planSchema>;
 
@@ -167,10 +170,11 @@ export async function preflight(opts: {
   }
   if (everyNodeHasCopy && !opts.dryRun)
     notes.push("every node keeps a copy of this snapshot: each is staged from it and checked there; the repository's copy is not needed");
-  for (const m of manifest.etcd.members) {
-    if (!nodes.some((n) => n.memberName === m.name))
-      notes.push(`member ${m.name} of the backup has no node in kbur.yaml: the restored cluster has ${nodes.length} members`);
-  }
+  const leftOut = manifest.etcd.members
+    .filter((m) => !nodes.some((n) => n.memberName === m.name))
+    .map((m) => m.name)
+    .sort(byCodeUnits);
+  if (prepared.length > 0 && nodes.length === 0 && problems.length === 0) problems.push('no member of the backup is left to restore');
   const canBump = prepared.every((p) => !(p instanceof Error) && p.canBumpRevision);
   if (!canBump) {
     const tools = prepared
@@ -199,6 +203,7 @@ export async function preflight(opts: {
       },
       nodes,
       notes,
+      leftOut,
     },
   };
 }
@@ -277,5 +282,13 @@ export function describePlan(plan: RestorePlan, manifest?: Pick<Manifest, 'start
     else if (n.restoreKubernetesDir) lines.push("      /etc/kubernetes: put back from the node's archive");
   }
   for (const note of plan.notes) lines.push(`  note: ${note}`);
+  if (plan.leftOut.length) {
+    lines.push(
+      `  left out: member${plan.leftOut.length > 1 ? 's' : ''} ${plan.leftOut.join(', ')} of the backup: the restored cluster has ${plan.nodes.length} member${plan.nodes.length > 1 ? 's' : ''} (${plan.nodes.map((n) => n.memberName).join(', ')})`,
+      '  next, for each node left out, once its machine is there (stop any etcd still running on it first):',
+      '    - kubeadm join <endpoint> --control-plane ...: it adds its etcd member to this cluster, as for any new master;',
+      '    - or, when every node is back, a later kbur restore of a backup taken from the restored cluster, with every node.',
+    );
+  }
   return lines.join('\n');
 }

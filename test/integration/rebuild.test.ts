@@ -267,6 +267,66 @@ describe('kbur restore rebuilds reset control-plane nodes (agents under the unit
     }
   });
 
+  it('--nodes node-1 restores a one-member cluster that serves every key; a member then added as kubeadm join adds it syncs', async function () {
+    const wanted = await keys();
+    const m = await backup();
+    const [n1, n2] = sandbox.nodes as [SandboxNode, SandboxNode, SandboxNode];
+    for (const node of sandbox.nodes) await sandbox.resetNode(node.name);
+
+    const unknown = await kbur('restore', m.id, '--yes', '--nodes', 'node-1,node-9');
+    expect(unknown.code).to.equal(2);
+    expect(unknown.stderr).to.contain('--nodes: "node-9" is not a node of kbur.yaml (node-1, node-2, node-3)');
+    const resumed = await kbur('restore', '--resume', '20261130T000000Z-0000', '--nodes', 'node-1');
+    expect(resumed.code).to.equal(2);
+    expect(resumed.stderr).to.contain('--nodes goes with a backup id');
+
+    const r = await kbur('restore', m.id, '--yes', '--nodes', 'node-1');
+    expect(r.code, r.stdout + r.stderr).to.equal(0);
+    expect(r.stdout).to.match(/left out: members node-2, node-3 of the backup: the restored cluster has 1 member \(node-1\)/);
+    expect(r.stdout).to.match(/kubeadm join <endpoint> --control-plane .*adds its etcd member/);
+    expect(r.stdout).to.not.match(/^\w[\w-]* node-[23]:/m);
+    await waitHealthy([n1]);
+    const at = (node: SandboxNode) => ({ endpoints: [node.clientUrl] });
+    const keysOn = async (node: SandboxNode): Promise<string[]> =>
+      (await sandbox.etcdctl(['get', '--prefix', '/registry/', '--keys-only', '--consistency=s'], at(node)))
+        .split('\n')
+        .filter(Boolean)
+        .sort();
+    expect(await keysOn(n1)).to.deep.equal(wanted);
+    expect(await sandbox.etcdctl(['member', 'list'], at(n1))).to.match(/^[0-9a-f]+, started, node-1, /);
+    expect((await sandbox.etcdctl(['member', 'list'], at(n1))).trim().split('\n')).to.have.length(1);
+    expect(await readdir(n2.manifestsDir), 'node-2 left alone').to.deep.equal([]);
+
+    // node-2 joins as kubeadm join --control-plane does: its certificates, `etcdctl member add`, then its etcd started with the existing cluster.
+    const archive = await mkdtemp(join(root, 'join-'));
+    await run('tar', ['-xpf', join(sandbox.repoDir, 'sandbox', 'backups', m.id, 'nodes', n2.name, 'kubernetes.tar'), '-C', archive]);
+    await run('cp', ['-a', `${join(archive, 'pki')}/.`, join(n2.kubernetesDir, 'pki')]);
+    await sandbox.etcdctl(['member', 'add', n2.name, `--peer-urls=${n2.peerUrl}`], at(n1));
+    const pod = parse(await readFile(join(archive, 'manifests', 'etcd.yaml'), 'utf8')) as { spec: { containers: { command: string[] }[] } };
+    pod.spec.containers[0]!.command = pod.spec.containers[0]!.command.map((arg) =>
+      arg.startsWith('--initial-cluster=')
+        ? `--initial-cluster=${n1.name}=${n1.peerUrl},${n2.name}=${n2.peerUrl}`
+        : arg === '--initial-cluster-state=new'
+          ? '--initial-cluster-state=existing'
+          : arg,
+    );
+    await writeFile(join(n2.manifestsDir, 'etcd.yaml'), stringify(pod), { mode: 0o600 });
+    await rm(archive, { recursive: true, force: true });
+    await sandbox.kubelet.waitFor(n2.name, 'etcd', 'running');
+    await waitHealthy([n1, n2]);
+    const deadline = Date.now() + 30_000;
+    while ((await keysOn(n2)).join() !== wanted.join() && Date.now() < deadline) await new Promise((res) => setTimeout(res, 200));
+    expect(await keysOn(n2), 'node-2 synced').to.deep.equal(wanted);
+
+    // Then every node back in one restore: node-2 is a surviving member now, node-3 is rebuilt.
+    const back = await kbur('restore', m.id, '--yes');
+    expect(back.code, back.stdout + back.stderr).to.equal(0);
+    expect(back.stdout.match(/REBUILD: no etcd member here/g)).to.have.length(1);
+    expect(back.stdout).to.match(/node-3 \(.*\n(.*\n){4} {6}REBUILD/);
+    await waitHealthy();
+    expect(await keys()).to.deep.equal(wanted);
+  });
+
   it('--rollback of a rebuild leaves every node as reset as it was found, what kbur wrote moved aside', async function () {
     const wanted = await keys();
     const m = await backup();
