@@ -82,7 +82,7 @@ export async function restoreKubernetesDir(
   const held = record.held.map((h) => h.name);
   return {
     done: [
-      `restored ${dir} from its archive: ${replaced.length} files replaced (the old ones are in ${aside}), ${added.length} added, ${unchanged} unchanged` +
+      `restored ${dir} from its archive: ${replaced.length} files replaced${replaced.length ? ` (the old ones are in ${aside})` : ''}, ${added.length} added, ${unchanged} unchanged` +
         (held.length ? `; static pod manifests held back until etcd's data is in place: ${held.join(', ')}` : ''),
     ],
     alreadyDone: false,
