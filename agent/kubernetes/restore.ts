@@ -10,6 +10,7 @@ import { heldDir, holdManifest, manifestsDir } from '../restore/control-plane.js
 import { pathExists } from '../../shared/process.js';
 import { readRecord, writeRecord, type RestoreRecord } from '../restore/record.js';
 import { receiveUpload } from '../restore/stage.js';
+import { readdressTree } from './readdress.js';
 import type { AgentState } from '../state.js';
 
 /**
@@ -34,6 +35,8 @@ export async function restoreKubernetesDir(
   await rm(work, { recursive: true, force: true });
   await mkdir(work, { mode: 0o700 });
   await extract({ file: upload.path, cwd: work, strict: true, preserveOwner: true, preservePaths: false });
+  // A node moved to a new address (kbur restore --to): its archive is fitted before it is put in place.
+  const readdressed = upload.readdress?.length ? await readdressTree(work, upload.readdress) : [];
 
   record.kubernetes ??= { aside: kburDir(dir, 'aside', upload.restoreId), replaced: [], added: [], addedDirs: [], done: false };
   record.kubernetes.addedDirs ??= [];
@@ -84,6 +87,7 @@ export async function restoreKubernetesDir(
     done: [
       `restored ${dir} from its archive: ${replaced.length} files replaced${replaced.length ? ` (the old ones are in ${aside})` : ''}, ${added.length} added, ${unchanged} unchanged` +
         (held.length ? `; static pod manifests held back until etcd's data is in place: ${held.join(', ')}` : ''),
+      ...readdressed,
     ],
     alreadyDone: false,
   };

@@ -8,6 +8,7 @@ import { ExitCode } from '../exit-codes.js';
 import { Journal } from '../restore/journal.js';
 import { describePlan, preflight } from '../restore/plan.js';
 import { executeRestore, executeRollback } from '../restore/run.js';
+import { loadTargets } from '../restore/targets.js';
 
 export interface RestoreOptions extends GlobalOptions {
   id?: string;
@@ -20,6 +21,8 @@ export interface RestoreOptions extends GlobalOptions {
   dumps?: boolean;
   /** --nodes a,b: a cluster of just these nodes of kbur.yaml; the others join it later. */
   nodes?: string;
+  /** --to FILE: the backup's nodes come back at new addresses, on the agents the file names. */
+  to?: string;
   signal: AbortSignal;
 }
 
@@ -34,29 +37,33 @@ export async function run(opts: RestoreOptions): Promise<ExitCode> {
       hint: 'kbur restore --help',
     });
   }
-  if (opts.nodes !== undefined && !opts.id) {
+  if (opts.nodes !== undefined && opts.to !== undefined) {
+    throw new KburError('INVALID_ARGUMENT', '--nodes and --to do not go together: the --to file names the nodes to restore', {
+      hint: 'list only the nodes to restore in the --to file',
+    });
+  }
+  if ((opts.nodes !== undefined || opts.to !== undefined) && !opts.id) {
     throw new KburError(
       'INVALID_ARGUMENT',
-      '--nodes goes with a backup id: a resumed or rolled back restore keeps the nodes it started with',
-      {
-        hint: 'kbur restore ID --nodes node-1[,node-2]',
-      },
+      '--nodes and --to go with a backup id: a resumed or rolled back restore keeps the nodes it started with',
+      { hint: 'kbur restore ID --nodes node-1[,node-2], or kbur restore ID --to FILE' },
     );
   }
   const ctx = await loadContext(opts);
-  const only =
-    opts.nodes === undefined
-      ? undefined
-      : nodeList(
-          opts.nodes,
-          ctx.config.nodes.map((n) => n.name),
-        );
-  const agents = await connectAgents(ctx);
+  const known = ctx.config.nodes.map((n) => n.name);
+  const only = opts.nodes === undefined ? undefined : nodeList(opts.nodes, known);
+  const targets = opts.to === undefined ? undefined : await loadTargets(opts.to);
+  // A resumed or rolled back restore talks to the agents its plan names (new ones, after --to).
+  const journal =
+    opts.resume || opts.rollback ? await Journal.load(ctx.repository, ctx.config.cluster, (opts.resume ?? opts.rollback)!) : undefined;
+  const agents = await connectAgents(
+    ctx,
+    journal ? journal.plan.nodes.map((n) => ({ name: n.node, agent: n.agent })) : targets?.map((t) => ({ name: t.name, agent: t.agent })),
+  );
   const say = (line: string): void => void ctx.out.write(`${line}\n`);
   try {
     const base = { agents, repository: ctx.repository, log: ctx.log, signal: opts.signal, say };
-    if (opts.resume || opts.rollback) {
-      const journal = await Journal.load(ctx.repository, ctx.config.cluster, (opts.resume ?? opts.rollback)!);
+    if (journal) {
       say(describePlan(journal.plan));
       say(`journal: ${journal.data.status}, ${journal.data.entries.filter((e) => e.state === 'done').length} steps done`);
       if (!(await confirm(ctx, opts, opts.resume ? 'resume this restore' : 'roll this restore back'))) return ExitCode.CANCELLED;
@@ -81,6 +88,7 @@ export async function run(opts: RestoreOptions): Promise<ExitCode> {
       agents: only ? agents.filter((a) => only.includes(a.node.name)) : agents,
       withKubernetesDir: Boolean(opts.withKubernetesDir),
       dryRun: Boolean(opts.dryRun),
+      targets,
       signal: opts.signal,
     });
     if (check.plan) say(describePlan(check.plan));
@@ -100,9 +108,9 @@ export async function run(opts: RestoreOptions): Promise<ExitCode> {
     }
     if (!(await confirm(ctx, opts, `restore ${plan.nodes.length} members from backup ${plan.backupId}; this stops the control plane`)))
       return ExitCode.CANCELLED;
-    const journal = await Journal.create(ctx.repository, plan);
+    const created = await Journal.create(ctx.repository, plan);
     say(`restore ${restoreId} started; if it is interrupted: kbur restore --resume ${restoreId} (or --rollback ${restoreId})`);
-    await executeRestore({ ...base, journal });
+    await executeRestore({ ...base, journal: created });
     if (opts.dumps) await restoreAllDumps(ctx, agents, plan.backupId, restoreId, say, opts.signal);
     say(
       `restore ${restoreId}: completed and verified. The old data dirs are kept as <dataDir>.kbur-${restoreId}; kbur restore --rollback ${restoreId} puts them back.`,

@@ -1,7 +1,9 @@
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { Parser, type ReadEntry } from 'tar';
+import { replaceAddresses } from '../../shared/addresses.js';
 import { errorMessage } from '../../shared/errors.js';
+import { byCodeUnits } from '../../shared/order.js';
 import type { Artifact, Manifest } from '../../shared/manifest.js';
 import type { Repository } from '../repository/repository.js';
 
@@ -17,6 +19,8 @@ export interface NodeArchiveRead {
   etcdManifest?: string;
   /** Entries in the archive. */
   entries: number;
+  /** With `addresses`: files that name one of them, and certificates whose subjectAltName does. */
+  naming: { files: string[]; certs: string[] };
 }
 
 /**
@@ -29,21 +33,30 @@ export async function readNodeArchive(
   manifest: Manifest,
   a: Artifact,
   signal: AbortSignal,
+  addresses: string[] = [],
 ): Promise<NodeArchiveRead> {
   const hash = createHash('sha256');
   let size = 0;
   let entries = 0;
   let etcdManifest: string | undefined;
+  // Only small files whose text says whether they name an old address (kbur restore --to).
+  const texts = new Map<string, string>();
   const parser = new Parser({
     onReadEntry: (entry: ReadEntry) => {
       entries++;
-      if (entry.path.replace(/^\.\//, '') !== ARCHIVED_ETCD_MANIFEST || entry.type !== 'File' || entry.size > MAX_MANIFEST_BYTES) {
+      const path = entry.path.replace(/^\.\//, '');
+      const wanted = path === ARCHIVED_ETCD_MANIFEST || addresses.length > 0;
+      if (!wanted || entry.type !== 'File' || entry.size > MAX_MANIFEST_BYTES || (path.startsWith('pki/') && !path.endsWith('.crt'))) {
         entry.resume();
         return;
       }
       const chunks: Buffer[] = [];
       entry.on('data', (c: Buffer) => chunks.push(c));
-      entry.on('end', () => (etcdManifest = Buffer.concat(chunks).toString('utf8')));
+      entry.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        if (path === ARCHIVED_ETCD_MANIFEST) etcdManifest = text;
+        if (addresses.length) texts.set(path, text);
+      });
     },
   });
   let tarProblem: string | undefined;
@@ -61,7 +74,7 @@ export async function readNodeArchive(
     parser.end();
     await ended;
   } catch (err) {
-    return { problem: errorMessage(err), entries };
+    return { problem: errorMessage(err), entries, naming: { files: [], certs: [] } };
   }
   const sha256 = hash.digest('hex');
   const problems = [
@@ -69,5 +82,28 @@ export async function readNodeArchive(
     ...(sha256 !== a.sha256 ? [`sha256 ${sha256}, manifest says ${a.sha256}`] : []),
     ...(tarProblem ? [tarProblem] : []),
   ];
-  return { ...(problems.length ? { problem: problems.join('; ') } : {}), etcdManifest, entries };
+  const naming = await whatNames(texts, addresses).catch((err: unknown) => {
+    problems.push(`cannot read its certificates: ${errorMessage(err)}`);
+    return { files: [], certs: [] };
+  });
+  return { ...(problems.length ? { problem: problems.join('; ') } : {}), etcdManifest, entries, naming };
+}
+
+async function whatNames(texts: Map<string, string>, addresses: string[]): Promise<{ files: string[]; certs: string[] }> {
+  if (addresses.length === 0) return { files: [], certs: [] };
+  // Loaded only for --to: every other kbur command starts without the X.509 library.
+  const { ipSans, isCa } = await import('../../shared/x509.js');
+  const old = new Map(addresses.map((x) => [x, x]));
+  const files: string[] = [];
+  const certs: string[] = [];
+  for (const [path, text] of [...texts].sort(([a], [b]) => byCodeUnits(a, b))) {
+    if (path.startsWith('pki/')) {
+      if (!isCa(text) && ipSans(text).some((ip) => old.has(ip))) certs.push(path);
+    } else {
+      const found = new Set<string>();
+      replaceAddresses(text, old, found);
+      if (found.size) files.push(path);
+    }
+  }
+  return { files, certs };
 }

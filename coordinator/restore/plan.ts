@@ -8,6 +8,8 @@ import { mib } from '../backup/progress.js';
 import { SNAPSHOT_PATH } from '../backup/run.js';
 import { checkArtifact } from '../repository/check.js';
 import type { Repository } from '../repository/repository.js';
+import { replaceAddresses } from '../../shared/addresses.js';
+import type { Target } from './targets.js';
 import { ARCHIVED_ETCD_MANIFEST, readNodeArchive, type NodeArchiveRead } from './node-archive.js';
 
 export const planSchema = z.object({
@@ -39,11 +41,16 @@ export const planSchema = z.object({
       /** What the agent found there before the restore, and where the member's settings came from. */
       found: z.array(z.string()).default([]),
       settingsFrom: z.string().default(''),
+      /** --to: the backup node whose archive and member this node gets, and what changes in its archive. */
+      archiveFrom: z.string().default(''),
+      changes: z.array(z.string()).default([]),
     }),
   ),
   notes: z.array(z.string()),
   /** Members of the backup this restore leaves out (--nodes, or no node in kbur.yaml): they join later. */
   leftOut: z.array(z.string()).default([]),
+  /** --to: old node address -> new, in etcd's URLs, certificates and configuration files. */
+  readdress: z.array(z.object({ from: z.string(), to: z.string() })).default([]),
 });
 export type RestorePlan = z.infer<typeof planSchema>;
 
@@ -69,6 +76,8 @@ export async function preflight(opts: {
   withKubernetesDir: boolean;
   /** A dry run also rereads the snapshot copies the nodes keep; a restore checks them when it stages. */
   dryRun: boolean;
+  /** --to: the nodes of the backup come back at new addresses, on the agents named here. */
+  targets?: Target[];
   signal: AbortSignal;
 }): Promise<Preflight> {
   const problems: string[] = [];
@@ -79,6 +88,19 @@ export async function preflight(opts: {
       `backup ${manifest.id} is ${manifest.phase}, not Completed: ${manifest.failures.map((f) => `${f.part}: ${f.message}`).join('; ')}`,
     );
   if (!snapshot || !manifest.etcd) return { plan: undefined, problems: [...problems, `backup ${manifest.id} has no etcd snapshot`] };
+  const members = manifest.etcd.members;
+  const readdress: RestorePlan['readdress'] = [];
+  for (const t of opts.targets ?? []) {
+    const member = members.find((m) => m.name === t.from);
+    const from = member?.peerUrls[0] ? new URL(member.peerUrls[0]).hostname : undefined;
+    if (!from)
+      problems.push(
+        `--to: node ${t.from} has no etcd member of that name in backup ${manifest.id} (${members.map((m) => m.name).join(', ')})`,
+      );
+    else readdress.push({ from, to: t.address });
+  }
+  const addressMap = new Map(readdress.map((r) => [r.from, r.to]));
+  const archiveFrom = (node: string): string => opts.targets?.find((t) => t.name === node)?.from ?? node;
 
   // The repository's copy is read only for nodes that keep no copy of their own: when every node
   // has one, the check stops as soon as the agents say so (a dry run checks both).
@@ -110,7 +132,7 @@ export async function preflight(opts: {
       archives.set(
         node,
         artifact
-          ? readNodeArchive(opts.repository, manifest, artifact, opts.signal).then((read) => ({ artifact, read }))
+          ? readNodeArchive(opts.repository, manifest, artifact, opts.signal, [...addressMap.keys()]).then((read) => ({ artifact, read }))
           : Promise.resolve(undefined),
       );
     }
@@ -118,9 +140,13 @@ export async function preflight(opts: {
   };
   const rebuildProblems = await Promise.all(
     prepared.map(async (p, i) => {
-      if (p instanceof Error || !p.needsArchive) return [];
       const agent = opts.agents[i]!;
-      const node = agent.node.name;
+      if (!(p instanceof Error) && !p.needsArchive && opts.targets)
+        return [
+          `${agent.node.name}: --to restores onto machines without a control plane, and this one runs etcd member ${p.memberName}: reset it first (kubeadm reset), or restore without --to`,
+        ];
+      if (p instanceof Error || !p.needsArchive) return [];
+      const node = archiveFrom(agent.node.name);
       const archive = await archiveOf(node);
       if (!archive)
         return [
@@ -147,7 +173,14 @@ export async function preflight(opts: {
       `the repository's copy of the snapshot is damaged (${snapshotCheck.problem}); this restore uses the nodes' copies and does not need it; kbur verify ${manifest.id} records it`,
     );
 
-  if (opts.withKubernetesDir) problems.push(...(await checkNodeArchives(opts.agents, manifest, archiveOf)));
+  if (opts.withKubernetesDir)
+    problems.push(
+      ...(await checkNodeArchives(
+        opts.agents.map((a) => archiveFrom(a.node.name)),
+        manifest,
+        archiveOf,
+      )),
+    );
   const nodes: RestorePlan['nodes'] = [];
   prepared.forEach((p, i) => {
     const agent = opts.agents[i]!;
@@ -162,8 +195,24 @@ export async function preflight(opts: {
       return problems.push(
         `${agent.node.name} runs etcd member ${p.memberName}, which is not a member of the backup's cluster (${manifest.etcd!.members.map((m) => m.name).join(', ')})`,
       );
-    nodes.push(toPlanNode(agent, p, member.peerUrls, opts.withKubernetesDir));
+    nodes.push({
+      ...toPlanNode(
+        agent,
+        p,
+        member.peerUrls.map((u) => replaceAddresses(u, addressMap)),
+        opts.withKubernetesDir,
+      ),
+      ...(opts.targets ? { archiveFrom: archiveFrom(agent.node.name) } : {}),
+    });
   });
+  // What --to changes in each archive, read from the archives themselves.
+  for (const n of opts.targets ? nodes : []) {
+    const naming = (await archiveOf(n.archiveFrom))?.read.naming;
+    n.changes = [
+      ...(naming?.certs ?? []).map((c) => `issue again (new address in its subjectAltName): ${c}`),
+      ...(naming?.files ?? []).map((f) => `rewrite: ${f}`),
+    ];
+  }
   for (const p of prepared) {
     if (!(p instanceof Error) && p.localCopyProblem)
       notes.push(`${p.node}: its copy of the snapshot cannot be used (${p.localCopyProblem}); the snapshot is uploaded to it instead`);
@@ -204,21 +253,21 @@ export async function preflight(opts: {
       nodes,
       notes,
       leftOut,
+      readdress,
     },
   };
 }
 
 /** Every node of the plan has its archive in the backup, whole. */
 async function checkNodeArchives(
-  agents: AgentClient[],
+  nodes: string[],
   manifest: Manifest,
   archiveOf: (node: string) => Promise<{ artifact: Artifact; read: NodeArchiveRead } | undefined>,
 ): Promise<string[]> {
   const problems: string[] = [];
-  for (const agent of agents) {
-    const archive = await archiveOf(agent.node.name);
-    if (!archive)
-      problems.push(`backup ${manifest.id} has no kubernetes dir archive of ${agent.node.name}: restore without --with-kubernetes-dir`);
+  for (const node of nodes) {
+    const archive = await archiveOf(node);
+    if (!archive) problems.push(`backup ${manifest.id} has no kubernetes dir archive of ${node}: restore without --with-kubernetes-dir`);
     else if (archive.read.problem) problems.push(`${archive.artifact.path}: ${archive.read.problem}`);
   }
   return [...new Set(problems)];
@@ -240,6 +289,8 @@ function toPlanNode(
     restoreTool: `${p.restoreTool} ${p.restoreToolVersion}`,
     manifests: p.manifests,
     snapshotSource: p.hasLocalCopy ? 'local-copy' : 'upload',
+    archiveFrom: '',
+    changes: [],
     rebuild: p.needsArchive,
     restoreKubernetesDir: withKubernetesDir || p.needsArchive,
     found: p.found,
@@ -280,7 +331,13 @@ export function describePlan(plan: RestorePlan, manifest?: Pick<Manifest, 'start
         `      REBUILD: no etcd member here; its member's settings come from the etcd manifest of its archive; /etc/kubernetes is put back from the archive (manifests held back), then the data dir, then etcd.yaml into manifests/, then the other manifests`,
       );
     else if (n.restoreKubernetesDir) lines.push("      /etc/kubernetes: put back from the node's archive");
+    if (n.archiveFrom && n.archiveFrom !== n.node) lines.push(`      from the backup's node ${n.archiveFrom}: its archive and its member`);
+    for (const c of n.changes) lines.push(`      --to: ${c}`);
   }
+  if (plan.readdress.length)
+    lines.push(
+      `  new addresses (--to): ${plan.readdress.map((r) => `${r.from} -> ${r.to}`).join(', ')}; every file changed is moved aside first where the node has one`,
+    );
   for (const note of plan.notes) lines.push(`  note: ${note}`);
   if (plan.leftOut.length) {
     lines.push(

@@ -140,11 +140,12 @@ async function runStep(r: RestoreRun, step: StepName): Promise<void> {
         r,
         step,
         async (node) => {
-          const archive = manifest.artifacts.find((a) => a.kind === 'kubernetes-dir' && a.node === node)!;
+          const from = plan.nodes.find((n) => n.node === node)?.archiveFrom || node;
+          const archive = manifest.artifacts.find((a) => a.kind === 'kubernetes-dir' && a.node === from)!;
           const stream = await r.repository.openArtifact(plan.cluster, plan.backupId, archive.path);
           return (
             await agent(node).restoreKubernetesDir(
-              { restoreId: plan.restoreId, size: archive.size, sha256: archive.sha256, localCopy: '' },
+              { restoreId: plan.restoreId, size: archive.size, sha256: archive.sha256, localCopy: '', readdress: plan.readdress },
               stream,
               r.signal,
             )
@@ -165,7 +166,7 @@ async function runStep(r: RestoreRun, step: StepName): Promise<void> {
 }
 
 function stageHeader(plan: RestorePlan, localCopy = ''): StageSnapshotHeader {
-  return { restoreId: plan.restoreId, size: plan.snapshot.size, sha256: plan.snapshot.sha256, localCopy };
+  return { restoreId: plan.restoreId, size: plan.snapshot.size, sha256: plan.snapshot.sha256, localCopy, readdress: [] };
 }
 
 /** Stages one node's snapshot from the copy it keeps; journaled; a failure is said and left to the upload. */

@@ -106,7 +106,7 @@ describe('kbur restore rebuilds reset control-plane nodes (agents under the unit
 
   after(async function () {
     await sandbox?.stop();
-    await rm(root, { recursive: true, force: true });
+    if (!process.env.KBUR_KEEP_TEST_ROOT) await rm(root, { recursive: true, force: true });
   });
 
   it('brings all three reset nodes back from one backup: keys, /etc/kubernetes as archived (modes, owners), old state moved aside', async function () {
@@ -278,7 +278,7 @@ describe('kbur restore rebuilds reset control-plane nodes (agents under the unit
     expect(unknown.stderr).to.contain('--nodes: "node-9" is not a node of kbur.yaml (node-1, node-2, node-3)');
     const resumed = await kbur('restore', '--resume', '20261130T000000Z-0000', '--nodes', 'node-1');
     expect(resumed.code).to.equal(2);
-    expect(resumed.stderr).to.contain('--nodes goes with a backup id');
+    expect(resumed.stderr).to.contain('--nodes and --to go with a backup id');
 
     const r = await kbur('restore', m.id, '--yes', '--nodes', 'node-1');
     expect(r.code, r.stdout + r.stderr).to.equal(0);
@@ -318,8 +318,8 @@ describe('kbur restore rebuilds reset control-plane nodes (agents under the unit
     while ((await keysOn(n2)).join() !== wanted.join() && Date.now() < deadline) await new Promise((res) => setTimeout(res, 200));
     expect(await keysOn(n2), 'node-2 synced').to.deep.equal(wanted);
 
-    // Then every node back in one restore: node-2 is a surviving member now, node-3 is rebuilt.
-    const back = await kbur('restore', m.id, '--yes');
+    // Then every node back in one restore: node-2 is a surviving member now (its /etc/kubernetes put back whole), node-3 is rebuilt.
+    const back = await kbur('restore', m.id, '--yes', '--with-kubernetes-dir');
     expect(back.code, back.stdout + back.stderr).to.equal(0);
     expect(back.stdout.match(/REBUILD: no etcd member here/g)).to.have.length(1);
     expect(back.stdout).to.match(/node-3 \(.*\n(.*\n){4} {6}REBUILD/);
@@ -360,5 +360,64 @@ describe('kbur restore rebuilds reset control-plane nodes (agents under the unit
     expect(again.code, again.stdout + again.stderr).to.equal(0);
     await waitHealthy();
     expect(await keys()).to.deep.equal(wanted);
+  });
+
+  // Last: it moves every node to its new address for good.
+  it('--to brings the control plane back on other machines at new addresses: certificates issued again from the backed-up CAs, no old address left', async function () {
+    const wanted = await keys();
+    const m = await backup();
+    const before = sandbox.nodes.map((n) => ({ name: n.name, ip: n.ip }));
+    const network = before[0]!.ip.replace(/\.(\d+)\.\d+$/, (_, x: string) => `.${Number(x) + 10}`);
+    // The machines are gone; others come up at new addresses with only the kubelet and kbur-agent.
+    for (const node of sandbox.nodes) await sandbox.resetNode(node.name);
+    for (const node of sandbox.nodes) await sandbox.stopAgent(node.name);
+    for (const [i, node] of sandbox.nodes.entries()) await sandbox.moveNode(node.name, `${network}.1${i + 1}`);
+    await sandbox.startAgents(undefined, { protectSystem: true });
+    const toFile = join(root, 'to.yaml');
+    await writeFile(
+      toFile,
+      stringify({ nodes: sandbox.nodes.map((n, i) => ({ from: before[i]!.name, address: n.ip, agent: n.agentAddress })) }),
+    );
+
+    const badFile = join(root, 'to-bad.yaml');
+    await writeFile(badFile, stringify({ nodes: [{ from: 'node-1', address: 'node-1.example', agent: sandbox.nodes[0]!.agentAddress }] }));
+    const bad = await kbur('restore', m.id, '--yes', '--to', badFile);
+    expect(bad.code).to.equal(2);
+    expect(bad.stderr).to.match(/nodes\.0\.address.*expected an IP address/);
+
+    const r = await kbur('restore', m.id, '--yes', '--to', toFile);
+    expect(r.code, r.stdout + r.stderr).to.equal(0);
+    expect(r.stdout).to.contain(`new addresses (--to): ${before.map((b, i) => `${b.ip} -> ${sandbox.nodes[i]!.ip}`).join(', ')}`);
+    for (const cert of ['pki/apiserver.crt', 'pki/etcd/peer.crt', 'pki/etcd/server.crt'])
+      expect(r.stdout.split(`--to: issue again (new address in its subjectAltName): ${cert}\n`)).to.have.length(4);
+    for (const file of ['admin.conf', 'kubelet.conf', 'manifests/etcd.yaml', 'manifests/kube-apiserver.yaml'])
+      expect(r.stdout.split(`--to: rewrite: ${file}\n`)).to.have.length(4);
+    await waitHealthy();
+    expect(await keys()).to.deep.equal(wanted);
+    const members = await sandbox.etcdctl(['member', 'list']);
+    for (const node of sandbox.nodes) expect(members).to.contain(`${node.name}, ${node.peerUrl}, ${node.clientUrl}`);
+
+    for (const [i, node] of sandbox.nodes.entries()) {
+      const pki = join(node.kubernetesDir, 'pki');
+      for (const [ca, cert] of [
+        ['ca.crt', 'apiserver.crt'],
+        ['etcd/ca.crt', 'etcd/server.crt'],
+        ['etcd/ca.crt', 'etcd/peer.crt'],
+      ] as const) {
+        const { stdout } = await run('openssl', ['verify', '-CAfile', join(pki, ca), join(pki, cert)]);
+        expect(stdout.trim(), `${node.name} ${cert}`).to.equal(`${join(pki, cert)}: OK`);
+        const { stdout: text } = await run('openssl', ['x509', '-in', join(pki, cert), '-noout', '-ext', 'subjectAltName']);
+        expect(text, `${node.name} ${cert}`).to.contain(`IP Address:${node.ip}`);
+        expect(text, `${node.name} ${cert}`).to.not.match(new RegExp(`IP Address:${before[i]!.ip.replace(/\./g, '\\.')}(\\D|$)`));
+      }
+      // No file of the restored /etc/kubernetes names an old node address (kbur's own folders aside).
+      for (const b of before) {
+        const grep = await run('grep', ['-rlF', '--exclude-dir=kbur-*', b.ip, node.kubernetesDir]).catch(
+          (err: { code: number; stdout: string }) => err,
+        );
+        expect(grep.stdout, `${node.name}: files naming ${b.ip}`).to.equal('');
+      }
+      expect(sandbox.kubelet.running(node.name, 'kube-apiserver'), node.name).to.equal(true);
+    }
   });
 });

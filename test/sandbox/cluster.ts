@@ -11,9 +11,9 @@ import { dirname, isAbsolute, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Etcd3 } from 'etcd3';
-import { stringify } from 'yaml';
+import { parse, stringify } from 'yaml';
 import { Kubelet } from './kubelet.js';
-import { createKburPki, createKubernetesPki, issuePem, pair, type KeyPair } from './pki.js';
+import { createKburPki, createKubernetesPki, issueAgentCert, issuePem, pair, type KeyPair } from './pki.js';
 import { AGENT_NODE_FLAGS } from '../../shared/process.js';
 
 export interface SandboxOptions {
@@ -81,6 +81,12 @@ export interface Sandbox {
    * agent (and the kubelet) keep running.
    */
   resetNode(node: string): Promise<void>;
+  /**
+   * The node's machine comes back at another address (its agent stopped first): the node's
+   * addresses, its agent's config and its agent certificate (from kbur's CA) change; its
+   * /etc/kubernetes is left as it is (kbur restore --to fits it).
+   */
+  moveNode(node: string, ip: string): Promise<void>;
   /** Stops the agents and the kubelet (so etcd), and waits for every process to exit. */
   stop(): Promise<void>;
 }
@@ -93,6 +99,11 @@ const DEFAULT_QUOTA = 2 * 1024 ** 3;
 const ETCD_IMAGE = 'registry.k8s.io/etcd:3.5.15-0';
 const KUBERNETES_VERSION = 'v1.30.4';
 const CLUSTER_NAME = 'sandbox';
+
+/** What of a node follows from its address. */
+function addresses(ip: string): Pick<SandboxNode, 'ip' | 'clientUrl' | 'peerUrl' | 'agentAddress' | 'healthAddress'> {
+  return { ip, clientUrl: `https://${ip}:2379`, peerUrl: `https://${ip}:2380`, agentAddress: `${ip}:7443`, healthAddress: `${ip}:9443` };
+}
 
 function sandboxNode(root: string, index: number, network: string): SandboxNode {
   const name = `node-${index}`;
@@ -195,6 +206,9 @@ function placeholderManifest(node: SandboxNode, component: string): unknown {
     apiVersion: 'v1',
     kind: 'Pod',
     metadata: {
+      ...(component === 'kube-apiserver'
+        ? { annotations: { 'kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint': `${node.ip}:6443` } }
+        : {}),
       labels: { component, tier: 'control-plane' },
       name: `${component}-${node.name}`,
       namespace: 'kube-system',
@@ -664,6 +678,15 @@ class LocalSandbox implements Sandbox {
       'scheduler.conf',
     ])
       await rm(join(node.kubernetesDir, conf), { force: true });
+  }
+
+  async moveNode(name: string, ip: string): Promise<void> {
+    const node = this.node(name);
+    if (this.agents.has(name)) throw new Error(`stop the agent of ${name} before moving it`);
+    Object.assign(node, addresses(ip));
+    const config = parse(await readFile(node.agentConfig, 'utf8')) as Record<string, unknown>;
+    await writePrivate(node.agentConfig, stringify({ ...config, listen: node.agentAddress, health: node.healthAddress }));
+    await issueAgentCert(this.kburPki.dir, node);
   }
 
   async stopAgent(name: string, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {

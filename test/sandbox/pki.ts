@@ -183,23 +183,26 @@ export const KBUR_CLIENTS = ['kbur-admin', 'kbur-operator', 'monitoring', 'stran
  * unrelated `rogue-ca` (same subject name as kbur's CA, different key) with a `rogue-admin` cert
  * whose CN impersonates `kbur-admin`.
  */
+/** An agent's server (and client) certificate from kbur's CA in `dir`, for its node's address. */
+export function issueAgentCert(dir: string, node: PkiNode): Promise<void> {
+  return issue(
+    {
+      cn: `kbur-agent-${node.name}`,
+      issuer: pair(dir, 'ca'),
+      usages: ['serverAuth', 'clientAuth'],
+      sans: [`IP:${node.ip}`, 'IP:127.0.0.1', 'DNS:localhost'],
+    },
+    pair(dir, `agent-${node.name}`),
+  );
+}
+
 export async function createKburPki(dir: string, nodes: PkiNode[]): Promise<void> {
   await makeDirs(dir);
   const ca = pair(dir, 'ca');
   const rogueCa = pair(dir, 'rogue-ca');
   await Promise.all([issue({ cn: 'kbur-ca', isCA: true }, ca), issue({ cn: 'kbur-ca', isCA: true }, rogueCa)]);
   await Promise.all([
-    ...nodes.map((node) =>
-      issue(
-        {
-          cn: `kbur-agent-${node.name}`,
-          issuer: ca,
-          usages: ['serverAuth', 'clientAuth'],
-          sans: [`IP:${node.ip}`, 'IP:127.0.0.1', 'DNS:localhost'],
-        },
-        pair(dir, `agent-${node.name}`),
-      ),
-    ),
+    ...nodes.map((node) => issueAgentCert(dir, node)),
     ...KBUR_CLIENTS.map((cn) => issue({ cn, issuer: ca, usages: ['clientAuth'] }, pair(dir, cn))),
     issue({ cn: 'kbur-admin', issuer: rogueCa, usages: ['clientAuth'] }, pair(dir, 'rogue-admin')),
   ]);

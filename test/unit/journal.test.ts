@@ -15,6 +15,7 @@ const plan: RestorePlan = {
   nodes: [],
   notes: [],
   leftOut: [],
+  readdress: [],
 };
 
 /** A repository that only keeps journals, each write taking a while, and records what was written when. */

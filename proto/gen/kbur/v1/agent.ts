@@ -239,6 +239,17 @@ export interface StageSnapshotHeader {
    * checked against size and sha256; no data follows.
    */
   localCopy: string;
+  /**
+   * RestoreKubernetesDir only (kbur restore --to): the node addresses to change in the archive
+   * before it is put in place: files that name an old address are rewritten, leaf certificates
+   * whose subjectAltName names one are issued again by their CA from the archive.
+   */
+  readdress: AddressChange[];
+}
+
+export interface AddressChange {
+  from: string;
+  to: string;
 }
 
 export interface StageSnapshotResponse {
@@ -2991,7 +3002,7 @@ export const StageSnapshotRequest: MessageFns<StageSnapshotRequest> = {
 };
 
 function createBaseStageSnapshotHeader(): StageSnapshotHeader {
-  return { restoreId: "", size: 0, sha256: "", localCopy: "" };
+  return { restoreId: "", size: 0, sha256: "", localCopy: "", readdress: [] };
 }
 
 export const StageSnapshotHeader: MessageFns<StageSnapshotHeader> = {
@@ -3007,6 +3018,9 @@ export const StageSnapshotHeader: MessageFns<StageSnapshotHeader> = {
     }
     if (message.localCopy !== "") {
       writer.uint32(34).string(message.localCopy);
+    }
+    for (const v of message.readdress) {
+      AddressChange.encode(v!, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -3056,6 +3070,14 @@ export const StageSnapshotHeader: MessageFns<StageSnapshotHeader> = {
             message.localCopy = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.readdress.push(AddressChange.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3082,6 +3104,9 @@ export const StageSnapshotHeader: MessageFns<StageSnapshotHeader> = {
         : isSet(object.local_copy)
         ? globalThis.String(object.local_copy)
         : "",
+      readdress: globalThis.Array.isArray(object?.readdress)
+        ? object.readdress.map((e: any) => AddressChange.fromJSON(e))
+        : [],
     };
   },
 
@@ -3099,6 +3124,9 @@ export const StageSnapshotHeader: MessageFns<StageSnapshotHeader> = {
     if (message.localCopy !== "") {
       obj.localCopy = message.localCopy;
     }
+    if (message.readdress?.length) {
+      obj.readdress = message.readdress.map((e) => AddressChange.toJSON(e));
+    }
     return obj;
   },
 
@@ -3111,6 +3139,92 @@ export const StageSnapshotHeader: MessageFns<StageSnapshotHeader> = {
     message.size = object.size ?? 0;
     message.sha256 = object.sha256 ?? "";
     message.localCopy = object.localCopy ?? "";
+    message.readdress = object.readdress?.map((e) => AddressChange.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseAddressChange(): AddressChange {
+  return { from: "", to: "" };
+}
+
+export const AddressChange: MessageFns<AddressChange> = {
+  encode(message: AddressChange, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.from !== "") {
+      writer.uint32(10).string(message.from);
+    }
+    if (message.to !== "") {
+      writer.uint32(18).string(message.to);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AddressChange {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAddressChange();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.from = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.to = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AddressChange {
+    return {
+      from: isSet(object.from) ? globalThis.String(object.from) : "",
+      to: isSet(object.to) ? globalThis.String(object.to) : "",
+    };
+  },
+
+  toJSON(message: AddressChange): unknown {
+    const obj: any = {};
+    if (message.from !== "") {
+      obj.from = message.from;
+    }
+    if (message.to !== "") {
+      obj.to = message.to;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AddressChange>, I>>(base?: I): AddressChange {
+    return AddressChange.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AddressChange>, I>>(object: I): AddressChange {
+    const message = createBaseAddressChange();
+    message.from = object.from ?? "";
+    message.to = object.to ?? "";
     return message;
   },
 };
