@@ -9,6 +9,9 @@ import { Journal } from '../restore/journal.js';
 import { describePlan, preflight } from '../restore/plan.js';
 import { executeRestore, executeRollback } from '../restore/run.js';
 import { loadTargets } from '../restore/targets.js';
+import { loadIdentity, type AgeIdentity } from '../repository/seal.js';
+import { signatureNote } from '../repository/signing.js';
+import { measured, recordRestore } from '../run-metrics.js';
 
 export interface RestoreOptions extends GlobalOptions {
   id?: string;
@@ -23,6 +26,8 @@ export interface RestoreOptions extends GlobalOptions {
   nodes?: string;
   /** --to FILE: the backup's nodes come back at new addresses, on the agents the file names. */
   to?: string;
+  /** age identity file for an encrypted backup (else $KBUR_AGE_IDENTITY). */
+  identity?: string;
   signal: AbortSignal;
 }
 
@@ -50,6 +55,7 @@ export async function run(opts: RestoreOptions): Promise<ExitCode> {
     );
   }
   const ctx = await loadContext(opts);
+  const identity = await loadIdentity(opts.identity);
   const known = ctx.config.nodes.map((n) => n.name);
   const only = opts.nodes === undefined ? undefined : nodeList(opts.nodes, known);
   const targets = opts.to === undefined ? undefined : await loadTargets(opts.to);
@@ -62,13 +68,16 @@ export async function run(opts: RestoreOptions): Promise<ExitCode> {
   );
   const say = (line: string): void => void ctx.out.write(`${line}\n`);
   try {
-    const base = { agents, repository: ctx.repository, log: ctx.log, signal: opts.signal, say };
+    const base = { agents, repository: ctx.repository, identity, log: ctx.log, signal: opts.signal, say };
     if (journal) {
       say(describePlan(journal.plan));
       say(`journal: ${journal.data.status}, ${journal.data.entries.filter((e) => e.state === 'done').length} steps done`);
       if (!(await confirm(ctx, opts, opts.resume ? 'resume this restore' : 'roll this restore back'))) return ExitCode.CANCELLED;
       if (opts.resume) {
-        await executeRestore({ ...base, journal });
+        await measured(
+          (r) => recordRestore(ctx, r),
+          () => executeRestore({ ...base, journal }),
+        );
         say(`restore ${journal.plan.restoreId}: completed. The old data dirs are kept as <dataDir>.kbur-${journal.plan.restoreId}.`);
       } else {
         await executeRollback({ ...base, journal });
@@ -87,10 +96,13 @@ export async function run(opts: RestoreOptions): Promise<ExitCode> {
       restoreId,
       agents: only ? agents.filter((a) => only.includes(a.node.name)) : agents,
       withKubernetesDir: Boolean(opts.withKubernetesDir),
+      withDumps: Boolean(opts.dumps),
+      identity,
       dryRun: Boolean(opts.dryRun),
       targets,
       signal: opts.signal,
     });
+    check.plan?.notes.push(signatureNote(ctx.signing));
     if (check.plan) say(describePlan(check.plan));
     if (check.problems.length) {
       throw new KburError(
@@ -110,8 +122,11 @@ export async function run(opts: RestoreOptions): Promise<ExitCode> {
       return ExitCode.CANCELLED;
     const created = await Journal.create(ctx.repository, plan);
     say(`restore ${restoreId} started; if it is interrupted: kbur restore --resume ${restoreId} (or --rollback ${restoreId})`);
-    await executeRestore({ ...base, journal: created });
-    if (opts.dumps) await restoreAllDumps(ctx, agents, plan.backupId, restoreId, say, opts.signal);
+    await measured(
+      (r) => recordRestore(ctx, r),
+      () => executeRestore({ ...base, journal: created }),
+    );
+    if (opts.dumps) await restoreAllDumps(ctx, agents, plan.backupId, restoreId, identity, say, opts.signal);
     say(
       `restore ${restoreId}: completed and verified. The old data dirs are kept as <dataDir>.kbur-${restoreId}; kbur restore --rollback ${restoreId} puts them back.`,
     );
@@ -140,6 +155,7 @@ async function restoreAllDumps(
   agents: AgentClient[],
   backupId: string,
   restoreId: string,
+  identity: AgeIdentity | undefined,
   say: (l: string) => void,
   signal: AbortSignal,
 ): Promise<void> {
@@ -153,6 +169,15 @@ async function restoreAllDumps(
         hint: 'restore them with kbur restore-dump once the node is back in kbur.yaml',
       });
     }
-    await sendDumps({ repository: ctx.repository, manifest, agent, parts: dumps.filter((a) => a.node === node), restoreId, say, signal });
+    await sendDumps({
+      repository: ctx.repository,
+      manifest,
+      agent,
+      parts: dumps.filter((a) => a.node === node),
+      restoreId,
+      identity,
+      say,
+      signal,
+    });
   }
 }

@@ -6,6 +6,7 @@ import { errorMessage } from '../../shared/errors.js';
 import { byCodeUnits } from '../../shared/order.js';
 import type { Artifact, Manifest } from '../../shared/manifest.js';
 import type { Repository } from '../repository/repository.js';
+import { openPlain, plainDigest, type AgeIdentity } from '../repository/seal.js';
 
 /** Where kubeadm keeps etcd's static pod manifest, relative to /etc/kubernetes. */
 export const ARCHIVED_ETCD_MANIFEST = 'manifests/etcd.yaml';
@@ -34,7 +35,9 @@ export async function readNodeArchive(
   a: Artifact,
   signal: AbortSignal,
   addresses: string[] = [],
+  identity?: AgeIdentity,
 ): Promise<NodeArchiveRead> {
+  const want = plainDigest(a);
   const hash = createHash('sha256');
   let size = 0;
   let entries = 0;
@@ -62,7 +65,8 @@ export async function readNodeArchive(
   let tarProblem: string | undefined;
   parser.on('warn', (_code: string, message: string | Error) => (tarProblem ??= `not a whole tar archive: ${errorMessage(message)}`));
   try {
-    const stream = await repository.openArtifact(manifest.cluster, manifest.id, a.path);
+    // Decrypted and decompressed when kbur sealed it; its stored bytes are checked on the way.
+    const stream = await openPlain(repository, manifest, a, identity);
     const ended = once(parser, 'end');
     for await (const chunk of stream) {
       signal.throwIfAborted();
@@ -78,8 +82,8 @@ export async function readNodeArchive(
   }
   const sha256 = hash.digest('hex');
   const problems = [
-    ...(size !== a.size ? [`size ${size}, manifest says ${a.size}`] : []),
-    ...(sha256 !== a.sha256 ? [`sha256 ${sha256}, manifest says ${a.sha256}`] : []),
+    ...(size !== want.size ? [`size ${size}, manifest says ${want.size}`] : []),
+    ...(sha256 !== want.sha256 ? [`sha256 ${sha256}, manifest says ${want.sha256}`] : []),
     ...(tarProblem ? [tarProblem] : []),
   ];
   const naming = await whatNames(texts, addresses).catch((err: unknown) => {

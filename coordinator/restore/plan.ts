@@ -5,12 +5,12 @@ import type { Artifact, Manifest } from '../../shared/manifest.js';
 import type { AgentClient } from '../agent-client.js';
 import { byCodeUnits } from '../../shared/order.js';
 import { mib } from '../backup/progress.js';
-import { SNAPSHOT_PATH } from '../backup/run.js';
 import { checkArtifact } from '../repository/check.js';
 import type { Repository } from '../repository/repository.js';
 import { replaceAddresses } from '../../shared/addresses.js';
 import type { Target } from './targets.js';
 import { ARCHIVED_ETCD_MANIFEST, readNodeArchive, type NodeArchiveRead } from './node-archive.js';
+import { identityProblem, plainDigest, type AgeIdentity } from '../repository/seal.js';
 
 export const planSchema = z.object({
   restoreId: z.string(),
@@ -74,6 +74,10 @@ export async function preflight(opts: {
   restoreId: string;
   agents: AgentClient[];
   withKubernetesDir: boolean;
+  /** Also restores the backup's dumps (--dumps): they must be readable too. */
+  withDumps?: boolean;
+  /** Opens an encrypted backup: every artifact the restore needs must be encrypted to it. */
+  identity?: AgeIdentity;
   /** A dry run also rereads the snapshot copies the nodes keep; a restore checks them when it stages. */
   dryRun: boolean;
   /** --to: the nodes of the backup come back at new addresses, on the agents named here. */
@@ -88,6 +92,13 @@ export async function preflight(opts: {
       `backup ${manifest.id} is ${manifest.phase}, not Completed: ${manifest.failures.map((f) => `${f.part}: ${f.message}`).join('; ')}`,
     );
   if (!snapshot || !manifest.etcd) return { plan: undefined, problems: [...problems, `backup ${manifest.id} has no etcd snapshot`] };
+  // A missing or wrong identity is found here, from the manifest, before any agent is asked anything.
+  const needed = manifest.artifacts.filter(
+    (a) => a === snapshot || (opts.withKubernetesDir && a.kind === 'kubernetes-dir') || (opts.withDumps && a.kind === 'dump'),
+  );
+  const locked = [...new Set(needed.map((a) => identityProblem(a, opts.identity)).filter((p): p is string => p !== undefined))];
+  if (locked.length) return { plan: undefined, problems: [...problems, ...locked] };
+  const plain = plainDigest(snapshot);
   const members = manifest.etcd.members;
   const readdress: RestorePlan['readdress'] = [];
   for (const t of opts.targets ?? []) {
@@ -106,19 +117,23 @@ export async function preflight(opts: {
   // has one, the check stops as soon as the agents say so (a dry run checks both).
   const skipRepository = new AbortController();
   let checkedBeforeSkip = false;
-  const repositoryCheck = checkArtifact(opts.repository, manifest, snapshot, AbortSignal.any([opts.signal, skipRepository.signal])).then(
-    (r) => {
-      checkedBeforeSkip = !skipRepository.signal.aborted;
-      return r;
-    },
-  );
+  const repositoryCheck = checkArtifact(
+    opts.repository,
+    manifest,
+    snapshot,
+    AbortSignal.any([opts.signal, skipRepository.signal]),
+    opts.identity,
+  ).then((r) => {
+    checkedBeforeSkip = !skipRepository.signal.aborted;
+    return r;
+  });
   const prepare = (a: AgentClient, archivedEtcdManifest = ''): Promise<PrepareRestoreResponse | KburError> =>
     a
       .prepareRestore({
         restoreId: opts.restoreId,
-        snapshotSize: snapshot.size,
+        snapshotSize: plain.size,
         backupId: manifest.id,
-        snapshotSha256: snapshot.sha256,
+        snapshotSha256: plain.sha256,
         checkLocalCopy: opts.dryRun,
         archivedEtcdManifest,
       })
@@ -132,7 +147,10 @@ export async function preflight(opts: {
       archives.set(
         node,
         artifact
-          ? readNodeArchive(opts.repository, manifest, artifact, opts.signal, [...addressMap.keys()]).then((read) => ({ artifact, read }))
+          ? readNodeArchive(opts.repository, manifest, artifact, opts.signal, [...addressMap.keys()], opts.identity).then((read) => ({
+              artifact,
+              read,
+            }))
           : Promise.resolve(undefined),
       );
     }
@@ -243,10 +261,11 @@ export async function preflight(opts: {
       initialCluster: nodes.map((n) => n.peerUrls.map((u) => `${n.memberName}=${u}`).join(',')).join(','),
       bumpRevision: canBump ? REVISION_BUMP : 0,
       withKubernetesDir: opts.withKubernetesDir,
+      // What the agents stage and check: the snapshot as etcd wrote it, decrypted and decompressed.
       snapshot: {
-        path: SNAPSHOT_PATH,
-        size: snapshot.size,
-        sha256: snapshot.sha256,
+        path: snapshot.path,
+        size: plain.size,
+        sha256: plain.sha256,
         revision: manifest.etcd.revision,
         keyCount: manifest.etcd.keyCount,
       },
