@@ -91,6 +91,20 @@ export type Manifest = z.infer<typeof manifestSchema>;
 export type Artifact = z.infer<typeof artifact>;
 export type EtcdMemberInfo = z.infer<typeof member>;
 
+/** What `kbur verify --deep` read from the snapshot in a scratch etcd, and how it compares with the manifest. */
+export const deepVerificationSchema = z.object({
+  verifiedAt: z.string(),
+  ok: z.boolean(),
+  problems: z.array(z.string()),
+  revision: z.number().int().optional(),
+  keyCount: z.number().int().optional(),
+  byResource: z.record(z.string(), z.number().int()).optional(),
+  byNamespace: z.record(z.string(), z.number().int()).optional(),
+  namespaces: z.number().int().optional(),
+  durationMs: z.number().int().optional(),
+});
+export type DeepVerification = z.infer<typeof deepVerificationSchema>;
+
 /** Results of `kbur verify`, kept beside the manifest (verify.json) and replaced on each run. */
 export const verificationSchema = z.object({
   verifiedAt: z.string(),
@@ -107,6 +121,8 @@ export const verificationSchema = z.object({
       error: z.string().optional(),
     }),
   ),
+  /** The last deep verification (kept by a later plain `kbur verify`, which has its own verifiedAt). */
+  deep: deepVerificationSchema.optional(),
   /** The manifest's signature as checked: 'unsigned', 'good (key ...)', or what is wrong with it. */
   signature: z.string().optional(),
 });
@@ -132,6 +148,47 @@ export const BACKUP_ID = /^\d{8}T\d{6}Z-[0-9a-f]{4}$/;
 export function checkId(id: string, what: 'backup' | 'restore', hint?: string): string {
   if (BACKUP_ID.test(id)) return id;
   throw new KburError('INVALID_ARGUMENT', `"${id}" is not a ${what} id (expected e.g. 20261125T234512Z-07b3)`, { hint });
+}
+
+/**
+ * Names that become a path component or a tool's argument (profiles, nodes, clusters, databases,
+ * dump parts, file extensions), on either side, whether they come from a config, a request, an
+ * agent or a database server. Never empty, never starting with `-` (an option) or `.`, never a `/`
+ * or a control character: one check, here.
+ */
+export const NAME_PATTERNS = {
+  /** Profiles, nodes, clusters. */
+  profile: /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/,
+  node: /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/,
+  cluster: /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/,
+  /** MariaDB, PostgreSQL and MongoDB databases kbur dumps, and the parts named after them. */
+  database: /^[A-Za-z0-9_$][A-Za-z0-9_$-]{0,63}$/,
+  part: /^[A-Za-z0-9_$][A-Za-z0-9_$-]{0,63}$/,
+  extension: /^[a-z0-9]{1,16}$/,
+} as const;
+
+export type NameKind = keyof typeof NAME_PATTERNS;
+
+export const NAME_RULES: Record<NameKind, string> = {
+  profile: 'letters, digits, ., _ or -, starting with a letter or digit',
+  node: 'letters, digits, ., _ or -, starting with a letter or digit',
+  cluster: 'letters, digits, ., _ or -, starting with a letter or digit',
+  database: 'at most 64 letters, digits, _, $ or -, not starting with -',
+  part: 'at most 64 letters, digits, _, $ or -, not starting with -',
+  extension: 'lowercase letters and digits',
+};
+
+/** `value` when it is a safe `kind` name; INVALID_ARGUMENT naming the value (escaped) and the rule otherwise. */
+export function checkName(kind: NameKind, value: string, hint?: string): string {
+  if (NAME_PATTERNS[kind].test(value)) return value;
+  throw new KburError('INVALID_ARGUMENT', `${JSON.stringify(value).slice(0, 200)} is not a ${kind} name (expected ${NAME_RULES[kind]})`, {
+    hint,
+  });
+}
+
+/** The same check for a config schema. */
+export function nameSchema(kind: NameKind): z.ZodString {
+  return z.string().regex(NAME_PATTERNS[kind], { message: `expected a ${kind} name of ${NAME_RULES[kind]}` });
 }
 
 function randomHexDigit(): string {

@@ -16,9 +16,10 @@ import {
   manifestsDir,
   startControlPlane,
   startEtcd,
+  stopEtcdUnit,
   waitEtcdStopped,
 } from './control-plane.js';
-import { readRecord, writeRecord, type RestoreRecord } from './record.js';
+import { readRecord, restoreDir, writeRecord, type RestoreRecord } from './record.js';
 import { findRestoreTool, toolEnv } from './tool.js';
 
 const run = promisify(execFile);
@@ -111,13 +112,14 @@ export async function restoreMember(s: AgentState, req: RestoreEtcdMemberRequest
 /** Puts this node back as it was before the restore: the old data dir in place, etcd and the control plane started. */
 export async function rollbackMember(s: AgentState, restoreId: string): Promise<{ done: string[]; alreadyDone: boolean }> {
   const { stateDir } = s.config;
+  // A restore that changed anything here recorded it first: without a record there is nothing to put back (nor to stop).
+  if (!(await pathExists(join(restoreDir(stateDir, restoreId), 'record.json')))) return { done: [], alreadyDone: true };
   const record = await readRecord(stateDir, restoreId);
   if (record.rolledBack) return { done: [], alreadyDone: true };
   const done: string[] = [];
-  if (etcdMode(s) === 'static-pod') {
-    for (const name of [...CONTROL_PLANE_MANIFESTS, 'etcd.yaml'])
-      if (await holdManifest(s, record, name)) done.push(`moved ${name} out to stop it`);
-  }
+  const names = [...CONTROL_PLANE_MANIFESTS, ...(etcdMode(s) === 'static-pod' ? ['etcd.yaml'] : [])];
+  for (const name of names) if (await holdManifest(s, record, name)) done.push(`moved ${name} out to stop it`);
+  if (await stopEtcdUnit(s, record)) done.push(`stopped ${s.config.etcd.unit}`);
   // A node still without a member (reset, its archive not unpacked yet) has no data dir of this restore's.
   if (!s.etcd.missing) await rollbackDataDir(s, record, done);
   done.push(...(await rollbackKubernetesDir(s, record)));
