@@ -13,6 +13,8 @@
  *                snapshot's first byte, to exit, size (--size); no target
  *   restore      `kbur restore` (RTO) against etcd's manual procedure, from the nodes' snapshot
  *                copies and uploaded (--restore-sizes); at most 1.3x with the copies. See RESTORE_METHOD
+ *   rebuild      three nodes reset as kubeadm reset leaves them, `kbur restore --with-kubernetes-dir`
+ *                against the manual rebuild from the archives and the snapshot (--size): at most 1.3x
  *
  *   npm run bench                     every scenario whose prerequisites exist, 5 runs each
  *   node dist/scripts/bench/main.js [--scenarios backup,scrape,...] [--sizes 300,1536|none]
@@ -35,7 +37,7 @@
  *   - agent and etcd-member CPU: utime+stime deltas of those long-lived processes around each run.
  *
  * Layout: scenario.ts (what a scenario is), scenarios.ts (the registry), one file per scenario
- * (backup.ts, scrape.ts, deep-verify.ts, binaries.ts, restore.ts with restore-manual/-kbur/-cluster.ts)
+ * (backup.ts, scrape.ts, deep-verify.ts, binaries.ts, restore.ts with restore-manual/-kbur/-cluster.ts, rebuild.ts)
  * with its report beside it (*-report.ts), and what they share: proc.ts (measuring a process),
  * etcd.ts (status, fill), sandbox.ts, util.ts (units, logging, tables), report.ts (the whole report).
  */

@@ -3,8 +3,8 @@ import { parseArgs } from 'node:util';
 import { ETCD_MAX_QUOTA } from './sandbox.js';
 import { GiB, MiB } from './util.js';
 
-/** Every scenario the benchmark knows, in the order they run at a size. */
-export const SCENARIO_NAMES = ['backup', 'scrape', 'deep-verify', 'binaries', 'restore'] as const;
+/** Every scenario the benchmark knows, in the order they run at a size (rebuild resets the nodes: last). */
+export const SCENARIO_NAMES = ['backup', 'scrape', 'deep-verify', 'binaries', 'restore', 'rebuild'] as const;
 
 export type ScenarioName = (typeof SCENARIO_NAMES)[number];
 
@@ -14,7 +14,7 @@ export interface Options {
   sizes: number[];
   /** Sizes of the restore benchmark (RTO), MiB; empty with --restore-sizes none. */
   restoreSizes: number[];
-  /** The size of the scenarios measured at one size (scrape, deep-verify, binaries), MiB. */
+  /** The size of the scenarios measured at one size (scrape, deep-verify, binaries, rebuild), MiB. */
   size: number;
   runs: number;
   out: string;

@@ -9,6 +9,7 @@ import type { RestoreSection } from './restore.js';
 import { SCENARIOS } from './scenarios.js';
 import type { BinariesSection } from './binaries.js';
 import type { DeepVerifySection } from './deep-verify.js';
+import type { RebuildSection } from './rebuild.js';
 import type { ScrapeSection } from './scrape.js';
 import { ETCDCTL_ENV, GiB, round, run } from './util.js';
 
@@ -29,6 +30,7 @@ export interface Report {
   scrape?: ScrapeSection;
   deepVerify?: DeepVerifySection;
   binaries?: BinariesSection;
+  rebuild?: RebuildSection;
 }
 
 export async function machineInfo(): Promise<Record<string, unknown>> {

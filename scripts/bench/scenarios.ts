@@ -12,6 +12,7 @@ import { RESTORE_METHOD, restoreMarkdown, restoreText } from './restore-report.j
 import { type Scenario, isFirst } from './scenario.js';
 import { binariesScenario } from './binaries.js';
 import { deepVerifyScenario } from './deep-verify.js';
+import { rebuildScenario } from './rebuild.js';
 import { scrapeScenario } from './scrape.js';
 import { round } from './util.js';
 
@@ -75,7 +76,14 @@ const restoreScenario: Scenario = {
   markdown: (report) => (report.restore ? restoreMarkdown(report.restore, !isFirst(report, 'restore')) : []),
 };
 
-export const SCENARIOS: readonly Scenario[] = [backupScenario, scrapeScenario, deepVerifyScenario, binariesScenario, restoreScenario];
+export const SCENARIOS: readonly Scenario[] = [
+  backupScenario,
+  scrapeScenario,
+  deepVerifyScenario,
+  binariesScenario,
+  restoreScenario,
+  rebuildScenario,
+];
 
 export const scenario = (name: ScenarioName): Scenario | undefined => SCENARIOS.find((s) => s.name === name);
 
