@@ -146,7 +146,8 @@ async function main(): Promise<number> {
             if (!opts.keep) log(`${label}: rerun with --keep to keep the sandbox's logs (${join(dirs.at(-1) ?? own, 'logs')})`);
           }
           if (s.consumesSandbox) filled = undefined;
-          if (!dirs.includes(own) && own !== dir) await rm(own, { recursive: true, force: true });
+          // A scenario that reused the sandbox kept its own files in `own`: gone unless --keep.
+          if (!opts.keep && !dirs.includes(own) && own !== dir) await rm(own, { recursive: true, force: true });
         }
       } finally {
         if (state.sandbox) log(`${sizeMiB} MiB: stopping the sandbox`);
