@@ -4,8 +4,10 @@ import { KBUR_VERSION } from '../shared/version.js';
 import * as backup from './commands/backup.js';
 import * as describe from './commands/describe.js';
 import * as list from './commands/list.js';
+import * as prune from './commands/prune.js';
 import * as restore from './commands/restore.js';
 import * as restoreDump from './commands/restore-dump.js';
+import * as unlock from './commands/unlock.js';
 import * as verify from './commands/verify.js';
 import type { GlobalOptions } from './context.js';
 import { ExitCode, exitCodeFor } from './exit-codes.js';
@@ -28,11 +30,31 @@ export async function cli(argv: string[], io: { stderr: NodeJS.WritableStream } 
   const globals = (): GlobalOptions => program.opts<GlobalOptions>();
   const signal = abort.signal;
 
+  const WAIT = [
+    '--wait <duration>',
+    'if another operation holds the repository lock, wait this long for it (90s, 10m, 1h); default: refuse at once',
+  ] as const;
   program
     .command('backup')
     .description("back up etcd and every node's /etc/kubernetes into the repository")
-    .action(async () => {
-      code = await backup.run({ ...globals(), signal });
+    .option(...WAIT)
+    .action(async (o: { wait?: string }) => {
+      code = await backup.run({ ...globals(), ...o, signal });
+    });
+  program
+    .command('prune')
+    .description("delete the backups kbur.yaml's retention does not keep (never the newest verified one, nor one a restore refers to)")
+    .option('--dry-run', 'say what would be kept and deleted; delete nothing')
+    .option(...WAIT)
+    .action(async (o: { dryRun?: boolean; wait?: string }) => {
+      code = await prune.run({ ...globals(), ...o, signal });
+    });
+  program
+    .command('unlock')
+    .description('show who holds the repository lock; with --force, break a stale one (its holder gone)')
+    .option('--force', 'break the lock if its holder is gone (process not running on this host, or lease expired)')
+    .action(async (o: { force?: boolean }) => {
+      code = await unlock.run({ ...globals(), ...o });
     });
   program
     .command('list')
@@ -57,10 +79,19 @@ export async function cli(argv: string[], io: { stderr: NodeJS.WritableStream } 
     .option('--dumps', 'then restore every application dump of the backup too (a safety dump first, on each node)')
     .option('--resume <restore-id>', 'continue an interrupted restore')
     .option('--rollback <restore-id>', 'put back the data dirs a restore moved aside, and restart')
+    .option(...WAIT)
     .action(
       async (
         id: string | undefined,
-        o: { dryRun?: boolean; yes?: boolean; withKubernetesDir?: boolean; dumps?: boolean; resume?: string; rollback?: string },
+        o: {
+          dryRun?: boolean;
+          yes?: boolean;
+          withKubernetesDir?: boolean;
+          dumps?: boolean;
+          resume?: string;
+          rollback?: string;
+          wait?: string;
+        },
       ) => {
         code = await restore.run({ ...globals(), ...o, id, signal });
       },

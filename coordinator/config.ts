@@ -12,6 +12,41 @@ const hostPort = z
   .string()
   .regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, { message: 'expected host:port of a kbur-agent, e.g. 10.0.0.11:7443' });
 
+const keep = z.number().int().nonnegative().default(0);
+
+/**
+ * GFS retention: the newest `keepLast` Completed backups, and the newest one of each of the last
+ * `hourly` hours, `daily` days, `weekly` ISO weeks and `monthly` months that have one, counted in
+ * `timeZone` (an IANA name; default UTC).
+ */
+export const retentionSchema = z
+  .strictObject({
+    keepLast: keep,
+    hourly: keep,
+    daily: keep,
+    weekly: keep,
+    monthly: keep,
+    timeZone: z
+      .string()
+      .refine(isTimeZone, {
+        error: (iss) => `"${String(iss.input)}" is not a time zone: expected an IANA name such as UTC or Europe/Berlin`,
+      })
+      .default('UTC'),
+  })
+  .refine((r) => r.keepLast + r.hourly + r.daily + r.weekly + r.monthly > 0, {
+    message: 'expected at least one of keepLast, hourly, daily, weekly, monthly above 0 (else every backup but the last verified one goes)',
+  });
+export type RetentionPolicy = z.output<typeof retentionSchema>;
+
+function isTimeZone(tz: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 const schema = z
   .strictObject({
     /** Name of the cluster; backups live under <repository>/<cluster>/. */
@@ -34,6 +69,8 @@ const schema = z
         copySnapshotToNodes: z.boolean().default(false),
       })
       .default({ copySnapshotToNodes: false }),
+    /** What `kbur prune` keeps: see retentionSchema. Without it, prune refuses. */
+    retention: retentionSchema.optional(),
     /** Dump profiles a backup runs: each names a node and a profile that node's agent config defines. */
     dumps: z.array(z.strictObject({ node: safeName, profile: safeName })).default([]),
   })

@@ -3,6 +3,7 @@ import { readTlsFiles } from '../shared/tls.js';
 import { AgentClient } from './agent-client.js';
 import { DEFAULT_COORDINATOR_CONFIG, loadCoordinatorConfig, type CoordinatorConfig } from './config.js';
 import { LocalRepository } from './repository/local.js';
+import { describeHolder, type LockRequest } from './repository/lock.js';
 import type { Repository } from './repository/repository.js';
 
 export interface GlobalOptions {
@@ -42,4 +43,23 @@ export async function loadContext(opts: GlobalOptions, out: NodeJS.WritableStrea
 export async function connectAgents(ctx: Context): Promise<AgentClient[]> {
   const creds = AgentClient.credentials(await readTlsFiles(ctx.config.tls, ctx.configFile));
   return ctx.config.nodes.map((n) => new AgentClient(n, creds));
+}
+
+/** The repository lock request of a command: `--wait` as given, waiting announced once on stderr. */
+export function lockRequest(
+  ctx: Context,
+  operation: string,
+  opts: { waitMs: number; signal: AbortSignal; restoreId?: string },
+): LockRequest {
+  return {
+    repository: ctx.repository,
+    cluster: ctx.config.cluster,
+    operation,
+    ...opts,
+    log: ctx.log,
+    onWait: (h) =>
+      void process.stderr.write(
+        `kbur: waiting up to ${Math.round(opts.waitMs / 1000)} s for the repository lock, held by ${describeHolder(h)}\n`,
+      ),
+  };
 }

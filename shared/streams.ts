@@ -146,8 +146,12 @@ export class AtomicFile {
   private synced = 0;
   private syncing: Promise<void> | undefined;
 
-  constructor(readonly path: string) {
-    this.partPath = `${path}.part`;
+  /** `partPath`: a name of its own for a file that several processes may write at once (a lock). */
+  constructor(
+    readonly path: string,
+    partPath = `${path}.part`,
+  ) {
+    this.partPath = partPath;
     this.stream = createWriteStream(this.partPath, { mode: 0o600, flush: true, highWaterMark: 1 << 20 });
     // Kept, not thrown: a write still in flight when abort() destroys the stream fails, and that
     // must not crash the process; commit() reports any error instead.
@@ -214,8 +218,12 @@ function waitClosed(stream: Writable): Promise<void> {
 }
 
 /** Whole small files (manifests, journals) written the same way as artifacts. */
-export async function writeFileAtomic(path: string, data: string | Buffer, opts: { noOverwrite?: boolean } = {}): Promise<void> {
-  const file = new AtomicFile(path);
+export async function writeFileAtomic(
+  path: string,
+  data: string | Buffer,
+  opts: { noOverwrite?: boolean; partPath?: string } = {},
+): Promise<void> {
+  const file = new AtomicFile(path, opts.partPath);
   try {
     await pipeline(async function* () {
       yield typeof data === 'string' ? Buffer.from(data) : data;

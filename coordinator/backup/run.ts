@@ -4,6 +4,7 @@ import type { Logger } from '../../shared/log.js';
 import { MANIFEST_SCHEMA_VERSION, newBackupId, type Artifact, type BackupPhase, type Manifest } from '../../shared/manifest.js';
 import { KBUR_VERSION } from '../../shared/version.js';
 import type { AgentClient } from '../agent-client.js';
+import { isRepositoryFull, repositoryFullError } from '../repository/full.js';
 import type { BackupWriter, Repository } from '../repository/repository.js';
 import { chooseSnapshotMembers } from './choose-member.js';
 import { runDumpProfile } from './dumps.js';
@@ -35,6 +36,14 @@ export async function runBackup(opts: BackupOptions): Promise<Manifest> {
   const startedAt = new Date();
   const id = newBackupId(startedAt);
   const log = opts.log.child({ backup: id });
+  const fullError = async (err: unknown): Promise<KburError> => {
+    const needed = Math.max(0, ...[...byNode.values()].map((i) => i.etcd?.dbSize ?? 0));
+    return repositoryFullError(err, {
+      location: opts.repository.artifactLocation(opts.cluster, id, 'manifest.json').replace(/\/manifest\.json$/, ''),
+      space: await opts.repository.space(opts.cluster).catch(() => undefined),
+      needed,
+    });
+  };
   const infos = await Promise.all(
     opts.agents.map((a) =>
       // No key count: the snapshot's trailer counts them at its revision.
@@ -52,15 +61,36 @@ export async function runBackup(opts: BackupOptions): Promise<Manifest> {
     else failures.push({ part: `node/${node}`, message: r.error.message });
   });
 
-  const writer = await opts.repository.createBackup(opts.cluster, id);
+  const writer = await opts.repository.createBackup(opts.cluster, id).catch(async (err: unknown) => {
+    throw isRepositoryFull(err) ? await fullError(err) : err;
+  });
   log.info('backup started', { location: writer.location, reachable: [...byNode.keys()] });
   opts.progress?.archivesExpected(byNode.size);
-  const [snapshot, archives, dumps] = await Promise.all([
-    snapshotWithFallback(opts, writer, byNode, log),
-    Promise.all(opts.agents.filter((a) => byNode.has(a.node.name)).map((a) => archiveNode(opts, writer, a))),
-    Promise.all(opts.dumps.map((d) => runDump(opts, writer, d, byNode))),
+  // A full repository stops every stream at once: no other member or node would find room either.
+  const full = new AbortController();
+  const inner: BackupOptions = { ...opts, signal: AbortSignal.any([opts.signal, full.signal]) };
+  const stopIfFull = <T>(p: Promise<T>): Promise<T> =>
+    p.catch((err: unknown) => {
+      if (isRepositoryFull(err)) full.abort(err);
+      throw err;
+    });
+  const settled = await Promise.allSettled([
+    stopIfFull(snapshotWithFallback(inner, writer, byNode, log)),
+    Promise.all(opts.agents.filter((a) => byNode.has(a.node.name)).map((a) => stopIfFull(archiveNode(inner, writer, a)))),
+    Promise.all(opts.dumps.map((d) => stopIfFull(runDump(inner, writer, d, byNode)))),
   ]);
   opts.progress?.stop();
+  if (full.signal.aborted) {
+    // Nothing of this set is usable, and its files hold the room the next backup needs.
+    await opts.repository.deleteBackup(opts.cluster, id).catch(() => undefined);
+    throw await fullError(full.signal.reason);
+  }
+  for (const r of settled) if (r.status === 'rejected') throw r.reason;
+  const [snapshot, archives, dumps] = settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as [
+    Awaited<ReturnType<typeof snapshotWithFallback>>,
+    Awaited<ReturnType<typeof archiveNode>>[],
+    Awaited<ReturnType<typeof runDump>>[],
+  ];
 
   failures.push(...snapshot.failures, ...[...archives, ...dumps].flatMap((a) => ('failure' in a ? [a.failure] : [])));
   const artifacts: Artifact[] = [
@@ -81,7 +111,11 @@ export async function runBackup(opts: BackupOptions): Promise<Manifest> {
     etcd: snapshot.etcd,
     artifacts,
   };
-  await writer.writeManifest(manifest);
+  await writer.writeManifest(manifest).catch(async (err: unknown) => {
+    if (!isRepositoryFull(err)) throw err;
+    await opts.repository.deleteBackup(opts.cluster, id).catch(() => undefined);
+    throw await fullError(err);
+  });
   log.info('backup finished', { phase, failures: failures.length, artifacts: artifacts.length });
   return manifest;
 }
@@ -137,6 +171,7 @@ async function snapshotWithFallback(
         failures: [],
       };
     } catch (err) {
+      if (isRepositoryFull(err)) throw err;
       const e = asKburError(err);
       if (e.code === 'CANCELLED' || opts.signal.aborted) throw e;
       log.warn('snapshot failed; trying the next member', { node, error: e.message });
@@ -195,6 +230,7 @@ async function archiveNode(
       },
     };
   } catch (err) {
+    if (isRepositoryFull(err)) throw err;
     const e = asKburError(err);
     if (e.code === 'CANCELLED' || opts.signal.aborted) throw e;
     return { failure: { part: `node/${node}`, message: e.message } };

@@ -1,12 +1,23 @@
 import { copySnapshotToNodes } from '../backup/copies.js';
 import { runBackup } from '../backup/run.js';
 import { Progress, mib } from '../backup/progress.js';
-import { connectAgents, loadContext, type GlobalOptions } from '../context.js';
+import { parseDurationFlag } from '../../shared/duration.js';
+import { connectAgents, loadContext, lockRequest, type Context, type GlobalOptions } from '../context.js';
+import { removeLeftovers } from '../prune/leftovers.js';
+import { withLock } from '../repository/lock.js';
 import { ExitCode } from '../exit-codes.js';
 
 /** kbur backup: one backup set of the whole control plane. */
-export async function run(opts: GlobalOptions & { signal: AbortSignal }): Promise<ExitCode> {
+export async function run(opts: GlobalOptions & { signal: AbortSignal; wait?: string }): Promise<ExitCode> {
+  const waitMs = parseDurationFlag(opts.wait ?? '0', '--wait');
   const ctx = await loadContext(opts);
+  return withLock(lockRequest(ctx, 'backup', { waitMs, signal: opts.signal }), (signal) => backUp(ctx, signal));
+}
+
+async function backUp(ctx: Context, signal: AbortSignal): Promise<ExitCode> {
+  // Under the lock: an earlier backup without a manifest is dead, and what it left goes.
+  const leftovers = await removeLeftovers(ctx.repository, ctx.config.cluster, new Date());
+  for (const l of leftovers) ctx.log.warn('removed what an interrupted backup left', { backup: l.id, reason: l.reason });
   const agents = await connectAgents(ctx);
   const progress = ctx.json ? undefined : new Progress(process.stderr);
   try {
@@ -18,16 +29,18 @@ export async function run(opts: GlobalOptions & { signal: AbortSignal }): Promis
       log: ctx.log,
       progress,
       stallMs: ctx.config.stallTimeout * 1000,
-      signal: opts.signal,
+      signal,
     });
     const copies = ctx.config.backup.copySnapshotToNodes
-      ? await copySnapshotToNodes({ manifest: m, agents, repository: ctx.repository, signal: opts.signal })
+      ? await copySnapshotToNodes({ manifest: m, agents, repository: ctx.repository, signal })
       : undefined;
     if (ctx.json) {
-      ctx.out.write(JSON.stringify(copies ? { ...m, nodeCopies: copies } : m, null, 2) + '\n');
+      const extra = { ...(copies ? { nodeCopies: copies } : {}), ...(leftovers.length ? { leftoversRemoved: leftovers } : {}) };
+      ctx.out.write(JSON.stringify({ ...m, ...extra }, null, 2) + '\n');
     } else {
       const size = m.artifacts.reduce((n, a) => n + a.size, 0);
       const lines = [
+        ...leftovers.map((l) => `removed ${l.id}: ${l.reason}`),
         `backup ${m.id}: ${m.phase}`,
         `  location: ${ctx.repository.artifactLocation(m.cluster, m.id, 'manifest.json').replace(/\/manifest\.json$/, '')}`,
       ];

@@ -1,7 +1,9 @@
 import { KburError } from '../../shared/errors.js';
-import { newBackupId } from '../../shared/manifest.js';
+import { checkId, newBackupId } from '../../shared/manifest.js';
 import type { AgentClient } from '../agent-client.js';
-import { connectAgents, loadContext, type Context, type GlobalOptions } from '../context.js';
+import { parseDurationFlag } from '../../shared/duration.js';
+import { connectAgents, loadContext, lockRequest, type Context, type GlobalOptions } from '../context.js';
+import { withLock } from '../repository/lock.js';
 import { confirm } from '../confirm.js';
 import { sendDumps } from './restore-dump.js';
 import { ExitCode } from '../exit-codes.js';
@@ -18,6 +20,8 @@ export interface RestoreOptions extends GlobalOptions {
   withKubernetesDir?: boolean;
   /** After etcd, also restore every application dump of the backup (safety dump first, on each node). */
   dumps?: boolean;
+  /** How long to wait for the repository lock ("90s", "10m"); default: refuse at once. */
+  wait?: string;
   signal: AbortSignal;
 }
 
@@ -32,11 +36,23 @@ export async function run(opts: RestoreOptions): Promise<ExitCode> {
       hint: 'kbur restore --help',
     });
   }
+  const waitMs = parseDurationFlag(opts.wait ?? '0', '--wait');
   const ctx = await loadContext(opts);
+  const restoreId = opts.id
+    ? newBackupId()
+    : checkId((opts.resume ?? opts.rollback)!, 'restore', 'the restore id was printed when it started');
+  // A dry run changes nothing and needs no lock; anything else is the cluster's one operation.
+  if (opts.dryRun && opts.id) return restore(ctx, opts, restoreId, opts.signal);
+  return withLock(lockRequest(ctx, 'restore', { waitMs, signal: opts.signal, restoreId }), (signal) =>
+    restore(ctx, opts, restoreId, signal),
+  );
+}
+
+async function restore(ctx: Context, opts: RestoreOptions, restoreId: string, signal: AbortSignal): Promise<ExitCode> {
   const agents = await connectAgents(ctx);
   const say = (line: string): void => void ctx.out.write(`${line}\n`);
   try {
-    const base = { agents, repository: ctx.repository, log: ctx.log, signal: opts.signal, say };
+    const base = { agents, repository: ctx.repository, log: ctx.log, signal, say };
     if (opts.resume || opts.rollback) {
       const journal = await Journal.load(ctx.repository, ctx.config.cluster, (opts.resume ?? opts.rollback)!);
       say(describePlan(journal.plan));
@@ -54,7 +70,6 @@ export async function run(opts: RestoreOptions): Promise<ExitCode> {
       return ExitCode.OK;
     }
 
-    const restoreId = newBackupId();
     const check = await preflight({
       repository: ctx.repository,
       cluster: ctx.config.cluster,
@@ -63,7 +78,7 @@ export async function run(opts: RestoreOptions): Promise<ExitCode> {
       agents,
       withKubernetesDir: Boolean(opts.withKubernetesDir),
       dryRun: Boolean(opts.dryRun),
-      signal: opts.signal,
+      signal,
     });
     if (check.plan) say(describePlan(check.plan));
     if (check.problems.length) {
@@ -85,7 +100,7 @@ export async function run(opts: RestoreOptions): Promise<ExitCode> {
     const journal = await Journal.create(ctx.repository, plan);
     say(`restore ${restoreId} started; if it is interrupted: kbur restore --resume ${restoreId} (or --rollback ${restoreId})`);
     await executeRestore({ ...base, journal });
-    if (opts.dumps) await restoreAllDumps(ctx, agents, plan.backupId, restoreId, say, opts.signal);
+    if (opts.dumps) await restoreAllDumps(ctx, agents, plan.backupId, restoreId, say, signal);
     say(
       `restore ${restoreId}: completed and verified. The old data dirs are kept as <dataDir>.kbur-${restoreId}; kbur restore --rollback ${restoreId} puts them back.`,
     );

@@ -1,5 +1,6 @@
 import type { Readable, Writable } from 'node:stream';
 import type { Manifest, Verification } from '../../shared/manifest.js';
+import type { LockHolder } from './lock.js';
 
 /** An artifact being written: it exists under its final name only after commit(). */
 export interface ArtifactWriter {
@@ -43,4 +44,31 @@ export interface Repository {
   writeJournal(cluster: string, restoreId: string, journal: string): Promise<void>;
   /** The journal's text, or undefined when there is none. */
   readJournal(cluster: string, restoreId: string): Promise<string | undefined>;
+  /** Ids of every restore that has a folder under restores/. */
+  listRestores(cluster: string): Promise<string[]>;
+
+  /**
+   * Deletes a backup set: manifest.json first (so a half-deleted set is never taken for a complete
+   * one), then everything else in its folder. Only ever called under the repository lock.
+   */
+  deleteBackup(cluster: string, id: string): Promise<void>;
+  /** Free and total bytes where the repository stores `cluster`, when the storage can say (not S3). */
+  space(cluster: string): Promise<{ free: number; total: number } | undefined>;
+
+  /**
+   * The cluster's lock: one operation at a time. Taken whole in one step (local: an exclusive
+   * create of the complete record; S3: a conditional put), never half-written. True when taken,
+   * false when another holder has it (readLock says who).
+   */
+  tryLock(cluster: string, holder: LockHolder): Promise<boolean>;
+  /** The current holder, or undefined when the lock is free. LOCK_STALE when its record is unreadable. */
+  readLock(cluster: string): Promise<LockHolder | undefined>;
+  /** Rewrites the record (a renewed lease) if `holder.token` still holds the lock; false when it does not any more. */
+  renewLock(cluster: string, holder: LockHolder): Promise<boolean>;
+  /**
+   * Removes the lock if the holding named by `token` still has it, atomically against another
+   * remover (two breakers of one stale lock: one wins); false when it is gone or someone else's.
+   * `token` undefined removes whatever is there, even an unreadable record (`kbur unlock --force`).
+   */
+  removeLock(cluster: string, token: string | undefined): Promise<boolean>;
 }
