@@ -1,3 +1,4 @@
+import type { WriteStream } from 'node:fs';
 import type { ArchiveTrailer, GetNodeInfoResponse, SnapshotHeader, SnapshotTrailer } from '../../proto/gen/kbur/v1/agent.js';
 import { KburError, asKburError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
@@ -36,11 +37,13 @@ export async function runBackup(opts: BackupOptions): Promise<Manifest> {
   const startedAt = new Date();
   const id = newBackupId(startedAt);
   const log = opts.log.child({ backup: id });
+  const usage: WriteUsage = { written: 0 };
   const fullError = async (err: unknown): Promise<KburError> => {
     const needed = Math.max(0, ...[...byNode.values()].map((i) => i.etcd?.dbSize ?? 0));
     return repositoryFullError(err, {
       location: opts.repository.artifactLocation(opts.cluster, id, 'manifest.json').replace(/\/manifest\.json$/, ''),
-      space: await opts.repository.space(opts.cluster).catch(() => undefined),
+      space: usage.spaceWhenFull ?? (await opts.repository.space(opts.cluster).catch(() => undefined)),
+      written: usage.written,
       needed,
     });
   };
@@ -61,9 +64,13 @@ export async function runBackup(opts: BackupOptions): Promise<Manifest> {
     else failures.push({ part: `node/${node}`, message: r.error.message });
   });
 
-  const writer = await opts.repository.createBackup(opts.cluster, id).catch(async (err: unknown) => {
-    throw isRepositoryFull(err) ? await fullError(err) : err;
-  });
+  const writer = measured(
+    await opts.repository.createBackup(opts.cluster, id).catch(async (err: unknown) => {
+      throw isRepositoryFull(err) ? await fullError(err) : err;
+    }),
+    usage,
+    () => opts.repository.space(opts.cluster),
+  );
   log.info('backup started', { location: writer.location, reachable: [...byNode.keys()] });
   opts.progress?.archivesExpected(byNode.size);
   // A full repository stops every stream at once: no other member or node would find room either.
@@ -118,6 +125,40 @@ export async function runBackup(opts: BackupOptions): Promise<Manifest> {
   });
   log.info('backup finished', { phase, failures: failures.length, artifacts: artifacts.length });
   return manifest;
+}
+
+interface WriteUsage {
+  /** Bytes this backup wrote to the repository, kept or not. */
+  written: number;
+  /** Free space when a write first failed for want of it (read before that part file goes). */
+  spaceWhenFull?: { free: number; total: number };
+}
+
+/** The backup's writer, counting what it writes, for the figures of a "repository full". */
+function measured(writer: BackupWriter, usage: WriteUsage, space: () => Promise<WriteUsage['spaceWhenFull']>): BackupWriter {
+  return {
+    id: writer.id,
+    location: writer.location,
+    discard: (relPath) => writer.discard(relPath),
+    writeManifest: (m) => writer.writeManifest(m),
+    artifact: async (relPath) => {
+      const a = await writer.artifact(relPath);
+      // fs.WriteStream counts what reached the file; other stores' streams may not say.
+      const bytes = (): number => (a.stream as Partial<WriteStream>).bytesWritten ?? 0;
+      return {
+        stream: a.stream,
+        commit: async () => {
+          await a.commit();
+          usage.written += bytes();
+        },
+        abort: async () => {
+          if (a.stream.errored && isRepositoryFull(a.stream.errored)) usage.spaceWhenFull ??= await space().catch(() => undefined);
+          usage.written += bytes();
+          await a.abort();
+        },
+      };
+    },
+  };
 }
 
 async function snapshotWithFallback(

@@ -54,7 +54,7 @@ describe('repository lock (local repository)', function () {
     writeFile(lockFile(), JSON.stringify({ ...newHolder('backup'), ...h }), { mode: 0o600 });
 
   beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'kbur-lock-test-'));
+    dir = await mkdtemp(join(tmpdir(), 'kbur-lock-unit-'));
     repo = new LocalRepository(dir);
     await repo.tryLock(CLUSTER, newHolder('setup'));
     await repo.removeLock(CLUSTER, undefined);
