@@ -38,18 +38,24 @@ export interface HostProbe {
   processStart(pid: number): string | undefined | 'unknown';
 }
 
-/** Why `holder` no longer holds the lock for real (its process gone, its lease expired), or undefined when it may. */
+/**
+ * Why `holder` no longer holds the lock for real, or undefined when it may. On its own host the
+ * process decides (gone, or its pid reused, or the host rebooted), even past the lease: a live
+ * holder whose renewals failed (a full disk) is still running. Elsewhere only the lease can tell.
+ */
 export function staleReason(holder: LockHolder, now: Date, probe: HostProbe): string | undefined {
+  if (holder.host === probe.host) {
+    if (holder.bootId && probe.bootId && holder.bootId !== probe.bootId) return 'this host was rebooted since it took the lock';
+    const start = probe.processStart(holder.pid);
+    if (start === undefined) return `process ${holder.pid} no longer runs on this host`;
+    if (start !== 'unknown' && holder.pidStart && start !== holder.pidStart) {
+      return `process ${holder.pid} on this host is another process now (the holder is gone)`;
+    }
+    if (start !== 'unknown') return undefined;
+  }
   const expires = Date.parse(holder.expiresAt);
   if (!(expires > now.getTime())) {
     return `its lease expired at ${holder.expiresAt} (${Math.round((now.getTime() - expires) / 1000)} s ago) without being renewed`;
-  }
-  if (holder.host !== probe.host) return undefined;
-  if (holder.bootId && probe.bootId && holder.bootId !== probe.bootId) return 'this host was rebooted since it took the lock';
-  const start = probe.processStart(holder.pid);
-  if (start === undefined) return `process ${holder.pid} no longer runs on this host`;
-  if (start !== 'unknown' && holder.pidStart && start !== holder.pidStart) {
-    return `process ${holder.pid} on this host is another process now (the holder is gone)`;
   }
   return undefined;
 }

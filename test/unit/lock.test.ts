@@ -170,6 +170,9 @@ describe('repository lock (local repository)', function () {
       expect(staleReason(holder({}), now, probe({ processStart: () => '2000' }))).to.match(/another process now/);
       expect(staleReason(holder({}), now, probe({ bootId: 'boot-2' }))).to.match(/rebooted/);
     });
+    it('holds while its process runs on this host, even past a lease its renewals could not extend (a full disk)', () => {
+      expect(staleReason(holder({ expiresAt: '2026-11-30T15:00:00.000Z' }), now, probe({}))).to.equal(undefined);
+    });
     it("judges another host's lock by its lease alone", () => {
       expect(staleReason(holder({ host: 'node-b' }), now, probe({ processStart: () => undefined }))).to.equal(undefined);
       const expired = holder({ host: 'node-b', expiresAt: '2026-11-30T15:58:00.000Z' });
