@@ -104,8 +104,9 @@ export async function cli(argv: string[], io: { stderr: NodeJS.WritableStream } 
     .option('--part <part>', 'only this part (a database); default: every part of the profile')
     .option('--dry-run', 'check and print the plan; change nothing')
     .option('-y, --yes', 'do not ask for confirmation')
+    .option(...WAIT)
     .description('restore an application dump: a safety dump first, then drop, recreate, load')
-    .action(async (id: string, o: { node: string; profile: string; part?: string; dryRun?: boolean; yes?: boolean }) => {
+    .action(async (id: string, o: { node: string; profile: string; part?: string; dryRun?: boolean; yes?: boolean; wait?: string }) => {
       code = await restoreDump.run({ ...globals(), ...o, id, signal });
     });
   program

@@ -108,7 +108,7 @@ export function newHolder(operation: string, restoreId?: string, now: Date = new
   };
 }
 
-/** "backup (restore 2026...) by host h, pid 123, since 2026-11-30T15:00:00.000Z (42 s ago)" */
+/** "restore 20261130T150000Z-0a1f on host cp-1, pid 4711, since 2026-11-30T15:00:00.000Z (42 s ago)" */
 export function describeHolder(h: LockHolder, now: Date = new Date()): string {
   const ago = Math.max(0, Math.round((now.getTime() - Date.parse(h.startedAt)) / 1000));
   return `${h.operation}${h.restoreId ? ` ${h.restoreId}` : ''} on host ${h.host}, pid ${h.pid}, since ${h.startedAt} (${ago} s ago)`;
