@@ -1,6 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { link, mkdir, readFile, readdir, rename, rm, stat, statfs } from 'node:fs/promises';
+import { link, mkdir, readFile, readdir, rename, rm, stat, statfs, utimes } from 'node:fs/promises';
 import { dirname, join, normalize, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { KburError } from '../../shared/errors.js';
@@ -180,19 +180,31 @@ export class LocalRepository implements Repository {
 
   async readLock(cluster: string): Promise<LockHolder | undefined> {
     const file = this.lockFile(cluster);
-    const text = await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') return undefined;
+    let text: string;
+    let mtime: Date;
+    try {
+      [text, { mtime }] = await Promise.all([readFile(file, 'utf8'), stat(file)]);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw err;
-    });
-    return text === undefined ? undefined : parseLockRecord(text, file);
+    }
+    const holder = parseLockRecord(text, file);
+    // The record is never rewritten: renewals move the file's mtime to the new end of the lease.
+    return mtime.getTime() > Date.parse(holder.expiresAt) ? { ...holder, expiresAt: mtime.toISOString() } : holder;
   }
 
   async renewLock(cluster: string, holder: LockHolder): Promise<boolean> {
     const current = await this.readLock(cluster).catch(() => undefined);
     if (current?.token !== holder.token) return false;
-    const file = this.lockFile(cluster);
-    await writeFileAtomic(file, JSON.stringify(holder, null, 2) + '\n', { partPath: `${file}.${holder.token}.part` });
-    return true;
+    // Only the mtime changes: a lock removed meanwhile is not brought back (ENOENT), nor is a
+    // newer holder's record replaced.
+    try {
+      await utimes(this.lockFile(cluster), new Date(), new Date(holder.expiresAt));
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw err;
+    }
   }
 
   async removeLock(cluster: string, token: string | undefined): Promise<boolean> {

@@ -9,7 +9,6 @@ import type { Repository } from './repository.js';
 
 /** A holder renews its lease this often; a lease not renewed for LEASE_MS marks its holder gone. */
 export const LEASE_MS = 120_000;
-const RENEW_MS = LEASE_MS / 4;
 const POLL_MS = 500;
 
 export const lockHolderSchema = z.object({
@@ -92,7 +91,7 @@ function processStart(pid: number): string | undefined | 'unknown' {
 }
 
 /** A new holder record for this process. */
-export function newHolder(operation: string, restoreId?: string, now: Date = new Date()): LockHolder {
+export function newHolder(operation: string, restoreId?: string, now: Date = new Date(), leaseMs = LEASE_MS): LockHolder {
   const probe = hostProbe();
   const start = processStart(process.pid);
   return {
@@ -104,7 +103,7 @@ export function newHolder(operation: string, restoreId?: string, now: Date = new
     ...(probe.bootId ? { bootId: probe.bootId } : {}),
     ...(start && start !== 'unknown' ? { pidStart: start } : {}),
     startedAt: now.toISOString(),
-    expiresAt: new Date(now.getTime() + LEASE_MS).toISOString(),
+    expiresAt: new Date(now.getTime() + leaseMs).toISOString(),
   };
 }
 
@@ -133,6 +132,8 @@ export interface LockRequest {
   signal: AbortSignal;
   /** Told once when the lock is held by another and this waits. */
   onWait?: (holder: LockHolder) => void;
+  /** Default LEASE_MS; renewed every quarter of it. */
+  leaseMs?: number;
 }
 
 /**
@@ -145,7 +146,7 @@ export async function acquireLock(req: LockRequest, probe: HostProbe = hostProbe
   let told = false;
   for (;;) {
     req.signal.throwIfAborted();
-    const holder = newHolder(req.operation, req.restoreId);
+    const holder = newHolder(req.operation, req.restoreId, new Date(), req.leaseMs);
     if (await req.repository.tryLock(req.cluster, holder)) return hold(req, holder);
     const current = await req.repository.readLock(req.cluster);
     if (!current) continue; // released between the two calls
@@ -183,11 +184,12 @@ export async function acquireLock(req: LockRequest, probe: HostProbe = hostProbe
 }
 
 function hold(req: LockRequest, holder: LockHolder): HeldLock {
+  const leaseMs = req.leaseMs ?? LEASE_MS;
   const lost = new AbortController();
   let renewing: Promise<void> = Promise.resolve();
   const timer = setInterval(() => {
     renewing = renewing.then(async () => {
-      const renewed = { ...holder, expiresAt: new Date(Date.now() + LEASE_MS).toISOString() };
+      const renewed = { ...holder, expiresAt: new Date(Date.now() + leaseMs).toISOString() };
       try {
         if (await req.repository.renewLock(req.cluster, renewed)) return;
         lost.abort(
@@ -205,7 +207,7 @@ function hold(req: LockRequest, holder: LockHolder): HeldLock {
         req.log.warn('could not renew the repository lock', { error: errorMessage(err) });
       }
     });
-  }, RENEW_MS).unref();
+  }, leaseMs / 4).unref();
   return {
     holder,
     lost: lost.signal,

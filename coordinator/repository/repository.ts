@@ -63,7 +63,11 @@ export interface Repository {
   tryLock(cluster: string, holder: LockHolder): Promise<boolean>;
   /** The current holder, or undefined when the lock is free. LOCK_STALE when its record is unreadable. */
   readLock(cluster: string): Promise<LockHolder | undefined>;
-  /** Rewrites the record (a renewed lease) if `holder.token` still holds the lock; false when it does not any more. */
+  /**
+   * Extends the lease to `holder.expiresAt` if `holder.token` still holds the lock; false when it
+   * does not any more. Never brings back a removed lock (local: only the file's mtime moves; S3: a
+   * put conditional on the lock object's ETag).
+   */
   renewLock(cluster: string, holder: LockHolder): Promise<boolean>;
   /**
    * Removes the lock if the holding named by `token` still has it, atomically against another

@@ -122,6 +122,24 @@ describe('repository lock (local repository)', function () {
     expect(await repo.readLock(CLUSTER)).to.equal(undefined);
   });
 
+  it('renews its lease while held, and tells the operation when someone broke it', async () => {
+    const held = await acquireLock(request({ leaseMs: 400 }));
+    const first = held.holder.expiresAt;
+    await new Promise((r) => setTimeout(r, 300));
+    const renewed = await repo.readLock(CLUSTER);
+    expect(renewed?.token).to.equal(held.holder.token);
+    expect(Date.parse(renewed!.expiresAt)).to.be.above(Date.parse(first));
+    expect(held.lost.aborted).to.equal(false);
+
+    await repo.removeLock(CLUSTER, undefined);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(held.lost.aborted).to.equal(true);
+    expect((held.lost.reason as KburError).message).to.equal(
+      'this backup lost the repository lock of cluster demo: someone broke it (kbur unlock --force)',
+    );
+    await held.release();
+  });
+
   it('reports a lock whose process is gone as stale, even with --wait, and does not break it', async () => {
     const pid = deadPid();
     await plant({ pid });
