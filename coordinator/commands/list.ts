@@ -50,5 +50,8 @@ export async function run(opts: GlobalOptions): Promise<ExitCode> {
       )
       .join('\n') + '\n',
   );
+  if (backups.some((b) => !b.manifest)) {
+    ctx.out.write('Incomplete: no manifest: a backup still running, or one interrupted (the next kbur backup or kbur prune removes it)\n');
+  }
   return ExitCode.OK;
 }

@@ -29,6 +29,7 @@ export async function run(opts: GlobalOptions & { dryRun?: boolean; wait?: strin
     ...result.kept.map((d) => ['kept', d.id, d.phase, d.reasons.join('; ')]),
     ...result.deleted.map((d) => [del, d.id, d.phase, d.reasons.join('; ')]),
     ...result.leftovers.map((l) => [dryRun ? 'would remove' : 'removed', l.id, 'Incomplete', l.reason]),
+    ...result.untouched.map((u) => ['kept', u.id, 'Unreadable', u.reason]),
   ].sort((a, b) => (a[1]! < b[1]! ? 1 : -1));
   const widths = [0, 1, 2].map((i) => Math.max(...rows.map((r) => r[i]!.length)));
   const lines = [`prune of cluster ${ctx.config.cluster}, policy: ${describePolicy(policy)}`];
@@ -40,7 +41,7 @@ export async function run(opts: GlobalOptions & { dryRun?: boolean; wait?: strin
         .join('  ')}  ${r[3]}`,
     );
   lines.push(
-    `kept ${result.kept.length}, ${del} ${result.deleted.length}, ${dryRun ? 'would remove' : 'removed'} ${result.leftovers.length} left by interrupted backups` +
+    `kept ${result.kept.length + result.untouched.length}, ${del} ${result.deleted.length}, ${dryRun ? 'would remove' : 'removed'} ${result.leftovers.length} left by interrupted backups` +
       (dryRun ? '; dry run: nothing was deleted' : ''),
   );
   ctx.out.write(lines.join('\n') + '\n');

@@ -12,6 +12,8 @@ export interface PruneResult {
   deleted: RetentionDecision[];
   /** Folders of interrupted backups, removed (or, in a dry run, that would be). */
   leftovers: Leftover[];
+  /** Backup folders without a readable manifest that are not sure leftovers (a damaged manifest): left alone. */
+  untouched: { id: string; reason: string }[];
 }
 
 /**
@@ -31,7 +33,8 @@ export async function prune(opts: {
   const { repository, cluster } = opts;
   const restoresOf = await restoresByBackup(repository, cluster);
   const candidates: RetentionCandidate[] = [];
-  for (const b of await repository.listBackups(cluster)) {
+  const listing = await repository.listBackups(cluster);
+  for (const b of listing) {
     if (!b.manifest) continue;
     const verification = b.manifest.phase === 'Completed' ? await repository.readVerification(cluster, b.id) : undefined;
     candidates.push({
@@ -44,6 +47,9 @@ export async function prune(opts: {
   }
   const decisions = selectRetention(candidates, opts.policy);
   const leftovers = await findLeftovers(repository, cluster, opts.lockedAt);
+  const untouched = listing
+    .filter((b) => !b.manifest && !leftovers.some((l) => l.id === b.id))
+    .map((b) => ({ id: b.id, reason: `left alone: ${b.problem ?? 'no manifest'}` }));
   const deleted = decisions.filter((d) => !d.keep);
   if (!opts.dryRun) {
     for (const id of [...deleted.map((d) => d.id), ...leftovers.map((l) => l.id)]) {
@@ -52,7 +58,7 @@ export async function prune(opts: {
       opts.log.info('backup set deleted', { backup: id });
     }
   }
-  return { dryRun: opts.dryRun, kept: decisions.filter((d) => d.keep), deleted, leftovers };
+  return { dryRun: opts.dryRun, kept: decisions.filter((d) => d.keep), deleted, leftovers, untouched };
 }
 
 /** backup id -> the restores whose journal names it. A journal that cannot be read stops prune: it might protect anything. */

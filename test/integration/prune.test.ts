@@ -41,6 +41,7 @@ interface PruneJson {
   kept: { id: string; reasons: string[] }[];
   deleted: { id: string; reasons: string[] }[];
   leftovers: { id: string; reason: string }[];
+  untouched: { id: string; reason: string }[];
 }
 
 describe('kbur prune and the repository lock', function () {
@@ -52,6 +53,7 @@ describe('kbur prune and the repository lock', function () {
   const kbur = (...args: string[]) => runKbur(['--config', config, ...args]);
   // Started before prune takes the lock, so certainly dead (were it running, it would hold the lock).
   const leftover = newBackupId(new Date(Date.now() - HOUR), () => '0');
+  const damaged = idAt('2026-08-01T00:00:00Z');
 
   async function writeSet(iso: string, phase: BackupPhase): Promise<void> {
     const id = idAt(iso);
@@ -139,6 +141,9 @@ describe('kbur prune and the repository lock', function () {
     // An interrupted backup's folder: no manifest, a part file.
     await mkdir(join(backups(), leftover, 'etcd'), { recursive: true });
     await writeFile(join(backups(), leftover, 'etcd', 'snapshot.db.part'), 'half');
+    // A set whose manifest is damaged: prune cannot tell what it is, so it stays.
+    await mkdir(join(backups(), damaged));
+    await writeFile(join(backups(), damaged, 'manifest.json'), '{"schemaVersion": 1, "phase": "Compl');
     // Things that are not kbur backup sets.
     await writeFile(join(backups(), 'README.txt'), 'the operator keeps notes here');
     await mkdir(join(backups(), 'my-exports'));
@@ -176,13 +181,15 @@ describe('kbur prune and the repository lock', function () {
     expect(r.kept.map((k) => k.id)).to.deep.equal(EXPECTED_KEPT);
     expect(r.deleted).to.have.length(400 - EXPECTED_KEPT.length);
     expect(r.leftovers.map((l) => l.id)).to.deep.equal([leftover]);
+    expect(r.untouched.map((u) => u.id)).to.deep.equal([damaged]);
     expect((await readdir(backups())).sort()).to.deep.equal(before);
 
     const human = await kbur('prune', '--dry-run');
     expect(human.stdout).to.match(new RegExp(`kept +${idAt('2026-09-10T06:00:00Z')} +Completed +newest verified backup`));
     expect(human.stdout).to.match(new RegExp(`would delete +${idAt('2026-08-30T00:00:00Z')} +Completed +not selected by the policy`));
     expect(human.stdout).to.match(new RegExp(`would remove +${leftover} +Incomplete +left by a backup interrupted`));
-    expect(human.stdout).to.contain(`kept 15, would delete 385, would remove 1 left by interrupted backups; dry run: nothing was deleted`);
+    expect(human.stdout).to.match(new RegExp(`kept +${damaged} +Unreadable +left alone: .*manifest\\.json is not a valid kbur manifest`));
+    expect(human.stdout).to.contain(`kept 16, would delete 385, would remove 1 left by interrupted backups; dry run: nothing was deleted`);
   });
 
   it('refuses while another operation holds the lock, or waits for it with --wait', async function () {
@@ -220,7 +227,7 @@ describe('kbur prune and the repository lock', function () {
     const r = JSON.parse(run.stdout) as PruneJson;
     expect(r.kept.map((k) => k.id)).to.deep.equal(EXPECTED_KEPT);
     expect(r.leftovers.map((l) => l.id)).to.deep.equal([leftover]);
-    expect((await readdir(backups())).sort()).to.deep.equal([...EXPECTED_KEPT, 'README.txt', 'my-exports'].sort());
+    expect((await readdir(backups())).sort()).to.deep.equal([...EXPECTED_KEPT, damaged, 'README.txt', 'my-exports'].sort());
     expect(await readdir(join(backups(), 'my-exports'))).to.deep.equal(['x.tar']);
     expect((await readdir(join(repo, 'demo'))).sort()).to.deep.equal(['backups', 'notes.md', 'restores']);
 
