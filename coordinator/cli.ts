@@ -3,6 +3,7 @@ import { asKburError } from '../shared/errors.js';
 import { KBUR_VERSION } from '../shared/version.js';
 import * as backup from './commands/backup.js';
 import * as describe from './commands/describe.js';
+import * as key from './commands/key.js';
 import * as list from './commands/list.js';
 import * as prune from './commands/prune.js';
 import * as restore from './commands/restore.js';
@@ -77,6 +78,7 @@ export async function cli(argv: string[], io: { stderr: NodeJS.WritableStream } 
     .option('-y, --yes', 'do not ask for confirmation')
     .option('--with-kubernetes-dir', "also put back each node's /etc/kubernetes from its archive (a rebuilt machine)")
     .option('--dumps', 'then restore every application dump of the backup too (a safety dump first, on each node)')
+    .option('--identity <file>', 'age identity file for an encrypted backup (default: $KBUR_AGE_IDENTITY)')
     .option('--resume <restore-id>', 'continue an interrupted restore')
     .option('--rollback <restore-id>', 'put back the data dirs a restore moved aside, and restart')
     .option(...WAIT)
@@ -88,6 +90,7 @@ export async function cli(argv: string[], io: { stderr: NodeJS.WritableStream } 
           yes?: boolean;
           withKubernetesDir?: boolean;
           dumps?: boolean;
+          identity?: string;
           resume?: string;
           rollback?: string;
           wait?: string;
@@ -104,17 +107,33 @@ export async function cli(argv: string[], io: { stderr: NodeJS.WritableStream } 
     .option('--part <part>', 'only this part (a database); default: every part of the profile')
     .option('--dry-run', 'check and print the plan; change nothing')
     .option('-y, --yes', 'do not ask for confirmation')
+    .option('--identity <file>', 'age identity file for an encrypted backup (default: $KBUR_AGE_IDENTITY)')
     .option(...WAIT)
     .description('restore an application dump: a safety dump first, then drop, recreate, load')
-    .action(async (id: string, o: { node: string; profile: string; part?: string; dryRun?: boolean; yes?: boolean; wait?: string }) => {
-      code = await restoreDump.run({ ...globals(), ...o, id, signal });
-    });
+    .action(
+      async (
+        id: string,
+        o: { node: string; profile: string; part?: string; dryRun?: boolean; yes?: boolean; identity?: string; wait?: string },
+      ) => {
+        code = await restoreDump.run({ ...globals(), ...o, id, signal });
+      },
+    );
   program
     .command('verify')
     .argument('<id>', 'backup id')
     .description('recheck every artifact of a backup against its manifest')
-    .action(async (id: string) => {
-      code = await verify.run({ ...globals(), id, signal });
+    .option('--identity <file>', 'age identity file: also check the plaintext of encrypted artifacts (default: $KBUR_AGE_IDENTITY)')
+    .action(async (id: string, o: { identity?: string }) => {
+      code = await verify.run({ ...globals(), ...o, id, signal });
+    });
+  program
+    .command('key')
+    .description('signing keys for manifests')
+    .command('generate')
+    .argument('<file>', 'where to write the private key (0600); the public key goes to <file>.pub')
+    .description('make an Ed25519 key to sign manifests with (signing.key in kbur.yaml); never overwrites')
+    .action(async (file: string) => {
+      code = await key.generate({ ...globals(), file });
     });
 
   try {

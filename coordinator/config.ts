@@ -47,6 +47,11 @@ function isTimeZone(tz: string): boolean {
   }
 }
 
+/** An age public key (X25519 age1..., or a post-quantum age1pq1...), as age-keygen prints it. */
+const ageRecipient = z.string().regex(/^age1(?:pq1|tag1|tagpq1)?[02-9ac-hj-np-z]{50,}$/, {
+  message: 'expected an age public key (age1... as age-keygen -y prints it), never the identity',
+});
+
 const schema = z
   .strictObject({
     /** Name of the cluster; backups live under <repository>/<cluster>/. */
@@ -73,6 +78,15 @@ const schema = z
     retention: retentionSchema.optional(),
     /** Dump profiles a backup runs: each names a node and a profile that node's agent config defines. */
     dumps: z.array(z.strictObject({ node: safeName, profile: safeName })).default([]),
+    /** Of the snapshot and node archives in the repository, before encryption (dumps are compressed by their agent). */
+    compression: z.enum(['none', 'gzip', 'zstd']).default('none'),
+    /** Every artifact encrypted with age to these public keys; a backup needs nothing else. */
+    encryption: z.strictObject({ recipients: z.array(ageRecipient).min(1, { message: 'expected at least one age recipient' }) }).optional(),
+    /** Ed25519: `key` signs each manifest (and checks it); a host that only restores sets `publicKey` instead. */
+    signing: z
+      .strictObject({ key: z.string().min(1).optional(), publicKey: z.string().min(1).optional() })
+      .refine((s) => s.key || s.publicKey, { message: 'expected key (a private key made by kbur key generate) or publicKey' })
+      .optional(),
   })
   .superRefine((c, ctx) => {
     c.dumps.forEach((d, i) => {
@@ -97,5 +111,13 @@ export async function loadCoordinatorConfig(file: string): Promise<CoordinatorCo
     ...config,
     tls: { ca: abs(config.tls.ca), cert: abs(config.tls.cert), key: abs(config.tls.key) },
     repository: { ...config.repository, path: abs(config.repository.path) },
+    ...(config.signing
+      ? {
+          signing: {
+            ...(config.signing.key ? { key: abs(config.signing.key) } : {}),
+            ...(config.signing.publicKey ? { publicKey: abs(config.signing.publicKey) } : {}),
+          },
+        }
+      : {}),
   };
 }

@@ -5,6 +5,8 @@ import { DEFAULT_COORDINATOR_CONFIG, loadCoordinatorConfig, type CoordinatorConf
 import { LocalRepository } from './repository/local.js';
 import { describeHolder, type LockRequest } from './repository/lock.js';
 import type { Repository } from './repository/repository.js';
+import type { SealSettings } from './repository/seal.js';
+import { loadSigningKeys, signedRepository, type SigningKeys } from './repository/signing.js';
 
 export interface GlobalOptions {
   config?: string;
@@ -16,7 +18,11 @@ export interface GlobalOptions {
 export interface Context {
   config: CoordinatorConfig;
   configFile: string;
+  /** With signing set: its manifests signed when written, refused when their signature does not check. */
   repository: Repository;
+  signing: SigningKeys | undefined;
+  /** How artifacts are compressed and encrypted as they are written. */
+  seal: SealSettings;
   log: Logger;
   json: boolean;
   out: NodeJS.WritableStream;
@@ -29,10 +35,14 @@ export function configFileFrom(opts: GlobalOptions): string {
 export async function loadContext(opts: GlobalOptions, out: NodeJS.WritableStream = process.stdout): Promise<Context> {
   const configFile = configFileFrom(opts);
   const config = await loadCoordinatorConfig(configFile);
+  const signing = config.signing ? await loadSigningKeys(config.signing) : undefined;
+  const repository: Repository = new LocalRepository(config.repository.path);
   return {
     config,
     configFile,
-    repository: new LocalRepository(config.repository.path),
+    repository: signing ? signedRepository(repository, signing) : repository,
+    signing,
+    seal: { compression: config.compression, recipients: config.encryption?.recipients ?? [] },
     log: createLogger({ component: 'kbur', stream: 'stderr', level: opts.debug ? 'debug' : (process.env.KBUR_LOG_LEVEL ?? 'warn') }),
     json: Boolean(opts.json),
     out,

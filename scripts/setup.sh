@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what kbur's sandbox, tests and benchmark need on a fresh Debian machine (run as root):
-# Debian's etcd server and client (etcd 3.4 on bookworm), MariaDB and PostgreSQL servers and clients
+# Debian's etcd server and client (etcd 3.4 on bookworm), age and zstd, MariaDB and PostgreSQL servers and clients
 # (the dump tests start their own, see test/sandbox/databases.ts), openssl, and the npm dependencies.
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
@@ -10,6 +10,9 @@ need=()
 command -v etcd >/dev/null || need+=(etcd-server)
 command -v etcdctl >/dev/null || need+=(etcd-client)
 command -v openssl >/dev/null || need+=(openssl)
+# age and zstd: the tests prove encrypted, compressed sets open with the CLIs, without kbur.
+command -v age >/dev/null || need+=(age)
+command -v zstd >/dev/null || need+=(zstd)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 # Programs in /usr/sbin are off a normal user's PATH; PostgreSQL's server lives in /usr/lib/postgresql/<major>/bin.
 installed() { for p in "$@"; do command -v "$p" >/dev/null || [ -x "/usr/sbin/$p" ] || return 1; done; }

@@ -6,15 +6,20 @@ import { connectAgents, loadContext, lockRequest, type Context, type GlobalOptio
 import { removeLeftovers } from '../prune/leftovers.js';
 import { withLock } from '../repository/lock.js';
 import { ExitCode } from '../exit-codes.js';
+import { checkRecipients, loadIdentity, sealNote, type AgeIdentity } from '../repository/seal.js';
+import { signatureNote } from '../repository/signing.js';
 
 /** kbur backup: one backup set of the whole control plane. */
 export async function run(opts: GlobalOptions & { signal: AbortSignal; wait?: string }): Promise<ExitCode> {
   const waitMs = parseDurationFlag(opts.wait ?? '0', '--wait');
   const ctx = await loadContext(opts);
-  return withLock(lockRequest(ctx, 'backup', { waitMs, signal: opts.signal }), (signal) => backUp(ctx, signal));
+  await checkRecipients(ctx.seal.recipients);
+  // Only for the snapshot copies sent to the nodes: the backup itself needs no identity.
+  const identity = ctx.config.backup.copySnapshotToNodes ? await loadIdentity(undefined) : undefined;
+  return withLock(lockRequest(ctx, 'backup', { waitMs, signal: opts.signal }), (signal) => backUp(ctx, identity, signal));
 }
 
-async function backUp(ctx: Context, signal: AbortSignal): Promise<ExitCode> {
+async function backUp(ctx: Context, identity: AgeIdentity | undefined, signal: AbortSignal): Promise<ExitCode> {
   // Under the lock: an earlier backup without a manifest is dead, and what it left goes.
   const leftovers = await removeLeftovers(ctx.repository, ctx.config.cluster, new Date());
   for (const l of leftovers) ctx.log.warn('removed what an interrupted backup left', { backup: l.id, reason: l.reason });
@@ -26,17 +31,19 @@ async function backUp(ctx: Context, signal: AbortSignal): Promise<ExitCode> {
       agents,
       dumps: ctx.config.dumps,
       repository: ctx.repository,
+      seal: ctx.seal,
       log: ctx.log,
       progress,
       stallMs: ctx.config.stallTimeout * 1000,
       signal,
     });
     const copies = ctx.config.backup.copySnapshotToNodes
-      ? await copySnapshotToNodes({ manifest: m, agents, repository: ctx.repository, signal })
+      ? await copySnapshotToNodes({ manifest: m, agents, repository: ctx.repository, identity, signal })
       : undefined;
     if (ctx.json) {
+      const signature = ctx.signing ? { signedWith: ctx.signing.keyId } : { unsigned: true };
       const extra = { ...(copies ? { nodeCopies: copies } : {}), ...(leftovers.length ? { leftoversRemoved: leftovers } : {}) };
-      ctx.out.write(JSON.stringify({ ...m, ...extra }, null, 2) + '\n');
+      ctx.out.write(JSON.stringify({ ...m, ...signature, ...extra }, null, 2) + '\n');
     } else {
       const size = m.artifacts.reduce((n, a) => n + a.size, 0);
       const lines = [
@@ -46,7 +53,7 @@ async function backUp(ctx: Context, signal: AbortSignal): Promise<ExitCode> {
       ];
       if (m.etcd)
         lines.push(
-          `  etcd: snapshot of ${m.etcd.memberName} on ${m.etcd.node}, revision ${m.etcd.revision}, ${m.etcd.keyCount} keys, ${mib(m.artifacts[0]!.size)}`,
+          `  etcd: snapshot of ${m.etcd.memberName} on ${m.etcd.node}, revision ${m.etcd.revision}, ${m.etcd.keyCount} keys, ${mib(m.artifacts[0]!.size)} as stored`,
         );
       lines.push(
         `  kubernetes dirs: ${
@@ -58,7 +65,7 @@ async function backUp(ctx: Context, signal: AbortSignal): Promise<ExitCode> {
       );
       const dumps = m.artifacts.filter((a) => a.kind === 'dump');
       if (dumps.length) lines.push(`  dumps: ${dumps.map((a) => `${a.node}/${a.dump!.profile}/${a.dump!.part}`).join(', ')}`);
-      lines.push(`  total: ${mib(size)} in ${m.artifacts.length} artifacts`);
+      lines.push(`  total: ${mib(size)} in ${m.artifacts.length} artifacts`, `  ${sealNote(ctx.seal)}`, `  ${signatureNote(ctx.signing)}`);
       if (copies?.length) {
         const ok = copies.filter((c) => c.ok).map((c) => c.node);
         lines.push(`  snapshot copies kept on: ${ok.join(', ') || 'no node'}`);

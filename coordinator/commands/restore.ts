@@ -10,6 +10,8 @@ import { ExitCode } from '../exit-codes.js';
 import { Journal } from '../restore/journal.js';
 import { describePlan, preflight } from '../restore/plan.js';
 import { executeRestore, executeRollback } from '../restore/run.js';
+import { loadIdentity, type AgeIdentity } from '../repository/seal.js';
+import { signatureNote } from '../repository/signing.js';
 
 export interface RestoreOptions extends GlobalOptions {
   id?: string;
@@ -22,6 +24,8 @@ export interface RestoreOptions extends GlobalOptions {
   dumps?: boolean;
   /** How long to wait for the repository lock ("90s", "10m"); default: refuse at once. */
   wait?: string;
+  /** age identity file for an encrypted backup (else $KBUR_AGE_IDENTITY). */
+  identity?: string;
   signal: AbortSignal;
 }
 
@@ -38,21 +42,28 @@ export async function run(opts: RestoreOptions): Promise<ExitCode> {
   }
   const waitMs = parseDurationFlag(opts.wait ?? '0', '--wait');
   const ctx = await loadContext(opts);
+  const identity = await loadIdentity(opts.identity);
   const restoreId = opts.id
     ? newBackupId()
     : checkId((opts.resume ?? opts.rollback)!, 'restore', 'the restore id was printed when it started');
   // A dry run changes nothing and needs no lock; anything else is the cluster's one operation.
-  if (opts.dryRun && opts.id) return restore(ctx, opts, restoreId, opts.signal);
+  if (opts.dryRun && opts.id) return restore(ctx, opts, restoreId, identity, opts.signal);
   return withLock(lockRequest(ctx, 'restore', { waitMs, signal: opts.signal, restoreId }), (signal) =>
-    restore(ctx, opts, restoreId, signal),
+    restore(ctx, opts, restoreId, identity, signal),
   );
 }
 
-async function restore(ctx: Context, opts: RestoreOptions, restoreId: string, signal: AbortSignal): Promise<ExitCode> {
+async function restore(
+  ctx: Context,
+  opts: RestoreOptions,
+  restoreId: string,
+  identity: AgeIdentity | undefined,
+  signal: AbortSignal,
+): Promise<ExitCode> {
   const agents = await connectAgents(ctx);
   const say = (line: string): void => void ctx.out.write(`${line}\n`);
   try {
-    const base = { agents, repository: ctx.repository, log: ctx.log, signal, say };
+    const base = { agents, repository: ctx.repository, identity, log: ctx.log, signal, say };
     if (opts.resume || opts.rollback) {
       const journal = await Journal.load(ctx.repository, ctx.config.cluster, (opts.resume ?? opts.rollback)!);
       say(describePlan(journal.plan));
@@ -77,9 +88,12 @@ async function restore(ctx: Context, opts: RestoreOptions, restoreId: string, si
       restoreId,
       agents,
       withKubernetesDir: Boolean(opts.withKubernetesDir),
+      withDumps: Boolean(opts.dumps),
+      identity,
       dryRun: Boolean(opts.dryRun),
       signal,
     });
+    check.plan?.notes.push(signatureNote(ctx.signing));
     if (check.plan) say(describePlan(check.plan));
     if (check.problems.length) {
       throw new KburError(
@@ -100,7 +114,7 @@ async function restore(ctx: Context, opts: RestoreOptions, restoreId: string, si
     const journal = await Journal.create(ctx.repository, plan);
     say(`restore ${restoreId} started; if it is interrupted: kbur restore --resume ${restoreId} (or --rollback ${restoreId})`);
     await executeRestore({ ...base, journal });
-    if (opts.dumps) await restoreAllDumps(ctx, agents, plan.backupId, restoreId, say, signal);
+    if (opts.dumps) await restoreAllDumps(ctx, agents, plan.backupId, restoreId, identity, say, signal);
     say(
       `restore ${restoreId}: completed and verified. The old data dirs are kept as <dataDir>.kbur-${restoreId}; kbur restore --rollback ${restoreId} puts them back.`,
     );
@@ -116,6 +130,7 @@ async function restoreAllDumps(
   agents: AgentClient[],
   backupId: string,
   restoreId: string,
+  identity: AgeIdentity | undefined,
   say: (l: string) => void,
   signal: AbortSignal,
 ): Promise<void> {
@@ -129,6 +144,15 @@ async function restoreAllDumps(
         hint: 'restore them with kbur restore-dump once the node is back in kbur.yaml',
       });
     }
-    await sendDumps({ repository: ctx.repository, manifest, agent, parts: dumps.filter((a) => a.node === node), restoreId, say, signal });
+    await sendDumps({
+      repository: ctx.repository,
+      manifest,
+      agent,
+      parts: dumps.filter((a) => a.node === node),
+      restoreId,
+      identity,
+      say,
+      signal,
+    });
   }
 }
