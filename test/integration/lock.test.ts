@@ -90,6 +90,7 @@ describe('one operation at a time per cluster (repository lock)', function () {
   describe('a repository that fills up', function () {
     let mount: string | undefined;
     let config: string;
+    let sealedConfig: string;
 
     before(async function () {
       // A tmpfs too small for the snapshot: only root can mount one.
@@ -106,6 +107,11 @@ describe('one operation at a time per cluster (repository lock)', function () {
       c.repository.path = dir;
       config = join(root, 'kbur-small.yaml');
       await writeFile(config, stringify(c), { mode: 0o600 });
+      // The same, encrypted: the full disk is then hit behind the sealing stages.
+      await exec('age-keygen', ['-o', join(root, 'age.key')]);
+      const recipient = (await exec('age-keygen', ['-y', join(root, 'age.key')])).stdout.trim();
+      sealedConfig = join(root, 'kbur-small-sealed.yaml');
+      await writeFile(sealedConfig, stringify({ ...c, encryption: { recipients: [recipient] } }), { mode: 0o600 });
       await putBulk(etcd, '/registry/bulk/', 6);
     });
 
@@ -140,6 +146,15 @@ describe('one operation at a time per cluster (repository lock)', function () {
       expect((await calls()) - before, 'one snapshot asked for, no other member tried').to.equal(1);
       expect(await readdir(join(mount!, 'sandbox', 'backups'))).to.deep.equal([]);
       expect(await readdir(join(mount!, 'sandbox')), 'and the lock released').to.deep.equal(['backups']);
+    });
+
+    it('says the same when the disk fills behind encryption', async function () {
+      const started = Date.now();
+      const run = await runKbur(['--config', sealedConfig, 'backup']);
+      expect(run.code, run.stdout + run.stderr).to.equal(EXIT.REPOSITORY_FULL);
+      expect(run.stderr).to.match(/kbur: error: repository full \(ENOSPC\) at \S+: \d+\.\d MiB free of 2\.0 MiB; this backup had written/);
+      expect(Date.now() - started, 'no stall timeout, no retries').to.be.below(30_000);
+      expect(await readdir(join(mount!, 'sandbox', 'backups'))).to.deep.equal([]);
     });
   });
 });
