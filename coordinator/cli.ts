@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { asKburError } from '../shared/errors.js';
 import { KBUR_VERSION } from '../shared/version.js';
 import * as backup from './commands/backup.js';
+import * as check from './commands/check.js';
 import * as describe from './commands/describe.js';
 import * as key from './commands/key.js';
 import * as list from './commands/list.js';
@@ -9,6 +10,7 @@ import * as prune from './commands/prune.js';
 import * as restore from './commands/restore.js';
 import * as restoreDump from './commands/restore-dump.js';
 import * as unlock from './commands/unlock.js';
+import * as status from './commands/status.js';
 import * as verify from './commands/verify.js';
 import type { GlobalOptions } from './context.js';
 import { ExitCode, exitCodeFor } from './exit-codes.js';
@@ -136,11 +138,32 @@ export async function cli(argv: string[], io: { stderr: NodeJS.WritableStream } 
       code = await key.generate({ ...globals(), file });
     });
 
+  program
+    .command('status')
+    .description('agents, etcd members, the last backup and verification, snapshot copies, certificate expiry')
+    .action(async () => {
+      code = await status.run(globals());
+    });
+  program
+    .command('check')
+    .description('a monitoring plugin: one line, perfdata, exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN')
+    .option('--backup-age <warn:crit>', 'age of the last Completed backup (units s, m, h, d)', check.DEFAULTS.backupAge)
+    .option('--verify-age <warn:crit>', 'age of the last successful verification', check.DEFAULTS.verifyAge)
+    .option('--cert-expiry <warn:crit>', 'time left before the first certificate of a node expires', check.DEFAULTS.certExpiry)
+    // A monitoring system reads a usage error as UNKNOWN (3), not as kbur's 2 (CRITICAL to it).
+    .exitOverride((err) => {
+      throw err.exitCode === 0 ? err : new CommanderError(check.USAGE_EXIT, err.code, err.message);
+    })
+    .action(async (o: { backupAge: string; verifyAge: string; certExpiry: string }) => {
+      code = await check.run({ ...globals(), ...o });
+    });
+
   try {
     await program.parseAsync(argv);
   } catch (err) {
     if (err instanceof CommanderError) {
-      return err.exitCode === 0 ? ExitCode.OK : ExitCode.BAD_CONFIG_OR_USAGE;
+      if (err.exitCode === 0) return ExitCode.OK;
+      return err.exitCode === check.USAGE_EXIT ? err.exitCode : ExitCode.BAD_CONFIG_OR_USAGE;
     }
     printError(err, io.stderr, Boolean(globals().debug));
     code = exitCodeFor(err);

@@ -76,6 +76,20 @@ const schema = z
       .default({ copySnapshotToNodes: false }),
     /** What `kbur prune` keeps: see retentionSchema. Without it, prune refuses. */
     retention: retentionSchema.optional(),
+    /**
+     * Prometheus text written after each backup, verify, prune and restore: `textfile` for
+     * node_exporter's textfile collector (a *.prom file in its directory), `pushgateway` a
+     * Pushgateway's base URL to push the same to.
+     */
+    metrics: z
+      .strictObject({
+        textfile: z
+          .string()
+          .regex(/\.prom$/, { message: 'expected a file name ending in .prom (the only files the textfile collector reads)' })
+          .optional(),
+        pushgateway: z.url({ protocol: /^https?$/, error: 'expected an http(s) URL such as http://127.0.0.1:9091' }).optional(),
+      })
+      .default({}),
     /** Dump profiles a backup runs: each names a node and a profile that node's agent config defines. */
     dumps: z.array(z.strictObject({ node: safeName, profile: safeName })).default([]),
     /** Of the snapshot and node archives in the repository, before encryption (dumps are compressed by their agent). */
@@ -111,6 +125,7 @@ export async function loadCoordinatorConfig(file: string): Promise<CoordinatorCo
     ...config,
     tls: { ca: abs(config.tls.ca), cert: abs(config.tls.cert), key: abs(config.tls.key) },
     repository: { ...config.repository, path: abs(config.repository.path) },
+    metrics: { ...config.metrics, ...(config.metrics.textfile ? { textfile: abs(config.metrics.textfile) } : {}) },
     ...(config.signing
       ? {
           signing: {

@@ -8,6 +8,7 @@ import { withLock } from '../repository/lock.js';
 import { ExitCode } from '../exit-codes.js';
 import { checkRecipients, loadIdentity, sealNote, type AgeIdentity } from '../repository/seal.js';
 import { signatureNote } from '../repository/signing.js';
+import { recordBackup } from '../run-metrics.js';
 
 /** kbur backup: one backup set of the whole control plane. */
 export async function run(opts: GlobalOptions & { signal: AbortSignal; wait?: string }): Promise<ExitCode> {
@@ -25,6 +26,7 @@ async function backUp(ctx: Context, identity: AgeIdentity | undefined, signal: A
   for (const l of leftovers) ctx.log.warn('removed what an interrupted backup left', { backup: l.id, reason: l.reason });
   const agents = await connectAgents(ctx);
   const progress = ctx.json ? undefined : new Progress(process.stderr);
+  const startedAt = Date.now();
   try {
     const m = await runBackup({
       cluster: ctx.config.cluster,
@@ -36,7 +38,11 @@ async function backUp(ctx: Context, identity: AgeIdentity | undefined, signal: A
       progress,
       stallMs: ctx.config.stallTimeout * 1000,
       signal,
+    }).catch(async (err: unknown) => {
+      await recordBackup(ctx, { startedAt, endedAt: Date.now() });
+      throw err;
     });
+    await recordBackup(ctx, { manifest: m, startedAt, endedAt: Date.now() });
     const copies = ctx.config.backup.copySnapshotToNodes
       ? await copySnapshotToNodes({ manifest: m, agents, repository: ctx.repository, identity, signal })
       : undefined;

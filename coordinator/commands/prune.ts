@@ -5,6 +5,7 @@ import { ExitCode } from '../exit-codes.js';
 import { describePolicy } from '../prune/retention.js';
 import { prune } from '../prune/run.js';
 import { withLock } from '../repository/lock.js';
+import { recordPrune } from '../run-metrics.js';
 
 /** kbur prune [--dry-run]: applies kbur.yaml's retention, under the repository lock, saying what it kept and why. */
 export async function run(opts: GlobalOptions & { dryRun?: boolean; wait?: string; signal: AbortSignal }): Promise<ExitCode> {
@@ -17,9 +18,16 @@ export async function run(opts: GlobalOptions & { dryRun?: boolean; wait?: strin
     });
   }
   const dryRun = Boolean(opts.dryRun);
+  const startedAt = Date.now();
   const result = await withLock(lockRequest(ctx, 'prune', { waitMs, signal: opts.signal }), (signal) =>
     prune({ repository: ctx.repository, cluster: ctx.config.cluster, policy, dryRun, lockedAt: new Date(), log: ctx.log, signal }),
-  );
+  ).catch(async (err: unknown) => {
+    if (!dryRun) await recordPrune(ctx, { ok: false, deleted: 0, startedAt, endedAt: Date.now() });
+    throw err;
+  });
+  if (!dryRun) {
+    await recordPrune(ctx, { ok: true, deleted: result.deleted.length + result.leftovers.length, startedAt, endedAt: Date.now() });
+  }
   if (ctx.json) {
     ctx.out.write(JSON.stringify({ cluster: ctx.config.cluster, policy, ...result }, null, 2) + '\n');
     return ExitCode.OK;

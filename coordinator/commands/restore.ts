@@ -12,6 +12,7 @@ import { describePlan, preflight } from '../restore/plan.js';
 import { executeRestore, executeRollback } from '../restore/run.js';
 import { loadIdentity, type AgeIdentity } from '../repository/seal.js';
 import { signatureNote } from '../repository/signing.js';
+import { measured, recordRestore } from '../run-metrics.js';
 
 export interface RestoreOptions extends GlobalOptions {
   id?: string;
@@ -70,7 +71,10 @@ async function restore(
       say(`journal: ${journal.data.status}, ${journal.data.entries.filter((e) => e.state === 'done').length} steps done`);
       if (!(await confirm(ctx, opts, opts.resume ? 'resume this restore' : 'roll this restore back'))) return ExitCode.CANCELLED;
       if (opts.resume) {
-        await executeRestore({ ...base, journal });
+        await measured(
+          (r) => recordRestore(ctx, r),
+          () => executeRestore({ ...base, journal }),
+        );
         say(`restore ${journal.plan.restoreId}: completed. The old data dirs are kept as <dataDir>.kbur-${journal.plan.restoreId}.`);
       } else {
         await executeRollback({ ...base, journal });
@@ -113,7 +117,10 @@ async function restore(
       return ExitCode.CANCELLED;
     const journal = await Journal.create(ctx.repository, plan);
     say(`restore ${restoreId} started; if it is interrupted: kbur restore --resume ${restoreId} (or --rollback ${restoreId})`);
-    await executeRestore({ ...base, journal });
+    await measured(
+      (r) => recordRestore(ctx, r),
+      () => executeRestore({ ...base, journal }),
+    );
     if (opts.dumps) await restoreAllDumps(ctx, agents, plan.backupId, restoreId, identity, say, signal);
     say(
       `restore ${restoreId}: completed and verified. The old data dirs are kept as <dataDir>.kbur-${restoreId}; kbur restore --rollback ${restoreId} puts them back.`,

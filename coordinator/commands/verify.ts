@@ -9,6 +9,7 @@ import { ExitCode } from '../exit-codes.js';
 import { checkArtifact } from '../repository/check.js';
 import { loadIdentity, openPlain } from '../repository/seal.js';
 import { signatureNote } from '../repository/signing.js';
+import { recordVerify } from '../run-metrics.js';
 
 /**
  * kbur verify ID: rereads every artifact, rechecks its size and sha256 against the manifest and the
@@ -31,9 +32,11 @@ export async function run(opts: GlobalOptions & { id: string; identity?: string;
         artifacts: [],
         signature: err.message,
       });
+      await recordVerify(ctx, { ok: false, startedAt: Date.now(), endedAt: Date.now() });
     }
     throw err;
   }
+  const startedAt = Date.now();
   const results: Verification['artifacts'] = [];
   let locked = 0;
   for (const a of m.artifacts) {
@@ -61,6 +64,7 @@ export async function run(opts: GlobalOptions & { id: string; identity?: string;
     signature: ctx.signing ? `good (key ${ctx.signing.keyId})` : 'unsigned',
   };
   await ctx.repository.writeVerification(m.cluster, m.id, verification);
+  await recordVerify(ctx, { ok: verification.ok, startedAt, endedAt: Date.now() });
   if (ctx.json) {
     ctx.out.write(JSON.stringify(verification, null, 2) + '\n');
   } else {
