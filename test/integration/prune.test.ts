@@ -2,7 +2,7 @@
 // repository), and the repository lock as prune, unlock and an operator see it.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
@@ -103,6 +103,7 @@ describe('kbur prune and the repository lock', function () {
         nodes: [{ name: 'node-1', agent: '127.0.0.1:7443' }],
         repository: { type: 'local', path: repo },
         retention: { keepLast: 3, hourly: 2, daily: 7, weekly: 4, monthly: 3 },
+        metrics: { textfile: join(root, 'kbur.prom') },
       }),
     );
     const isos = Array.from({ length: 400 }, (_, i) => new Date(END - i * 6 * HOUR).toISOString().replace('.000', ''));
@@ -230,6 +231,11 @@ describe('kbur prune and the repository lock', function () {
     expect((await readdir(backups())).sort()).to.deep.equal([...EXPECTED_KEPT, damaged, 'README.txt', 'my-exports'].sort());
     expect(await readdir(join(backups(), 'my-exports'))).to.deep.equal(['x.tar']);
     expect((await readdir(join(repo, 'demo'))).sort()).to.deep.equal(['backups', 'notes.md', 'restores']);
+
+    // For monitoring: node_exporter's textfile collector reads what prune did (a dry run records nothing).
+    const metrics = await readFile(join(root, 'kbur.prom'), 'utf8');
+    expect(metrics).to.match(/^kbur_prune_success_total\{cluster="demo"\} 1$/m);
+    expect(metrics).to.match(/^kbur_prune_deleted_backups_total\{cluster="demo"\} 386$/m);
 
     const again = JSON.parse((await kbur('--json', 'prune')).stdout) as PruneJson;
     expect(again.deleted).to.deep.equal([]);
