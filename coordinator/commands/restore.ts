@@ -6,6 +6,7 @@ import { connectAgents, loadContext, lockRequest, type Context, type GlobalOptio
 import { withLock } from '../repository/lock.js';
 import { confirm } from '../confirm.js';
 import { sendDumps } from './restore-dump.js';
+import * as restoreNamespace from './restore-namespace.js';
 import { ExitCode } from '../exit-codes.js';
 import { Journal } from '../restore/journal.js';
 import { describePlan, preflight } from '../restore/plan.js';
@@ -25,6 +26,9 @@ export interface RestoreOptions extends GlobalOptions {
   dumps?: boolean;
   /** How long to wait for the repository lock ("90s", "10m"); default: refuse at once. */
   wait?: string;
+  /** Only this namespace's missing keys, into the running cluster. */
+  namespace?: string;
+  resource?: string;
   /** age identity file for an encrypted backup (else $KBUR_AGE_IDENTITY). */
   identity?: string;
   signal: AbortSignal;
@@ -35,6 +39,23 @@ export interface RestoreOptions extends GlobalOptions {
  * kbur restore --resume RID continues; kbur restore --rollback RID puts the previous data back.
  */
 export async function run(opts: RestoreOptions): Promise<ExitCode> {
+  if (opts.resource !== undefined && opts.namespace === undefined) {
+    throw new KburError('INVALID_ARGUMENT', '--resource goes with --namespace', {
+      hint: 'kbur restore ID --namespace NS --resource configmaps,secrets',
+    });
+  }
+  if (opts.namespace !== undefined) {
+    if (!opts.id || opts.resume || opts.rollback || opts.withKubernetesDir || opts.dumps) {
+      throw new KburError(
+        'INVALID_ARGUMENT',
+        '--namespace takes a backup id and no --resume, --rollback, --with-kubernetes-dir or --dumps',
+        {
+          hint: 'kbur restore ID --namespace NS [--resource configmaps,secrets] [--dry-run]',
+        },
+      );
+    }
+    return restoreNamespace.run({ ...opts, id: opts.id, namespace: opts.namespace });
+  }
   const modes = [opts.id, opts.resume, opts.rollback].filter(Boolean).length;
   if (modes !== 1) {
     throw new KburError('INVALID_ARGUMENT', 'give exactly one of: a backup id, --resume RESTORE_ID, --rollback RESTORE_ID', {

@@ -22,7 +22,7 @@ describe('systemd units', () => {
     // Type=oneshot runs its ExecStart lines in order and stops at the first that fails.
     expect(service).to.match(/^Type=oneshot$/m);
     expect(exec).to.deep.equal([
-      'ExecStart=/usr/bin/env kbur --config /etc/kbur/kbur.yaml backup --wait 30m',
+      'ExecStart=/usr/bin/env kbur --config /etc/kbur/kbur.yaml backup --verify deep --wait 30m',
       'ExecStart=/usr/bin/env kbur --config /etc/kbur/kbur.yaml prune --wait 10m',
     ]);
   });
