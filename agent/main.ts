@@ -6,6 +6,8 @@ import { KburError, asKburError } from '../shared/errors.js';
 import { createLogger, type Logger } from '../shared/log.js';
 import { readTlsFiles } from '../shared/tls.js';
 import { KBUR_VERSION } from '../shared/version.js';
+import { stringify } from 'yaml';
+import { discoverEtcd } from './etcd/discovery.js';
 import { DEFAULT_AGENT_CONFIG, loadAgentConfig, type AgentConfig } from './config.js';
 import { startHealthServer } from './health.js';
 import { AgentMetrics } from './metrics.js';
@@ -20,9 +22,11 @@ export async function runAgent(argv: string[]): Promise<number> {
   const opts = new Command('kbur-agent')
     .description('kbur node agent: etcd snapshots and /etc/kubernetes archives of this node, over gRPC with mTLS')
     .option('-c, --config <file>', 'agent config file', DEFAULT_AGENT_CONFIG)
+    .option('--print-config', 'print the effective config, with the etcd settings found in the etcd manifest, and exit')
     .version(KBUR_VERSION)
     .parse(argv)
-    .opts<{ config: string }>();
+    .opts<{ config: string; printConfig?: boolean }>();
+  if (opts.printConfig) return printConfig(opts.config);
 
   let state: AgentState;
   let config: AgentConfig;
@@ -51,6 +55,8 @@ export async function runAgent(argv: string[]): Promise<number> {
     health: config.health,
     etcd: state.etcd.settings.endpoint,
     version: KBUR_VERSION,
+    // The V8 flags it runs with (AGENT_NODE_FLAGS), whether from the shebang or built into the executable.
+    nodeFlags: process.execArgv,
   });
 
   warmNodeInfo();
@@ -110,6 +116,32 @@ async function updateReadiness(server: AgentServer, state: AgentState, metrics: 
   const st = await state.etcd.status();
   server.health.setStatus(AGENT_SERVICE_NAME, st.reachable ? 'SERVING' : 'NOT_SERVING');
   metrics.memberStatus(st);
+}
+
+/** The config as the agent would run with it: defaults filled in, etcd's settings as discovered. */
+async function printConfig(file: string): Promise<number> {
+  try {
+    const config = await loadAgentConfig(file);
+    const etcd = await discoverEtcd(config);
+    const effective = {
+      ...config,
+      etcd: {
+        ...config.etcd,
+        endpoints: config.etcd.endpoints ?? [etcd.endpoint],
+        name: etcd.name,
+        dataDir: etcd.dataDir,
+        ca: etcd.ca,
+        cert: etcd.cert,
+        key: etcd.key,
+        ...(etcd.manifest ? { manifest: etcd.manifest } : {}),
+      },
+    };
+    const from = etcd.manifest ? `etcd settings not in the file come from ${etcd.manifest}` : 'etcd settings all come from the file';
+    process.stdout.write(`# kbur-agent ${KBUR_VERSION}: the effective config of ${file}; ${from}\n${stringify(effective)}`);
+    return AgentExit.OK;
+  } catch (err) {
+    return reportStartupError(err, AgentExit.BAD_CONFIG);
+  }
 }
 
 function reportStartupError(err: unknown, code: number): number {

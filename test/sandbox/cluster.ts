@@ -30,6 +30,11 @@ export interface SandboxOptions {
    * or $KBUR_SANDBOX_NETWORK, so that two sandboxes (a test run and a benchmark) can coexist.
    */
   network?: string;
+  /**
+   * How kbur-agent is run: a command and its environment, e.g. the installed single executable
+   * with a PATH that has no node. Default: this Node with AGENT_NODE_FLAGS and dist/agent/bin.js.
+   */
+  agent?: { command: string[]; env?: NodeJS.ProcessEnv };
 }
 
 export interface SandboxNode {
@@ -537,6 +542,7 @@ async function terminate(child: ChildProcess, exited: Promise<void>, signal: Nod
 
 class LocalSandbox implements Sandbox {
   readonly coordinatorConfig: string;
+  agentCommand: SandboxOptions['agent'];
   readonly repoDir: string;
   readonly kburPki: Sandbox['kburPki'];
   readonly kubelet: Kubelet;
@@ -578,17 +584,21 @@ class LocalSandbox implements Sandbox {
 
   async startAgents(names: string[] = this.nodes.map((n) => n.name)): Promise<void> {
     const bin = join(repoRoot(), 'dist', 'agent', 'bin.js');
-    if (!existsSync(bin)) throw new Error(`${bin} does not exist: build the project first (npx tsc -p .)`);
-    await Promise.all(names.map((name) => this.startAgent(this.node(name), bin)));
+    const agent = this.agentCommand ?? { command: [process.execPath, ...AGENT_NODE_FLAGS, bin] };
+    if (!existsSync(agent.command[0] === process.execPath ? bin : agent.command[0]!)) {
+      throw new Error(`${agent.command.join(' ')}: not found (build the project first: npx tsc -p .)`);
+    }
+    await Promise.all(names.map((name) => this.startAgent(this.node(name), agent)));
   }
 
-  private async startAgent(node: SandboxNode, bin: string): Promise<void> {
+  private async startAgent(node: SandboxNode, agentCommand: { command: string[]; env?: NodeJS.ProcessEnv }): Promise<void> {
     if (this.agents.has(node.name)) return;
     const logFile = join(this.logDir, `agent-${node.name}.log`);
     const fd = openSync(logFile, 'a');
     let child: ChildProcess;
     try {
-      child = spawn(process.execPath, [...AGENT_NODE_FLAGS, bin, '--config', node.agentConfig], { stdio: ['ignore', fd, fd] });
+      const [file, ...args] = agentCommand.command;
+      child = spawn(file!, [...args, '--config', node.agentConfig], { stdio: ['ignore', fd, fd], env: agentCommand.env ?? process.env });
     } finally {
       closeSync(fd);
     }
@@ -700,6 +710,7 @@ export async function createSandbox(opts: SandboxOptions): Promise<Sandbox> {
   ]);
 
   const sandbox = new LocalSandbox(root, nodes);
+  sandbox.agentCommand = opts.agent;
   try {
     await sandbox.kubelet.start();
     const endpoints = nodes.map((n) => n.clientUrl);
