@@ -53,7 +53,7 @@ export async function runAgent(argv: string[]): Promise<number> {
     node: config.node,
     listen: config.listen,
     health: config.health,
-    etcd: state.etcd.settings.endpoint,
+    etcd: state.etcd.missing ?? state.etcd.settings.endpoint,
     version: KBUR_VERSION,
     // The V8 flags it runs with (AGENT_NODE_FLAGS), whether from the shebang or built into the executable.
     nodeFlags: process.execArgv,
@@ -113,6 +113,7 @@ async function reload(file: string, current: AgentState, log: Logger): Promise<A
 
 /** Every 5 s: the gRPC health of the etcd service, and the member status /metrics serves from memory. */
 async function updateReadiness(server: AgentServer, state: AgentState, metrics: AgentMetrics): Promise<void> {
+  await state.refreshEtcd();
   const st = await state.etcd.status();
   server.health.setStatus(AGENT_SERVICE_NAME, st.reachable ? 'SERVING' : 'NOT_SERVING');
   metrics.memberStatus(st);
@@ -123,6 +124,12 @@ async function printConfig(file: string): Promise<number> {
   try {
     const config = await loadAgentConfig(file);
     const etcd = await discoverEtcd(config);
+    if (!etcd) {
+      process.stdout.write(
+        `# kbur-agent ${KBUR_VERSION}: the effective config of ${file}; no etcd member here yet (no etcd manifest and no etcd.* settings: a reset node, which a restore rebuilds from its archive)\n${stringify(config)}`,
+      );
+      return AgentExit.OK;
+    }
     const effective = {
       ...config,
       etcd: {

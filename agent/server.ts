@@ -220,10 +220,11 @@ export class AgentServer {
     const measured = this.metrics?.callStarted(method);
     let role: string | undefined;
     Promise.resolve()
-      .then(() => {
+      .then(async () => {
         const caller = this.admit(call, method, s);
         role = caller.role;
         this.log.log(changes ? 'info' : 'debug', 'call', { op, method, cn: caller.cn, role: caller.role });
+        await s.refreshEtcd();
         return run(s, caller);
       })
       .then(
@@ -278,6 +279,7 @@ export class AgentServer {
         const caller = this.admit(call, method, s);
         role = caller.role;
         this.log.info('stream started', { op, method, cn: caller.cn, role: caller.role });
+        await s.refreshEtcd();
         for await (const msg of run(s, abort.signal, call.request)) {
           abort.signal.throwIfAborted();
           this.metrics?.streamed(method, 'sent', msg);

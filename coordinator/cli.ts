@@ -90,6 +90,8 @@ export async function cli(argv: string[], io: { stderr: NodeJS.WritableStream } 
     .option('-y, --yes', 'do not ask for confirmation')
     .option('--with-kubernetes-dir', "also put back each node's /etc/kubernetes from its archive (a rebuilt machine)")
     .option('--dumps', 'then restore every application dump of the backup too (a safety dump first, on each node)')
+    .option('--nodes <names>', 'restore a cluster of just these nodes (comma-separated); the others join it later')
+    .option('--to <file>', "restore onto other machines at new addresses: each backup node's new name, address and agent")
     .option('--identity <file>', 'age identity file for an encrypted backup (default: $KBUR_AGE_IDENTITY)')
     .option('--resume <restore-id>', 'continue an interrupted restore')
     .option('--rollback <restore-id>', 'put back the data dirs a restore moved aside, and restart')
@@ -107,6 +109,8 @@ export async function cli(argv: string[], io: { stderr: NodeJS.WritableStream } 
           yes?: boolean;
           withKubernetesDir?: boolean;
           dumps?: boolean;
+          nodes?: string;
+          to?: string;
           identity?: string;
           resume?: string;
           rollback?: string;

@@ -49,10 +49,10 @@ export async function loadContext(opts: GlobalOptions, out: NodeJS.WritableStrea
   };
 }
 
-/** Clients for every node of the config; the caller closes them. */
-export async function connectAgents(ctx: Context): Promise<AgentClient[]> {
+/** Clients for every node of the config (or of `nodes`, e.g. a restore's plan); the caller closes them. */
+export async function connectAgents(ctx: Context, nodes: { name: string; agent: string }[] = ctx.config.nodes): Promise<AgentClient[]> {
   const creds = AgentClient.credentials(await readTlsFiles(ctx.config.tls, ctx.configFile));
-  return ctx.config.nodes.map((n) => new AgentClient(n, creds));
+  return nodes.map((n) => new AgentClient(n, creds));
 }
 
 /** The repository lock request of a command: `--wait` as given, waiting announced once on stderr. */

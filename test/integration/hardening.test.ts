@@ -213,7 +213,10 @@ describe('hardening: crafted requests and races against one agent', function () 
     const upload = new Promise<Outcome>((resolve) => {
       const call = admin.restoreKubernetesDir(new Metadata(), deadline(), (err) => resolve(outcomeOf(err)));
       call.write({
-        kind: { $case: 'header', value: { restoreId: '20261130T120000Z-0004', size: tar.length, sha256: sha256(tar), localCopy: '' } },
+        kind: {
+          $case: 'header',
+          value: { restoreId: '20261130T120000Z-0004', size: tar.length, sha256: sha256(tar), localCopy: '', readdress: [] },
+        },
       });
       call.write({ kind: { $case: 'data', value: tar } });
       call.end();

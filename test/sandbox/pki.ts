@@ -188,7 +188,7 @@ export async function createKburPki(dir: string, nodes: PkiNode[]): Promise<void
   const rogueDir = join(dir, 'rogue');
   await Promise.all([runPki({ action: 'init', dir }), runPki({ action: 'init', dir: rogueDir })]);
   await Promise.all([
-    ...nodes.map((node) => runPki({ action: 'agent', dir, node: node.name, ips: [node.ip, '127.0.0.1'], dns: ['localhost'] })),
+    ...nodes.map((node) => issueAgentCert(dir, node)),
     ...KBUR_CLIENTS.map((name) => runPki({ action: 'client', dir, name })),
     runPki({ action: 'client', dir: rogueDir, name: 'kbur-admin' }),
   ]);
@@ -199,4 +199,13 @@ export async function createKburPki(dir: string, nodes: PkiNode[]): Promise<void
     rename(join(rogueDir, 'kbur-admin.key'), join(dir, 'rogue-admin.key')),
   ]);
   await rm(rogueDir, { recursive: true });
+}
+
+/**
+ * An agent's server certificate from kbur's CA in `dir` for its node's address, as `kbur pki agent`
+ * issues it; a node that moved gets a new one in place of the old (kbur pki never overwrites).
+ */
+export async function issueAgentCert(dir: string, node: PkiNode): Promise<void> {
+  await Promise.all(['crt', 'key'].map((ext) => rm(join(dir, `agent-${node.name}.${ext}`), { force: true })));
+  await runPki({ action: 'agent', dir, node: node.name, ips: [node.ip, '127.0.0.1'], dns: ['localhost'] });
 }
