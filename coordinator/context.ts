@@ -28,14 +28,15 @@ export function configFileFrom(opts: GlobalOptions): string {
 export async function loadContext(opts: GlobalOptions, out: NodeJS.WritableStream = process.stdout): Promise<Context> {
   const configFile = configFileFrom(opts);
   const config = await loadCoordinatorConfig(configFile);
-  return {
-    config,
-    configFile,
-    repository: new LocalRepository(config.repository.path),
-    log: createLogger({ component: 'kbur', stream: 'stderr', level: opts.debug ? 'debug' : (process.env.KBUR_LOG_LEVEL ?? 'warn') }),
-    json: Boolean(opts.json),
-    out,
-  };
+  const log = createLogger({ component: 'kbur', stream: 'stderr', level: opts.debug ? 'debug' : (process.env.KBUR_LOG_LEVEL ?? 'warn') });
+  return { config, configFile, repository: await openRepository(config, log), log, json: Boolean(opts.json), out };
+}
+
+async function openRepository(config: CoordinatorConfig, log: Logger): Promise<Repository> {
+  if (config.repository.type === 'local') return new LocalRepository(config.repository.path);
+  // Loaded only for an S3 repository: the AWS SDK is the larger part of the bundle, and every kbur command starts afresh.
+  const { S3Repository } = await import('./repository/s3.js');
+  return S3Repository.open(config.repository, { log, requestTimeoutMs: config.stallTimeout * 1000 });
 }
 
 /** Clients for every node of the config; the caller closes them. */

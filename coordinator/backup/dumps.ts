@@ -41,6 +41,7 @@ export async function runDumpProfile(opts: {
       } else if (kind?.$case === 'data') {
         if (!current) throw new KburError('DATA_LOSS', `dump ${opts.profile} on ${node}: data before a part header`);
         current.digest.update(kind.value);
+        if (current.writer.stream.errored) throw current.writer.stream.errored;
         if (!current.writer.stream.write(kind.value)) await once(current.writer.stream, 'drain', { signal });
       } else if (kind?.$case === 'partEnd') {
         if (!current) throw new KburError('DATA_LOSS', `dump ${opts.profile} on ${node}: a part trailer without its header`);

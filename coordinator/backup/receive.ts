@@ -53,6 +53,8 @@ export async function receiveArtifact<H, T extends Trailer>(opts: {
       } else if (kind.$case === 'data') {
         digest.update(kind.value);
         opts.onBytes?.(kind.value.length);
+        // A repository that failed (an upload cut off) stops the stream now, not at its end.
+        if (out.errored) throw out.errored;
         if (!out.write(kind.value)) await once(out, 'drain', { signal });
       } else {
         trailer = kind.value;

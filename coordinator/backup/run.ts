@@ -81,7 +81,19 @@ export async function runBackup(opts: BackupOptions): Promise<Manifest> {
     etcd: snapshot.etcd,
     artifacts,
   };
-  await writer.writeManifest(manifest);
+  try {
+    await writer.writeManifest(manifest);
+  } catch (err) {
+    const e = asKburError(err);
+    if (e.code === 'CANCELLED' || opts.signal.aborted) throw e;
+    // No manifest, no backup: whatever was uploaded, this set cannot be restored from.
+    log.error('manifest not written', { error: e.message });
+    return {
+      ...manifest,
+      phase: 'Failed',
+      failures: [...failures, { part: 'manifest', message: `manifest.json not written, so this set is not a backup: ${e.message}` }],
+    };
+  }
   log.info('backup finished', { phase, failures: failures.length, artifacts: artifacts.length });
   return manifest;
 }

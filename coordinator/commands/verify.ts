@@ -1,12 +1,12 @@
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
 import type { Verification } from '../../shared/manifest.js';
 import { KBUR_VERSION } from '../../shared/version.js';
 import { loadContext, type GlobalOptions } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
 import { checkArtifact } from '../repository/check.js';
-
-const exec = promisify(execFile);
 
 /**
  * kbur verify ID: rereads every artifact, rechecks its size and sha256 against the manifest and the
@@ -20,7 +20,7 @@ export async function run(opts: GlobalOptions & { id: string; signal: AbortSigna
     const { digest, problem } = await checkArtifact(ctx.repository, m, a, opts.signal);
     const problems = problem ? [problem] : [];
     if (!problems.length && a.dump?.type === 'postgres' && a.dump.part !== '_globals') {
-      const readable = await pgRestoreReads(ctx.repository.artifactLocation(m.cluster, m.id, a.path));
+      const readable = await pgRestoreReads(await ctx.repository.openArtifact(m.cluster, m.id, a.path));
       if (readable) problems.push(readable);
     }
     results.push({ path: a.path, ok: problems.length === 0, ...digest, ...(problems.length ? { error: problems.join('; ') } : {}) });
@@ -45,17 +45,30 @@ export async function run(opts: GlobalOptions & { id: string; signal: AbortSigna
   return verification.ok ? ExitCode.OK : ExitCode.VERIFY_FAILED;
 }
 
-/** Whether pg_restore --list reads a custom-format dump: a problem, or undefined when it does. */
-async function pgRestoreReads(file: string): Promise<string | undefined> {
-  try {
-    const { stdout } = await exec('pg_restore', ['--list', file], { timeout: 120_000, maxBuffer: 64 << 20 });
-    return stdout.includes('; Archive created at') ? undefined : 'pg_restore --list printed no table of contents';
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    return `pg_restore --list cannot read it: ${
-      String((err as { stderr?: string }).stderr ?? (err as Error).message)
-        .trim()
-        .split('\n')[0]
-    }`;
+/**
+ * Whether pg_restore --list reads a custom-format dump, fed on its stdin (the repository may not be
+ * a filesystem): a problem, or undefined when it does.
+ */
+async function pgRestoreReads(dump: Readable): Promise<string | undefined> {
+  const child = spawn('pg_restore', ['--list'], { stdio: ['pipe', 'pipe', 'pipe'], timeout: 120_000 });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout = (stdout + d).slice(-(64 << 20))));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-4096)));
+  const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.on('close', (c, sig) => resolve([c, sig])));
+  const spawned = once(child, 'spawn').then(
+    () => true,
+    (err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? false : Promise.reject(err)),
+  );
+  if (!(await spawned)) {
+    dump.destroy();
+    return undefined;
   }
+  // pg_restore stops reading once it has the table of contents: a closed stdin is not a failure.
+  await pipeline(dump, child.stdin).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE' && err.code !== 'ERR_STREAM_PREMATURE_CLOSE') throw err;
+  });
+  const [code, signal] = await exited;
+  if (code !== 0) return `pg_restore --list cannot read it: ${(stderr.trim().split('\n')[0] ?? '') || `exit ${code ?? signal}`}`;
+  return stdout.includes('; Archive created at') ? undefined : 'pg_restore --list printed no table of contents';
 }

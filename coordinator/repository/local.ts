@@ -5,7 +5,7 @@ import type { Readable } from 'node:stream';
 import { KburError } from '../../shared/errors.js';
 import { pathExists } from '../../shared/process.js';
 import { BACKUP_ID, checkId, manifestSchema, verificationSchema, type Manifest, type Verification } from '../../shared/manifest.js';
-import { AtomicFile, writeFileAtomic } from '../../shared/streams.js';
+import { AtomicFile, digestFile, writeFileAtomic, type FileDigest } from '../../shared/streams.js';
 import type { ArtifactWriter, BackupListing, BackupWriter, Repository } from './repository.js';
 
 const DIR_MODE = 0o700;
@@ -98,6 +98,10 @@ export class LocalRepository implements Repository {
     }
     // Chunks of a size that suits gRPC messages: artifacts are read to be uploaded to agents.
     return createReadStream(path, { highWaterMark: 256 << 10 });
+  }
+
+  digestArtifact(cluster: string, id: string, relPath: string, opts: { snapshot: boolean; signal: AbortSignal }): Promise<FileDigest> {
+    return digestFile(this.artifactLocation(cluster, id, relPath), opts);
   }
 
   artifactLocation(cluster: string, id: string, relPath: string): string {

@@ -1,0 +1,474 @@
+import { readFile } from 'node:fs/promises';
+import { posix } from 'node:path';
+import { PassThrough, Readable, Writable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  AbortMultipartUploadCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  type ListObjectsV2CommandOutput,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { KburError, errorMessage } from '../../shared/errors.js';
+import type { Logger } from '../../shared/log.js';
+import { BACKUP_ID, checkId, manifestSchema, verificationSchema, type Manifest, type Verification } from '../../shared/manifest.js';
+import { StreamDigest, type FileDigest } from '../../shared/streams.js';
+import type { S3RepositoryConfig } from '../config.js';
+import type { ArtifactWriter, BackupListing, BackupWriter, Repository } from './repository.js';
+
+/**
+ * Multipart part size. lib-storage holds at most queueSize + 1 parts of an artifact in memory,
+ * whatever its size: 3 x 8 MiB per artifact being uploaded.
+ */
+const PART_SIZE = 8 << 20;
+const QUEUE_SIZE = 2;
+/** Small JSON objects (manifest, verify.json, journal) are read whole; anything larger is not ours. */
+const MAX_JSON_BYTES = 16 << 20;
+const LIST_CONCURRENCY = 8;
+/** AbortMultipartUpload attempts, each with the SDK's own retries, a second apart then two. */
+const ABORT_ATTEMPTS = 3;
+
+interface Credentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken?: string;
+}
+
+/**
+ * A repository in an S3-compatible bucket (AWS S3, MinIO, Ceph RGW) with the local repository's
+ * layout under `<prefix>/`. Artifacts stream through multipart uploads (memory stays flat);
+ * an object exists under its key only once its upload completed, and a failed upload is aborted
+ * so that the server drops its parts. manifest.json is put last, as on disk.
+ */
+export class S3Repository implements Repository {
+  readonly location: string;
+  private readonly base: string;
+  private readonly server: string;
+
+  private constructor(
+    private readonly config: S3RepositoryConfig,
+    private readonly client: S3Client,
+    private readonly secrets: string[],
+    private readonly log: Logger,
+  ) {
+    this.base = config.prefix ? `${config.prefix}/` : '';
+    this.location = `s3://${config.bucket}${config.prefix ? `/${config.prefix}` : ''}`;
+    this.server = config.endpoint ?? `AWS S3 (${client.config.region.toString()})`;
+  }
+
+  /** Credentials from `credentialsFile`, else the standard AWS chain (environment, profile, instance role). */
+  static async open(config: S3RepositoryConfig, opts: { log: Logger; requestTimeoutMs: number }): Promise<S3Repository> {
+    const credentials = config.credentialsFile ? await readCredentialsFile(config.credentialsFile) : undefined;
+    const region = config.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1';
+    const client = new S3Client({
+      region,
+      ...(config.endpoint ? { endpoint: config.endpoint } : {}),
+      forcePathStyle: config.forcePathStyle,
+      ...(credentials ? { credentials } : {}),
+      maxAttempts: 3,
+      // A server that accepts no connection fails fast; one that stops sending fails after the stall timeout.
+      requestHandler: { connectionTimeout: 10_000, requestTimeout: opts.requestTimeoutMs },
+    });
+    const secrets = credentials ? [credentials.accessKeyId, credentials.secretAccessKey, credentials.sessionToken ?? ''] : [];
+    return new S3Repository(config, client, secrets.filter(Boolean), opts.log);
+  }
+
+  async createBackup(cluster: string, id: string): Promise<BackupWriter> {
+    const dir = this.backupPrefix(cluster, id);
+    // Before any agent streams: a missing bucket, refused credentials or a dead endpoint fail here.
+    const existing = await this.send(`cannot write backup ${id}`, () =>
+      this.client.send(new ListObjectsV2Command({ Bucket: this.config.bucket, Prefix: dir, MaxKeys: 1 })),
+    );
+    if (existing.KeyCount)
+      throw new KburError('FAILED_PRECONDITION', `${this.url(dir)} already holds objects; a backup is never written over`);
+    return {
+      id,
+      location: this.url(dir),
+      artifact: (relPath: string) => Promise.resolve(new S3ArtifactWriter(this, this.inside(dir, relPath))),
+      discard: async (relPath: string) => {
+        await this.send(`cannot remove ${relPath} of backup ${id}`, () =>
+          this.client.send(new DeleteObjectCommand({ Bucket: this.config.bucket, Key: this.inside(dir, relPath) })),
+        );
+      },
+      writeManifest: (manifest: Manifest) => this.putJson(`${dir}manifest.json`, manifest),
+    };
+  }
+
+  async listBackups(cluster: string): Promise<BackupListing[]> {
+    const root = `${this.base}${cluster}/backups/`;
+    const ids: string[] = [];
+    let token: string | undefined;
+    do {
+      const page: ListObjectsV2CommandOutput = await this.send(`cannot list ${this.url(root)}`, () =>
+        this.client.send(new ListObjectsV2Command({ Bucket: this.config.bucket, Prefix: root, Delimiter: '/', ContinuationToken: token })),
+      );
+      for (const p of page.CommonPrefixes ?? []) {
+        const id = p.Prefix?.slice(root.length, -1);
+        if (id && BACKUP_ID.test(id)) ids.push(id);
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+    ids.sort();
+    const listings: BackupListing[] = [];
+    for (let i = 0; i < ids.length; i += LIST_CONCURRENCY) {
+      listings.push(
+        ...(await Promise.all(
+          ids.slice(i, i + LIST_CONCURRENCY).map(async (id): Promise<BackupListing> => {
+            try {
+              return { id, manifest: await this.readManifest(cluster, id) };
+            } catch (err) {
+              return { id, problem: errorMessage(err) };
+            }
+          }),
+        )),
+      );
+    }
+    return listings;
+  }
+
+  async readManifest(cluster: string, id: string): Promise<Manifest> {
+    const dir = this.backupPrefix(cluster, id);
+    const text = await this.getText(`${dir}manifest.json`);
+    if (text === undefined) {
+      const any = await this.send(`cannot read backup ${id}`, () =>
+        this.client.send(new ListObjectsV2Command({ Bucket: this.config.bucket, Prefix: dir, MaxKeys: 1 })),
+      );
+      throw any.KeyCount
+        ? new KburError('FAILED_PRECONDITION', `backup ${id} has no manifest.json: it never completed (interrupted, or still running)`, {
+            hint: 'use another backup (kbur list); an incomplete backup is never restored from',
+          })
+        : new KburError('NOT_FOUND', `no backup ${id} in ${this.url(`${this.base}${cluster}/backups/`)}`, {
+            hint: 'kbur list shows the backups there are',
+          });
+    }
+    const parsed = manifestSchema.safeParse(safeJson(text));
+    if (!parsed.success) {
+      throw new KburError(
+        'DATA_LOSS',
+        `${this.url(`${dir}manifest.json`)} is not a valid kbur manifest: ${parsed.error.issues[0]?.path.join('.')}: ${parsed.error.issues[0]?.message}`,
+        { hint: 'the manifest was damaged or written by an incompatible kbur; do not restore from this backup' },
+      );
+    }
+    return parsed.data;
+  }
+
+  async openArtifact(cluster: string, id: string, relPath: string): Promise<Readable> {
+    const key = this.inside(this.backupPrefix(cluster, id), relPath);
+    const body = await this.getBody(key, `artifact ${relPath} of backup ${id}`);
+    if (!body) throw new KburError('DATA_LOSS', `artifact ${relPath} of backup ${id} is missing: no object ${this.url(key)}`);
+    return body;
+  }
+
+  async digestArtifact(
+    cluster: string,
+    id: string,
+    relPath: string,
+    opts: { snapshot: boolean; signal: AbortSignal },
+  ): Promise<FileDigest> {
+    const key = this.inside(this.backupPrefix(cluster, id), relPath);
+    const body = await this.getBody(key, `artifact ${relPath} of backup ${id}`, opts.signal);
+    if (!body) throw new KburError('DATA_LOSS', `no object ${this.url(key)}`);
+    const digest = new StreamDigest();
+    try {
+      for await (const chunk of body) {
+        opts.signal.throwIfAborted();
+        digest.update(chunk as Buffer);
+      }
+    } catch (err) {
+      throw this.toKburError(err, `cannot read ${this.url(key)}`);
+    } finally {
+      body.destroy();
+    }
+    const integrity = opts.snapshot ? digest.snapshotIntegrityError() : null;
+    if (integrity) throw integrity;
+    return { size: digest.size, sha256: digest.sha256() };
+  }
+
+  artifactLocation(cluster: string, id: string, relPath: string): string {
+    return this.url(this.inside(this.backupPrefix(cluster, id), relPath));
+  }
+
+  writeVerification(cluster: string, id: string, verification: Verification): Promise<void> {
+    return this.putJson(`${this.backupPrefix(cluster, id)}verify.json`, verification);
+  }
+
+  async readVerification(cluster: string, id: string): Promise<Verification | undefined> {
+    const text = await this.getText(`${this.backupPrefix(cluster, id)}verify.json`).catch(() => undefined);
+    const parsed = verificationSchema.safeParse(text === undefined ? undefined : safeJson(text));
+    return parsed.success ? parsed.data : undefined;
+  }
+
+  async writeJournal(cluster: string, restoreId: string, journal: string): Promise<void> {
+    // A PUT replaces an object whole or not at all: the journal is never seen half-written.
+    await this.putText(this.journalKey(cluster, restoreId), journal);
+  }
+
+  readJournal(cluster: string, restoreId: string): Promise<string | undefined> {
+    return this.getText(this.journalKey(cluster, restoreId));
+  }
+
+  /** Runs one S3 call and turns what it throws into a KburError that names `what` and what to fix. */
+  async send<T>(what: string, call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (err) {
+      throw this.toKburError(err, what);
+    }
+  }
+
+  toKburError(err: unknown, what: string): KburError {
+    if (KburError.is(err)) return err;
+    const e = err as { name?: string; code?: string; $metadata?: { httpStatusCode?: number }; message?: string };
+    const status = e.$metadata?.httpStatusCode;
+    const detail = this.scrub(`${e.name && e.name !== 'Error' ? `${e.name}: ` : ''}${errorMessage(err)}`);
+    const bucket = `bucket "${this.config.bucket}" on ${this.server}`;
+    if (e.name === 'NoSuchBucket') {
+      return new KburError('FAILED_PRECONDITION', `${what}: ${bucket} does not exist`, {
+        hint: 'create the bucket, or fix repository.bucket (and repository.endpoint) in kbur.yaml',
+      });
+    }
+    if (e.name === 'CredentialsProviderError') {
+      return new KburError('FAILED_PRECONDITION', `${what}: no S3 credentials found (${detail})`, {
+        hint: 'set repository.credentialsFile in kbur.yaml, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or an AWS profile or instance role',
+      });
+    }
+    if (
+      status === 403 ||
+      ['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AccessDenied', 'ExpiredToken', 'InvalidToken'].includes(e.name ?? '')
+    ) {
+      return new KburError('PERMISSION_DENIED', `${what}: ${bucket} refused the credentials (${detail})`, {
+        hint: 'check the keys in repository.credentialsFile (or the AWS credential chain) and that they may read and write the bucket',
+      });
+    }
+    if (status === undefined || status >= 500 || e.name === 'TimeoutError') {
+      return new KburError('UNAVAILABLE', `${what}: S3 endpoint ${this.server} unreachable or failing (${detail})`, {
+        cause: err,
+        hint: 'check repository.endpoint in kbur.yaml, that the S3 server runs, and the network to it',
+      });
+    }
+    return new KburError('FAILED_PRECONDITION', `${what}: ${bucket} answered ${status} (${detail})`, { cause: err });
+  }
+
+  /** Never let a key reach a message, whatever a server or the SDK put in its error. */
+  private scrub(text: string): string {
+    return this.secrets.reduce((t, s) => t.split(s).join('[redacted]'), text);
+  }
+
+  /** Aborts a multipart upload, retrying a little: until it succeeds the server keeps its parts. */
+  async abortMultipart(key: string, uploadId: string): Promise<void> {
+    let last: unknown;
+    for (let attempt = 1; attempt <= ABORT_ATTEMPTS; attempt++) {
+      try {
+        await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.config.bucket, Key: key, UploadId: uploadId }));
+        this.log.info('multipart upload aborted', { object: this.url(key), uploadId });
+        return;
+      } catch (err) {
+        if ((err as { name?: string }).name === 'NoSuchUpload') return;
+        last = err;
+        if (attempt < ABORT_ATTEMPTS) await sleep(1000 * attempt);
+      }
+    }
+    this.log.warn('multipart upload left on the S3 server: its parts stay until aborted', {
+      object: this.url(key),
+      uploadId,
+      error: this.toKburError(last, 'AbortMultipartUpload').message,
+      hint: 'a bucket lifecycle rule AbortIncompleteMultipartUpload removes such leftovers',
+    });
+  }
+
+  uploadTo(key: string, body: Readable): Upload {
+    return new Upload({
+      client: this.client,
+      params: { Bucket: this.config.bucket, Key: key, Body: body },
+      partSize: PART_SIZE,
+      queueSize: QUEUE_SIZE,
+      // kbur aborts the upload itself, with retries, and logs what it could not abort.
+      leavePartsOnError: true,
+    });
+  }
+
+  url(key: string): string {
+    return `s3://${this.config.bucket}/${key}`;
+  }
+
+  private backupPrefix(cluster: string, id: string): string {
+    return `${this.base}${cluster}/backups/${checkId(id, 'backup', 'kbur list shows the ids')}/`;
+  }
+
+  private journalKey(cluster: string, restoreId: string): string {
+    return `${this.base}${cluster}/restores/${checkId(restoreId, 'restore', 'the restore id is printed when a restore starts')}/journal.json`;
+  }
+
+  /** A path from a manifest, kept inside the backup's prefix whatever it says. */
+  private inside(dir: string, relPath: string): string {
+    const key = posix.normalize(`${dir}${relPath}`);
+    if (!key.startsWith(dir) || key === dir || relPath.startsWith('/')) {
+      throw new KburError('DATA_LOSS', `artifact path "${relPath}" leaves the backup folder`, {
+        hint: 'the manifest was tampered with; do not restore from it',
+      });
+    }
+    return key;
+  }
+
+  private putJson(key: string, value: unknown): Promise<void> {
+    return this.putText(key, JSON.stringify(value, null, 2) + '\n');
+  }
+
+  private async putText(key: string, text: string): Promise<void> {
+    await this.send(`cannot write ${this.url(key)}`, () =>
+      this.client.send(new PutObjectCommand({ Bucket: this.config.bucket, Key: key, Body: text, ContentType: 'application/json' })),
+    );
+  }
+
+  /** The object's body, or undefined when there is no such key. */
+  private async getBody(key: string, what: string, signal?: AbortSignal): Promise<Readable | undefined> {
+    try {
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.config.bucket, Key: key }), { abortSignal: signal });
+      if (!(out.Body instanceof Readable)) throw new KburError('INTERNAL', `${what}: the S3 client gave no stream`);
+      return out.Body;
+    } catch (err) {
+      if ((err as { name?: string }).name === 'NoSuchKey') return undefined;
+      throw this.toKburError(err, `cannot read ${what}`);
+    }
+  }
+
+  private async getText(key: string): Promise<string | undefined> {
+    const body = await this.getBody(key, this.url(key));
+    if (!body) return undefined;
+    const chunks: Buffer[] = [];
+    let size = 0;
+    try {
+      for await (const chunk of body) {
+        size += (chunk as Buffer).length;
+        if (size > MAX_JSON_BYTES)
+          throw new KburError('DATA_LOSS', `${this.url(key)} is larger than ${MAX_JSON_BYTES} bytes: not a kbur file`);
+        chunks.push(chunk as Buffer);
+      }
+    } catch (err) {
+      throw this.toKburError(err, `cannot read ${this.url(key)}`);
+    } finally {
+      body.destroy();
+    }
+    return Buffer.concat(chunks).toString('utf8');
+  }
+}
+
+/**
+ * An artifact uploaded as it is written: bytes go through a bounded pipe into a multipart upload
+ * that completes on commit(). A failed upload errors the stream at once (the writer stops), and
+ * its multipart upload is aborted.
+ */
+class S3ArtifactWriter implements ArtifactWriter {
+  /** What the writer writes to: it fails, with the upload's error, as soon as the upload does. */
+  readonly stream: Writable;
+  /** What the upload reads. */
+  private readonly body = new PassThrough({ highWaterMark: 1 << 20 });
+  private readonly upload: Upload;
+  private readonly settled: Promise<void>;
+  private failure: KburError | undefined;
+  private cleaned = false;
+
+  constructor(
+    private readonly repo: S3Repository,
+    private readonly key: string,
+  ) {
+    this.stream = new Writable({
+      highWaterMark: 1 << 20,
+      write: (chunk: Buffer, _enc, done) => {
+        if (this.failure) return done(this.failure);
+        if (this.body.write(chunk)) return done();
+        this.body.once('drain', () => done());
+      },
+      final: (done) => {
+        this.body.end();
+        done();
+      },
+    });
+    // Errors are reported by commit() and by the writer's next write; none may go unhandled.
+    this.stream.on('error', () => undefined);
+    this.body.on('error', () => undefined);
+    this.upload = repo.uploadTo(key, this.body);
+    this.settled = this.upload.done().then(
+      () => undefined,
+      (err: unknown) => this.fail(repo.toKburError(err, `upload of ${repo.url(key)} failed`)),
+    );
+  }
+
+  async commit(): Promise<void> {
+    this.stream.end();
+    await this.settled;
+    if (this.failure) {
+      await this.cleanup();
+      throw this.failure;
+    }
+    this.cleaned = true;
+  }
+
+  async abort(): Promise<void> {
+    this.fail(new KburError('CANCELLED', `upload of ${this.repo.url(this.key)} abandoned`));
+    await this.settled;
+    await this.cleanup();
+  }
+
+  private fail(err: KburError): void {
+    this.failure ??= err;
+    this.stream.destroy(this.failure);
+    this.body.destroy(this.failure);
+  }
+
+  private async cleanup(): Promise<void> {
+    if (this.cleaned) return;
+    this.cleaned = true;
+    if (this.upload.uploadId) await this.repo.abortMultipart(this.key, this.upload.uploadId);
+  }
+}
+
+/** An AWS shared-credentials file: the [default] profile (or $AWS_PROFILE's). Values never reach a message. */
+export async function readCredentialsFile(file: string): Promise<Credentials> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new KburError('INVALID_CONFIG', `repository.credentialsFile ${file} cannot be read (${(err as NodeJS.ErrnoException).code})`, {
+      cause: err,
+      hint: 'point repository.credentialsFile to an AWS credentials file ([default] aws_access_key_id = ..., aws_secret_access_key = ...), readable by this user',
+    });
+  }
+  const profile = process.env.AWS_PROFILE ?? 'default';
+  const sections = new Map<string, Map<string, string>>();
+  let current: Map<string, string> | undefined;
+  for (const raw of text.split(/\r?\n/)) {
+    const line = raw.trim();
+    if (!line || line.startsWith('#') || line.startsWith(';')) continue;
+    const section = /^\[\s*(?:profile\s+)?([^\]]+?)\s*\]$/.exec(line);
+    if (section) {
+      current = new Map();
+      sections.set(section[1]!, current);
+      continue;
+    }
+    const kv = /^([A-Za-z0-9_]+)\s*=\s*(.*)$/.exec(line);
+    if (kv && current) current.set(kv[1]!.toLowerCase(), kv[2]!.trim());
+  }
+  const values = sections.get(profile);
+  const hint = `the file needs a [${profile}] section with aws_access_key_id and aws_secret_access_key`;
+  if (!values) throw new KburError('INVALID_CONFIG', `repository.credentialsFile ${file} has no [${profile}] profile`, { hint });
+  const accessKeyId = values.get('aws_access_key_id');
+  const secretAccessKey = values.get('aws_secret_access_key');
+  const missing = [...(accessKeyId ? [] : ['aws_access_key_id']), ...(secretAccessKey ? [] : ['aws_secret_access_key'])];
+  if (missing.length) {
+    throw new KburError('INVALID_CONFIG', `repository.credentialsFile ${file}: [${profile}] has no ${missing.join(' and no ')}`, { hint });
+  }
+  const sessionToken = values.get('aws_session_token');
+  return { accessKeyId: accessKeyId!, secretAccessKey: secretAccessKey!, ...(sessionToken ? { sessionToken } : {}) };
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
