@@ -233,6 +233,24 @@ describe('kbur with an S3 repository (a real S3-compatible server on loopback)',
       expect(run.stderr).to.contain(`S3 endpoint http://${s3.host}:1 unreachable`).and.contain('repository.endpoint');
     });
 
+    it('credentials the server refuses: a wrong secret, an unknown key', async function () {
+      const wrong = [
+        ['wrong-secret', s3.credentials.accessKeyId, 'not-the-secret'],
+        ['unknown-key', 'AKIANOTAKEYOFTHISSERVER', s3.credentials.secretAccessKey],
+      ] as const;
+      for (const [name, key, secret] of wrong) {
+        const file = join(root, name);
+        await writeFile(file, `[default]\naws_access_key_id = ${key}\naws_secret_access_key = ${secret}\n`, { mode: 0o600 });
+        const config = await configWith(name, { repository: { ...s3Repository(s3), credentialsFile: file } });
+        for (const cmd of [['list'], ['backup']]) {
+          const run = await kburWith(config, ...cmd);
+          expect(run.code, `${name} ${cmd[0]}: ${run.stderr}`).to.equal(8);
+          expect(run.stderr).to.contain('refused the credentials').and.contain('repository.credentialsFile');
+          expect(run.stderr).to.not.contain(secret);
+        }
+      }
+    });
+
     it('a credentials file that is missing or lacks the secret', async function () {
       const missing = await configWith('nocreds', { repository: { ...s3Repository(s3), credentialsFile: join(root, 'nope') } });
       const run = await kburWith(missing, 'list');

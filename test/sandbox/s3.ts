@@ -16,8 +16,8 @@ const DATA = '.data';
  * with what it had stored. Objects live as files under `<dir>/store/buckets/<bucket>/objects/`,
  * multipart uploads in progress under `<dir>/store/_multipart/`.
  *
- * fauxqs accepts any credentials (it checks no signature); kbur is given generated ones, so that a
- * test can look for them where they must not be.
+ * The server takes only requests signed with `credentials` (generated for each server, so that a
+ * test can look for them where they must not be); fauxqs itself checks no signature, s3-server.ts does.
  */
 export interface S3Server {
   endpoint: string;
@@ -67,7 +67,8 @@ export async function startS3Server(opts: { dir: string; bucket?: string; networ
   const waiters = new Set<() => void>();
 
   async function start(port: number): Promise<number> {
-    const c = spawn(process.execPath, [SERVER_BIN, '--host', host, '--port', String(port), '--dir', storeDir, '--bucket', bucket], {
+    const args = ['--host', host, '--port', String(port), '--dir', storeDir, '--bucket', bucket, '--credentials', credentialsFile];
+    const c = spawn(process.execPath, [SERVER_BIN, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     child = c;
