@@ -98,20 +98,7 @@ export class S3Repository implements Repository {
   }
 
   async listBackups(cluster: string): Promise<BackupListing[]> {
-    const root = `${this.base}${cluster}/backups/`;
-    const ids: string[] = [];
-    let token: string | undefined;
-    do {
-      const page: ListObjectsV2CommandOutput = await this.send(`cannot list ${this.url(root)}`, () =>
-        this.client.send(new ListObjectsV2Command({ Bucket: this.config.bucket, Prefix: root, Delimiter: '/', ContinuationToken: token })),
-      );
-      for (const p of page.CommonPrefixes ?? []) {
-        const id = p.Prefix?.slice(root.length, -1);
-        if (id && BACKUP_ID.test(id)) ids.push(id);
-      }
-      token = page.IsTruncated ? page.NextContinuationToken : undefined;
-    } while (token);
-    ids.sort();
+    const ids = (await this.listFolders(`${this.base}${cluster}/backups/`)).filter((id) => BACKUP_ID.test(id));
     const listings: BackupListing[] = [];
     for (let i = 0; i < ids.length; i += LIST_CONCURRENCY) {
       listings.push(
@@ -292,6 +279,22 @@ export class S3Repository implements Repository {
 
   url(key: string): string {
     return `s3://${this.config.bucket}/${key}`;
+  }
+
+  /** The folder names (common prefixes) right under `prefix`. */
+  private async listFolders(prefix: string): Promise<string[]> {
+    const names: string[] = [];
+    let token: string | undefined;
+    do {
+      const page: ListObjectsV2CommandOutput = await this.send(`cannot list ${this.url(prefix)}`, () =>
+        this.client.send(
+          new ListObjectsV2Command({ Bucket: this.config.bucket, Prefix: prefix, Delimiter: '/', ContinuationToken: token }),
+        ),
+      );
+      for (const p of page.CommonPrefixes ?? []) if (p.Prefix) names.push(p.Prefix.slice(prefix.length, -1));
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+    return names.sort();
   }
 
   private backupPrefix(cluster: string, id: string): string {
