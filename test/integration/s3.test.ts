@@ -141,6 +141,23 @@ describe('kbur with an S3 repository (a real S3-compatible server on loopback)',
     );
   });
 
+  it('verify finds one flipped byte in an object of the bucket, and restore refuses that set before anything stops', async function () {
+    const m = await backup();
+    const stored = (await s3.objects()).find((o) => o.key === objectKey(m.id, 'etcd/snapshot.db'))!;
+    const bytes = await readFile(stored.file);
+    bytes[bytes.length >> 1]! ^= 0xff;
+    await writeFile(stored.file, bytes);
+    await s3.restart(); // the server rereads what it stores from its files
+    for (const node of sandbox.nodes) await rm(join(node.stateDir, 'snapshots', `${m.id}.db`), { force: true });
+
+    const verify = await kbur('verify', m.id);
+    expect(verify.code, verify.stdout + verify.stderr).to.equal(5);
+    expect(verify.stdout).to.match(/MISMATCH etcd\/snapshot\.db: .*integrity hash mismatch|MISMATCH etcd\/snapshot\.db: sha256/);
+    const restore = await kbur('restore', m.id, '--yes');
+    expect(restore.code, restore.stdout + restore.stderr).to.equal(9);
+    expect(sandbox.nodes.every((n) => sandbox.kubelet.running(n.name, 'etcd'))).to.equal(true);
+  });
+
   it('restores every etcd member from the S3 set and restores a dump from it', async function () {
     await etcd.put('/registry/s3test/kept').value('before');
     const m = await backup();
