@@ -1,12 +1,14 @@
 import { createServer, type Server } from 'node:http';
 import { KburError } from '../shared/errors.js';
+import type { AgentMetrics } from './metrics.js';
 import type { AgentState } from './state.js';
 
 /**
  * Plain HTTP for probes: /healthz says the process is up; /readyz says the config is loaded and
- * the local etcd member answers. No data, no secrets: only what a kubelet probe or a load balancer needs.
+ * the local etcd member answers; /metrics is for Prometheus. No secrets: only what a probe, a load
+ * balancer or a scraper needs.
  */
-export function startHealthServer(address: string, state: () => AgentState): Promise<Server> {
+export function startHealthServer(address: string, state: () => AgentState, metrics?: AgentMetrics): Promise<Server> {
   const server = createServer((req, res) => {
     const reply = (code: number, body: object): void => {
       res.writeHead(code, { 'content-type': 'application/json' });
@@ -27,7 +29,17 @@ export function startHealthServer(address: string, state: () => AgentState): Pro
       );
       return;
     }
-    reply(404, { error: 'not found: try /healthz or /readyz' });
+    if (metrics && req.url === '/metrics') {
+      metrics.render().then(
+        ({ contentType, text }) => {
+          res.writeHead(200, { 'content-type': contentType });
+          res.end(text);
+        },
+        (err: unknown) => reply(500, { error: String(err) }),
+      );
+      return;
+    }
+    reply(404, { error: `not found: try /healthz, /readyz${metrics ? ' or /metrics' : ''}` });
   });
   const [host, port] = splitHostPort(address);
   return new Promise((resolve, reject) => {

@@ -8,6 +8,7 @@ import { readTlsFiles } from '../shared/tls.js';
 import { KBUR_VERSION } from '../shared/version.js';
 import { DEFAULT_AGENT_CONFIG, loadAgentConfig, type AgentConfig } from './config.js';
 import { startHealthServer } from './health.js';
+import { AgentMetrics } from './metrics.js';
 import { warmNodeInfo } from './node-info.js';
 import { AGENT_SERVICE_NAME, AgentServer } from './server.js';
 import { AgentState } from './state.js';
@@ -34,11 +35,12 @@ export async function runAgent(argv: string[]): Promise<number> {
   const log = createLogger({ component: 'kbur-agent', level: config.logLevel });
   await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
 
-  const server = new AgentServer(() => state, log);
+  const metrics = new AgentMetrics(() => state);
+  const server = new AgentServer(() => state, log, metrics);
   let health: HttpServer;
   try {
     await server.listen(config.listen, await readTlsFiles(config.tls, opts.config));
-    health = await startHealthServer(config.health, () => state);
+    health = await startHealthServer(config.health, () => state, metrics);
   } catch (err) {
     await server.close(0);
     return reportStartupError(err, KburError.hasCode(err, 'INVALID_CONFIG') ? AgentExit.BAD_CONFIG : AgentExit.CANNOT_LISTEN);
@@ -52,8 +54,9 @@ export async function runAgent(argv: string[]): Promise<number> {
   });
 
   warmNodeInfo();
-  const readiness = setInterval(() => void updateReadiness(server, state), 5_000);
-  void updateReadiness(server, state);
+  metrics.currentCertificates().catch(() => undefined);
+  const readiness = setInterval(() => void updateReadiness(server, state, metrics), 5_000);
+  void updateReadiness(server, state, metrics);
 
   const watcher = watch(opts.config, { ignoreInitial: true, awaitWriteFinish: { stabilityThreshold: 200, pollInterval: 50 } });
   // One reload at a time, each against the state the previous one left.
@@ -102,9 +105,11 @@ async function reload(file: string, current: AgentState, log: Logger): Promise<A
   }
 }
 
-async function updateReadiness(server: AgentServer, state: AgentState): Promise<void> {
+/** Every 5 s: the gRPC health of the etcd service, and the member status /metrics serves from memory. */
+async function updateReadiness(server: AgentServer, state: AgentState, metrics: AgentMetrics): Promise<void> {
   const st = await state.etcd.status();
   server.health.setStatus(AGENT_SERVICE_NAME, st.reachable ? 'SERVING' : 'NOT_SERVING');
+  metrics.memberStatus(st);
 }
 
 function reportStartupError(err: unknown, code: number): number {

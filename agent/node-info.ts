@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { statfs } from 'node:fs/promises';
 import { dirname, resolve, sep } from 'node:path';
 import si from 'systeminformation';
-import type { DiskSpace, GetNodeInfoResponse } from '../proto/gen/kbur/v1/agent.js';
+import type { CertificateExpiry, DiskSpace, GetNodeInfoResponse } from '../proto/gen/kbur/v1/agent.js';
 import { KBUR_VERSION } from '../shared/version.js';
 import type { LocalEtcd } from './etcd/member.js';
 import { listLocalSnapshots } from './local-snapshots.js';
@@ -12,13 +12,14 @@ export async function nodeInfo(
   node: string,
   stateDir: string,
   etcd: LocalEtcd,
-  opts: { countKeys: boolean },
+  opts: { countKeys: boolean; callerRole?: string; certificates?: () => Promise<CertificateExpiry[]> },
 ): Promise<GetNodeInfoResponse> {
-  const [os, mounts, member, localSnapshots] = await Promise.all([
+  const [os, mounts, member, localSnapshots, certificates] = await Promise.all([
     osInfo(),
     lastMountTable(),
     etcd.status({ keyCount: opts.countKeys }),
     listLocalSnapshots(stateDir),
+    opts.certificates?.() ?? [],
   ]);
   const [etcdDataDisk, stateDisk] = await Promise.all([diskOf(etcd.settings.dataDir, mounts), diskOf(stateDir, mounts)]);
   rereadOldMountTable();
@@ -32,6 +33,9 @@ export async function nodeInfo(
     stateDisk,
     etcd: member,
     localSnapshots,
+    uptimeSeconds: Math.floor(process.uptime()),
+    callerRole: opts.callerRole ?? '',
+    certificates,
   };
 }
 

@@ -23,7 +23,8 @@ import { KburError, asKburError } from '../shared/errors.js';
 import { GRPC_CODE, META_CODE, META_HINT, Metadata } from '../shared/grpc-status.js';
 import type { Logger } from '../shared/log.js';
 import type { TlsMaterial } from '../shared/tls.js';
-import { authorize, type AgentMethod } from './auth.js';
+import { authorize, type AgentMethod, type Caller } from './auth.js';
+import type { AgentMetrics } from './metrics.js';
 import type { AgentState } from './state.js';
 import { snapshotMessages } from './etcd/snapshot.js';
 import { archiveMessages } from './kubernetes/messages.js';
@@ -53,10 +54,15 @@ export class AgentServer {
   constructor(
     private readonly state: () => AgentState,
     private readonly log: Logger,
+    private readonly metrics?: AgentMetrics,
   ) {
     const impl: AgentServiceServer = {
-      getNodeInfo: this.unary('GetNodeInfo', (s, req: GetNodeInfoRequest) =>
-        nodeInfo(s.config.node, s.config.stateDir, s.etcd, { countKeys: req.countKeys }),
+      getNodeInfo: this.unary('GetNodeInfo', (s, req: GetNodeInfoRequest, caller) =>
+        nodeInfo(s.config.node, s.config.stateDir, s.etcd, {
+          countKeys: req.countKeys,
+          callerRole: caller.role,
+          certificates: req.certificates && metrics ? () => metrics.currentCertificates() : undefined,
+        }),
       ),
       snapshotEtcd: this.serverStream('SnapshotEtcd', (s, signal) => snapshotMessages(s.etcd, signal)),
       archiveKubernetes: this.serverStream('ArchiveKubernetes', (s, signal) => archiveMessages(s.config.kubernetesDir, signal)),
@@ -114,9 +120,9 @@ export class AgentServer {
     });
   }
 
-  private unary<Req, Res>(method: AgentMethod, run: (s: AgentState, req: Req) => Promise<Res>) {
+  private unary<Req, Res>(method: AgentMethod, run: (s: AgentState, req: Req, caller: Caller) => Promise<Res>) {
     return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void =>
-      this.respond(method, call, callback, (s) => run(s, call.request));
+      this.respond(method, call, callback, (s, caller) => run(s, call.request, caller));
   }
 
   private clientStream<Req, Res>(
@@ -126,7 +132,7 @@ export class AgentServer {
     return (call: ServerReadableStream<Req, Res>, callback: sendUnaryData<Res>): void => {
       const abort = new AbortController();
       call.once('cancelled', () => abort.abort(new KburError('CANCELLED', 'the client cancelled the call')));
-      this.respond(method, call, callback, (s) => run(s, call, abort.signal));
+      this.respond(method, call, callback, (s) => run(s, this.counted(method, call), abort.signal));
     };
   }
 
@@ -135,30 +141,47 @@ export class AgentServer {
     method: AgentMethod,
     call: ServerUnaryCall<unknown, Res> | ServerReadableStream<unknown, Res>,
     callback: sendUnaryData<Res>,
-    run: (s: AgentState) => Promise<Res>,
+    run: (s: AgentState, caller: Caller) => Promise<Res>,
   ): void {
     const s = this.state();
     const op = opId();
     const started = Date.now();
     const release = s.acquire();
     const changes = !READ_ONLY.has(method);
+    const measured = this.metrics?.callStarted(method);
+    let role: string | undefined;
     Promise.resolve()
       .then(() => {
         const caller = authorize(call, method, s.config.clients);
+        role = caller.role;
         this.log.log(changes ? 'info' : 'debug', 'call', { op, method, cn: caller.cn, role: caller.role });
-        return run(s);
+        return run(s, caller);
       })
       .then(
         (res) => {
           if (changes) this.log.info('call done', { op, method, ms: Date.now() - started, result: res });
+          measured?.(role);
           callback(null, res);
         },
         (err: unknown) => {
           this.log.warn('call failed', { op, method, error: asKburError(err).message, ms: Date.now() - started });
+          measured?.(role, err);
           callback(toStatus(err));
         },
       )
       .finally(release);
+  }
+
+  /** The client's messages as they arrive, their data bytes counted. */
+  private counted<Req>(method: AgentMethod, messages: AsyncIterable<Req>): AsyncIterable<Req> {
+    const metrics = this.metrics;
+    if (!metrics) return messages;
+    return (async function* () {
+      for await (const msg of messages) {
+        metrics.streamed(method, 'received', msg);
+        yield msg;
+      }
+    })();
   }
 
   private serverStream<Req, Res>(method: AgentMethod, run: (s: AgentState, signal: AbortSignal, req: Req) => AsyncIterable<Res>) {
@@ -167,6 +190,8 @@ export class AgentServer {
       const op = opId();
       const started = Date.now();
       const release = s.acquire();
+      const measured = this.metrics?.callStarted(method);
+      let role: string | undefined;
       const abort = new AbortController();
       const onCancel = (): void => abort.abort(new KburError('CANCELLED', 'the client cancelled the call'));
       const onShutdown = (): void =>
@@ -176,9 +201,11 @@ export class AgentServer {
 
       const stream = async (): Promise<void> => {
         const caller = authorize(call, method, s.config.clients);
+        role = caller.role;
         this.log.info('stream started', { op, method, cn: caller.cn, role: caller.role });
         for await (const msg of run(s, abort.signal, call.request)) {
           abort.signal.throwIfAborted();
+          this.metrics?.streamed(method, 'sent', msg);
           // The write callback fires when HTTP/2 took the bytes: this is the backpressure.
           if (!call.write(msg)) await once(call, 'drain', { signal: abort.signal });
         }
@@ -187,9 +214,13 @@ export class AgentServer {
       };
       stream()
         .then(
-          () => this.log.info('stream finished', { op, method, ms: Date.now() - started }),
+          () => {
+            this.log.info('stream finished', { op, method, ms: Date.now() - started });
+            measured?.(role);
+          },
           (err: unknown) => {
             const reason = abort.signal.aborted ? abort.signal.reason : err;
+            measured?.(role, reason);
             this.log.warn('stream failed', { op, method, error: asKburError(reason).message, ms: Date.now() - started });
             if (!call.cancelled) call.emit('error', toStatus(reason));
           },

@@ -64,9 +64,16 @@ export class AgentClient {
     return credentials.createSsl(tls.ca, tls.key, tls.cert);
   }
 
-  /** With `countKeys`, etcd.keyCount holds the keys of the whole keyspace (etcd walks its whole index); else -1. */
-  getNodeInfo(opts: { countKeys: boolean }, deadlineMs = UNARY_DEADLINE_MS): Promise<GetNodeInfoResponse> {
-    return this.unary(this.client.getNodeInfo.bind(this.client), { countKeys: opts.countKeys }, deadlineMs);
+  /**
+   * With `countKeys`, etcd.keyCount holds the keys of the whole keyspace (etcd walks its whole index); else -1.
+   * With `certificates`, the node's certificates and their expiry.
+   */
+  getNodeInfo(opts: { countKeys: boolean; certificates?: boolean }, deadlineMs = UNARY_DEADLINE_MS): Promise<GetNodeInfoResponse> {
+    return this.unary(
+      this.client.getNodeInfo.bind(this.client),
+      { countKeys: opts.countKeys, certificates: Boolean(opts.certificates) },
+      deadlineMs,
+    );
   }
 
   prepareRestore(req: PrepareRestoreRequest): Promise<PrepareRestoreResponse> {

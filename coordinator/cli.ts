@@ -2,10 +2,13 @@ import { Command, CommanderError } from 'commander';
 import { asKburError } from '../shared/errors.js';
 import { KBUR_VERSION } from '../shared/version.js';
 import * as backup from './commands/backup.js';
+import * as check from './commands/check.js';
 import * as describe from './commands/describe.js';
+import * as key from './commands/key.js';
 import * as list from './commands/list.js';
 import * as restore from './commands/restore.js';
 import * as restoreDump from './commands/restore-dump.js';
+import * as status from './commands/status.js';
 import * as verify from './commands/verify.js';
 import type { GlobalOptions } from './context.js';
 import { ExitCode, exitCodeFor } from './exit-codes.js';
@@ -55,12 +58,21 @@ export async function cli(argv: string[], io: { stderr: NodeJS.WritableStream } 
     .option('-y, --yes', 'do not ask for confirmation')
     .option('--with-kubernetes-dir', "also put back each node's /etc/kubernetes from its archive (a rebuilt machine)")
     .option('--dumps', 'then restore every application dump of the backup too (a safety dump first, on each node)')
+    .option('--identity <file>', 'age identity file for an encrypted backup (default: $KBUR_AGE_IDENTITY)')
     .option('--resume <restore-id>', 'continue an interrupted restore')
     .option('--rollback <restore-id>', 'put back the data dirs a restore moved aside, and restart')
     .action(
       async (
         id: string | undefined,
-        o: { dryRun?: boolean; yes?: boolean; withKubernetesDir?: boolean; dumps?: boolean; resume?: string; rollback?: string },
+        o: {
+          dryRun?: boolean;
+          yes?: boolean;
+          withKubernetesDir?: boolean;
+          dumps?: boolean;
+          identity?: string;
+          resume?: string;
+          rollback?: string;
+        },
       ) => {
         code = await restore.run({ ...globals(), ...o, id, signal });
       },
@@ -73,23 +85,55 @@ export async function cli(argv: string[], io: { stderr: NodeJS.WritableStream } 
     .option('--part <part>', 'only this part (a database); default: every part of the profile')
     .option('--dry-run', 'check and print the plan; change nothing')
     .option('-y, --yes', 'do not ask for confirmation')
+    .option('--identity <file>', 'age identity file for an encrypted backup (default: $KBUR_AGE_IDENTITY)')
     .description('restore an application dump: a safety dump first, then drop, recreate, load')
-    .action(async (id: string, o: { node: string; profile: string; part?: string; dryRun?: boolean; yes?: boolean }) => {
+    .action(async (id: string, o: { node: string; profile: string; part?: string; dryRun?: boolean; yes?: boolean; identity?: string }) => {
       code = await restoreDump.run({ ...globals(), ...o, id, signal });
     });
   program
     .command('verify')
     .argument('<id>', 'backup id')
     .description('recheck every artifact of a backup against its manifest')
-    .action(async (id: string) => {
-      code = await verify.run({ ...globals(), id, signal });
+    .option('--identity <file>', 'age identity file: also check the plaintext of encrypted artifacts (default: $KBUR_AGE_IDENTITY)')
+    .action(async (id: string, o: { identity?: string }) => {
+      code = await verify.run({ ...globals(), ...o, id, signal });
+    });
+  program
+    .command('key')
+    .description('signing keys for manifests')
+    .command('generate')
+    .argument('<file>', 'where to write the private key (0600); the public key goes to <file>.pub')
+    .description('make an Ed25519 key to sign manifests with (signing.key in kbur.yaml); never overwrites')
+    .action(async (file: string) => {
+      code = await key.generate({ ...globals(), file });
+    });
+
+  program
+    .command('status')
+    .description('agents, etcd members, the last backup and verification, snapshot copies, certificate expiry')
+    .action(async () => {
+      code = await status.run(globals());
+    });
+  program
+    .command('check')
+    .description('a monitoring plugin: one line, perfdata, exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN')
+    .option('--backup-age <warn:crit>', 'age of the last Completed backup (units s, m, h, d)', check.DEFAULTS.backupAge)
+    .option('--verify-age <warn:crit>', 'age of the last successful verification', check.DEFAULTS.verifyAge)
+    .option('--cert-expiry <warn:crit>', 'time left before the first certificate of a node expires', check.DEFAULTS.certExpiry)
+    // A monitoring system reads a usage error as UNKNOWN (3), not as kbur's 2 (CRITICAL to it).
+    .exitOverride((err) => {
+      throw err.exitCode === 0 ? err : new CommanderError(check.USAGE_EXIT, err.code, err.message);
+    })
+    .action(async (o: { backupAge: string; verifyAge: string; certExpiry: string }) => {
+      code = await check.run({ ...globals(), ...o });
     });
 
   try {
     await program.parseAsync(argv);
   } catch (err) {
     if (err instanceof CommanderError) {
-      return err.exitCode === 0 ? ExitCode.OK : ExitCode.BAD_CONFIG_OR_USAGE;
+      if (err.exitCode === 0) return ExitCode.OK;
+      return err.exitCode === check.USAGE_EXIT ? err.exitCode : ExitCode.BAD_CONFIG_OR_USAGE;
     }
     printError(err, io.stderr, Boolean(globals().debug));
     code = exitCodeFor(err);

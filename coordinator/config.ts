@@ -39,6 +39,11 @@ const s3Repository = z.strictObject({
   credentialsFile: z.string().min(1).optional(),
 });
 
+/** An age public key (X25519 age1..., or a post-quantum age1pq1...), as age-keygen prints it. */
+const ageRecipient = z.string().regex(/^age1(?:pq1|tag1|tagpq1)?[02-9ac-hj-np-z]{50,}$/, {
+  message: 'expected an age public key (age1... as age-keygen -y prints it), never the identity',
+});
+
 const schema = z
   .strictObject({
     /** Name of the cluster; backups live under <repository>/<cluster>/. */
@@ -61,8 +66,31 @@ const schema = z
         copySnapshotToNodes: z.boolean().default(false),
       })
       .default({ copySnapshotToNodes: false }),
+    /**
+     * Prometheus text written after each backup, verify, prune and restore: `textfile` for
+     * node_exporter's textfile collector (a *.prom file in its directory), `pushgateway` a
+     * Pushgateway's base URL to push the same to.
+     */
+    metrics: z
+      .strictObject({
+        textfile: z
+          .string()
+          .regex(/\.prom$/, { message: 'expected a file name ending in .prom (the only files the textfile collector reads)' })
+          .optional(),
+        pushgateway: z.url({ protocol: /^https?$/, error: 'expected an http(s) URL such as http://127.0.0.1:9091' }).optional(),
+      })
+      .default({}),
     /** Dump profiles a backup runs: each names a node and a profile that node's agent config defines. */
     dumps: z.array(z.strictObject({ node: safeName, profile: safeName })).default([]),
+    /** Of the snapshot and node archives in the repository, before encryption (dumps are compressed by their agent). */
+    compression: z.enum(['none', 'gzip', 'zstd']).default('none'),
+    /** Every artifact encrypted with age to these public keys; a backup needs nothing else. */
+    encryption: z.strictObject({ recipients: z.array(ageRecipient).min(1, { message: 'expected at least one age recipient' }) }).optional(),
+    /** Ed25519: `key` signs each manifest (and checks it); a host that only restores sets `publicKey` instead. */
+    signing: z
+      .strictObject({ key: z.string().min(1).optional(), publicKey: z.string().min(1).optional() })
+      .refine((s) => s.key || s.publicKey, { message: 'expected key (a private key made by kbur key generate) or publicKey' })
+      .optional(),
   })
   .superRefine((c, ctx) => {
     c.dumps.forEach((d, i) => {
@@ -94,5 +122,14 @@ export async function loadCoordinatorConfig(file: string): Promise<CoordinatorCo
             ...config.repository,
             ...(config.repository.credentialsFile ? { credentialsFile: abs(config.repository.credentialsFile) } : {}),
           },
+    metrics: { ...config.metrics, ...(config.metrics.textfile ? { textfile: abs(config.metrics.textfile) } : {}) },
+    ...(config.signing
+      ? {
+          signing: {
+            ...(config.signing.key ? { key: abs(config.signing.key) } : {}),
+            ...(config.signing.publicKey ? { publicKey: abs(config.signing.publicKey) } : {}),
+          },
+        }
+      : {}),
   };
 }

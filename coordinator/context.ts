@@ -4,6 +4,8 @@ import { AgentClient } from './agent-client.js';
 import { DEFAULT_COORDINATOR_CONFIG, loadCoordinatorConfig, type CoordinatorConfig } from './config.js';
 import { LocalRepository } from './repository/local.js';
 import type { Repository } from './repository/repository.js';
+import type { SealSettings } from './repository/seal.js';
+import { loadSigningKeys, signedRepository, type SigningKeys } from './repository/signing.js';
 
 export interface GlobalOptions {
   config?: string;
@@ -15,7 +17,11 @@ export interface GlobalOptions {
 export interface Context {
   config: CoordinatorConfig;
   configFile: string;
+  /** With signing set: its manifests signed when written, refused when their signature does not check. */
   repository: Repository;
+  signing: SigningKeys | undefined;
+  /** How artifacts are compressed and encrypted as they are written. */
+  seal: SealSettings;
   log: Logger;
   json: boolean;
   out: NodeJS.WritableStream;
@@ -28,8 +34,19 @@ export function configFileFrom(opts: GlobalOptions): string {
 export async function loadContext(opts: GlobalOptions, out: NodeJS.WritableStream = process.stdout): Promise<Context> {
   const configFile = configFileFrom(opts);
   const config = await loadCoordinatorConfig(configFile);
+  const signing = config.signing ? await loadSigningKeys(config.signing) : undefined;
   const log = createLogger({ component: 'kbur', stream: 'stderr', level: opts.debug ? 'debug' : (process.env.KBUR_LOG_LEVEL ?? 'warn') });
-  return { config, configFile, repository: await openRepository(config, log), log, json: Boolean(opts.json), out };
+  const repository = await openRepository(config, log);
+  return {
+    config,
+    configFile,
+    repository: signing ? signedRepository(repository, signing) : repository,
+    signing,
+    seal: { compression: config.compression, recipients: config.encryption?.recipients ?? [] },
+    log,
+    json: Boolean(opts.json),
+    out,
+  };
 }
 
 async function openRepository(config: CoordinatorConfig, log: Logger): Promise<Repository> {

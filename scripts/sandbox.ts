@@ -84,6 +84,10 @@ async function demo(sandbox: Sandbox, db: MariaDb | undefined): Promise<void> {
   expectCode('kbur describe', (await kbur(sandbox, ['describe', id])).code, 0);
   say(`kbur verify ${id}`);
   expectCode('kbur verify', (await kbur(sandbox, ['verify', id])).code, 0);
+  say('kbur status   (what monitoring sees: agents, members, backups, copies, certificates)');
+  expectCode('kbur status', (await kbur(sandbox, ['status'])).code, 0);
+  say('kbur check   (a monitoring plugin: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)');
+  expectCode('kbur check', (await kbur(sandbox, ['check'])).code, 0);
 
   say('no lock-in: plain etcdctl and tar read the backup');
   const dir = join(sandbox.repoDir, 'sandbox', 'backups', id);

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what kbur's sandbox, tests and benchmark need on a fresh Debian machine (run as root):
-# Debian's etcd server and client (etcd 3.4 on bookworm), MariaDB and PostgreSQL servers and clients
-# (the dump tests start their own, see test/sandbox/databases.ts), openssl, and the npm dependencies.
+# Debian's etcd server and client (etcd 3.4 on bookworm), age and zstd, MariaDB and PostgreSQL servers and clients
+# (the dump tests start their own, see test/sandbox/databases.ts), Prometheus (promtool checks the
+# alert rules), node_exporter and the Pushgateway (the monitoring tests start their own), openssl,
+# and the npm dependencies.
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,11 +12,17 @@ need=()
 command -v etcd >/dev/null || need+=(etcd-server)
 command -v etcdctl >/dev/null || need+=(etcd-client)
 command -v openssl >/dev/null || need+=(openssl)
+# age and zstd: the tests prove encrypted, compressed sets open with the CLIs, without kbur.
+command -v age >/dev/null || need+=(age)
+command -v zstd >/dev/null || need+=(zstd)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 # Programs in /usr/sbin are off a normal user's PATH; PostgreSQL's server lives in /usr/lib/postgresql/<major>/bin.
 installed() { for p in "$@"; do command -v "$p" >/dev/null || [ -x "/usr/sbin/$p" ] || return 1; done; }
 installed mariadbd mariadb-install-db || need+=(mariadb-server)
 installed mariadb mariadb-admin mariadb-dump || need+=(mariadb-client)
+installed prometheus promtool || need+=(prometheus)
+installed prometheus-node-exporter || need+=(prometheus-node-exporter)
+installed prometheus-pushgateway || need+=(prometheus-pushgateway)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null && installed pg_dump pg_restore psql pg_dumpall pg_isready || need+=(postgresql)
 # Debian enables the services it installs; the tests start their own servers, so a system server
 # that this run installed stays off: not running now (pid files are checked), not started at boot.
@@ -56,6 +64,9 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   if installing mariadb-server; then keep_service_off mariadb /run/mysqld/mysqld.pid; fi
   if installing postgresql; then keep_service_off postgresql /run/postgresql/*.pid; fi
+  if installing prometheus; then keep_service_off prometheus /run/prometheus/prometheus.pid; fi
+  if installing prometheus-node-exporter; then keep_service_off prometheus-node-exporter; fi
+  if installing prometheus-pushgateway; then keep_service_off prometheus-pushgateway; fi
 fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then

@@ -25,10 +25,20 @@ const artifact = z.object({
   node: z.string(),
   /** Relative to the backup's folder, '/'-separated. */
   path: z.string(),
+  /** Size and sha256 of the bytes stored in the repository (after compression and encryption). */
   size: z.number().int().nonnegative(),
   sha256: z.string().regex(/^[0-9a-f]{64}$/),
-  compression: z.enum(['none', 'gzip']),
-  encryption: z.enum(['none']),
+  /**
+   * Of the stored content, under any encryption. A dump's is its agent's (gzip unless the format
+   * already is), and its agent undoes it; the snapshot's and node archives' is kbur.yaml's
+   * `compression`, undone by kbur before the bytes go to an agent.
+   */
+  compression: z.enum(['none', 'gzip', 'zstd']),
+  encryption: z.enum(['none', 'age']),
+  /** age only: the public recipients it was encrypted to (never an identity). */
+  recipients: z.array(z.string()).optional(),
+  /** When kbur compressed or encrypted it: the bytes before that, as the agent sent them and gets them back. */
+  plaintext: z.object({ size: z.number().int().nonnegative(), sha256: z.string().regex(/^[0-9a-f]{64}$/) }).optional(),
   /** kubernetes-dir only: files holding a kubeadm ClusterConfiguration, and how many entries. */
   kubeadmConfigFiles: z.array(z.string()).optional(),
   fileCount: z.number().int().nonnegative().optional(),
@@ -92,9 +102,13 @@ export const verificationSchema = z.object({
       ok: z.boolean(),
       size: z.number().int().optional(),
       sha256: z.string().optional(),
+      /** Checked too: the decrypted (and decompressed) bytes, when an identity was given. */
+      plaintext: z.object({ size: z.number().int(), sha256: z.string() }).optional(),
       error: z.string().optional(),
     }),
   ),
+  /** The manifest's signature as checked: 'unsigned', 'good (key ...)', or what is wrong with it. */
+  signature: z.string().optional(),
 });
 export type Verification = z.infer<typeof verificationSchema>;
 

@@ -1,6 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
 import { createWriteStream, fdatasync, type WriteStream } from 'node:fs';
-import { link, open, rename, rm } from 'node:fs/promises';
+import { chmod, link, open, rename, rm } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { Transform, Writable, type TransformCallback } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
@@ -146,9 +146,16 @@ export class AtomicFile {
   private synced = 0;
   private syncing: Promise<void> | undefined;
 
-  constructor(readonly path: string) {
+  /**
+   * `mode` 0600 unless said otherwise: what kbur writes is private but for a few reports (metrics).
+   * A mode given is set exactly, whatever the umask (kbur-backup.service runs with UMask=0077).
+   */
+  constructor(
+    readonly path: string,
+    private readonly opts: { mode?: number } = {},
+  ) {
     this.partPath = `${path}.part`;
-    this.stream = createWriteStream(this.partPath, { mode: 0o600, flush: true, highWaterMark: 1 << 20 });
+    this.stream = createWriteStream(this.partPath, { mode: opts.mode ?? 0o600, flush: true, highWaterMark: 1 << 20 });
     // Kept, not thrown: a write still in flight when abort() destroys the stream fails, and that
     // must not crash the process; commit() reports any error instead.
     this.stream.on('error', (err) => {
@@ -188,6 +195,7 @@ export class AtomicFile {
     await finished(this.stream);
     await waitClosed(this.stream);
     if (this.error) throw this.error;
+    if (this.opts.mode !== undefined) await chmod(this.partPath, this.opts.mode);
     if (opts.noOverwrite) {
       // link() fails with EEXIST instead of replacing: atomic and never overwrites.
       await link(this.partPath, this.path);
@@ -214,8 +222,12 @@ function waitClosed(stream: Writable): Promise<void> {
 }
 
 /** Whole small files (manifests, journals) written the same way as artifacts. */
-export async function writeFileAtomic(path: string, data: string | Buffer, opts: { noOverwrite?: boolean } = {}): Promise<void> {
-  const file = new AtomicFile(path);
+export async function writeFileAtomic(
+  path: string,
+  data: string | Buffer,
+  opts: { noOverwrite?: boolean; mode?: number } = {},
+): Promise<void> {
+  const file = new AtomicFile(path, { mode: opts.mode });
   try {
     await pipeline(async function* () {
       yield typeof data === 'string' ? Buffer.from(data) : data;

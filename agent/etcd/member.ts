@@ -65,6 +65,8 @@ export class LocalEtcd {
         leaderId: hexId(st.leader),
         isLeader: st.leader === st.header.member_id,
         dbSize: Number(st.dbSize),
+        // etcd 3.4+; absent from older members' answers.
+        dbSizeInUse: Number(st.dbSizeInUse ?? 0),
         revision: Number(st.header.revision),
         raftIndex: Number(st.raftIndex),
         raftTerm: Number(st.raftTerm),
@@ -88,6 +90,7 @@ export class LocalEtcd {
         leaderId: '',
         isLeader: false,
         dbSize: 0,
+        dbSizeInUse: 0,
         revision: 0,
         raftIndex: 0,
         raftTerm: 0,

@@ -4,7 +4,8 @@ import { KburError, asKburError } from '../../shared/errors.js';
 import type { Artifact, Manifest } from '../../shared/manifest.js';
 import { StreamDigest } from '../../shared/streams.js';
 import type { AgentClient } from '../agent-client.js';
-import type { ArtifactWriter, BackupWriter } from '../repository/repository.js';
+import type { BackupWriter } from '../repository/repository.js';
+import { createSealed, type SealedArtifact, type SealSettings } from '../repository/seal.js';
 import { commitIfWhole, stallWatch } from './receive.js';
 
 export const dumpPath = (node: string, profile: string, h: Pick<DumpPartHeader, 'name' | 'extension' | 'compression'>): string =>
@@ -20,12 +21,13 @@ export async function runDumpProfile(opts: {
   agent: AgentClient;
   profile: string;
   writer: BackupWriter;
+  seal: SealSettings;
   stallMs: number;
   signal: AbortSignal;
 }): Promise<{ artifacts: Artifact[] } | { failure: Manifest['failures'][number] }> {
   const node = opts.agent.node.name;
   const artifacts: Artifact[] = [];
-  let current: { header: DumpPartHeader; writer: ArtifactWriter; digest: StreamDigest } | undefined;
+  let current: { header: DumpPartHeader; writer: SealedArtifact; digest: StreamDigest } | undefined;
   const stall = stallWatch(`dump ${opts.profile} on ${node}`, opts.stallMs, opts.signal);
   const signal = stall.signal;
   try {
@@ -35,7 +37,12 @@ export async function runDumpProfile(opts: {
       if (kind?.$case === 'part') {
         current = {
           header: kind.value,
-          writer: await opts.writer.artifact(dumpPath(node, opts.profile, kind.value)),
+          writer: await createSealed(
+            opts.writer,
+            dumpPath(node, opts.profile, kind.value),
+            opts.seal,
+            kind.value.compression === 'gzip' ? 'gzip' : 'none',
+          ),
           digest: new StreamDigest(),
         };
       } else if (kind?.$case === 'data') {
@@ -51,11 +58,7 @@ export async function runDumpProfile(opts: {
         artifacts.push({
           kind: 'dump',
           node,
-          path: dumpPath(node, opts.profile, header),
-          size: digest.size,
-          sha256,
-          compression: header.compression === 'gzip' ? 'gzip' : 'none',
-          encryption: 'none',
+          ...writer.record({ size: digest.size, sha256 }),
           dump: {
             profile: opts.profile,
             part: header.name,

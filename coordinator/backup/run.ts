@@ -5,11 +5,13 @@ import { MANIFEST_SCHEMA_VERSION, newBackupId, type Artifact, type BackupPhase, 
 import { KBUR_VERSION } from '../../shared/version.js';
 import type { AgentClient } from '../agent-client.js';
 import type { BackupWriter, Repository } from '../repository/repository.js';
+import { createSealed, NO_SEAL, type SealSettings } from '../repository/seal.js';
 import { chooseSnapshotMembers } from './choose-member.js';
 import { runDumpProfile } from './dumps.js';
 import type { Progress } from './progress.js';
 import { receiveArtifact } from './receive.js';
 
+/** Before the suffixes of compression and encryption (.zst, .gz, .age): the manifest has the real path. */
 export const SNAPSHOT_PATH = 'etcd/snapshot.db';
 export const nodeArchivePath = (node: string): string => `nodes/${node}/kubernetes.tar`;
 
@@ -19,6 +21,8 @@ export interface BackupOptions {
   /** Dump profiles to run, by node. */
   dumps: { node: string; profile: string }[];
   repository: Repository;
+  /** Compression and encryption of what is written; default none. */
+  seal?: SealSettings;
   log: Logger;
   progress?: Progress;
   stallMs: number;
@@ -111,9 +115,10 @@ async function snapshotWithFallback(
     const agent = opts.agents.find((a) => a.node.name === node)!;
     opts.progress?.snapshotFrom(node, byNode.get(node)?.etcd?.dbSize ?? 0);
     try {
+      const sealed = await createSealed(writer, SNAPSHOT_PATH, opts.seal ?? NO_SEAL);
       const got = await receiveArtifact<SnapshotHeader, SnapshotTrailer>({
         messages: (signal) => agent.snapshotEtcd(signal),
-        writer: await writer.artifact(SNAPSHOT_PATH),
+        writer: sealed,
         what: `etcd snapshot from ${node}`,
         snapshot: true,
         stallMs: opts.stallMs,
@@ -124,15 +129,7 @@ async function snapshotWithFallback(
       if (!got.header || !member) throw new KburError('DATA_LOSS', `etcd snapshot from ${node} came without its header`);
       log.info('snapshot saved', { node, size: got.size, revision: got.header.revision });
       return {
-        artifact: {
-          kind: 'etcd-snapshot',
-          node,
-          path: SNAPSHOT_PATH,
-          size: got.size,
-          sha256: got.sha256,
-          compression: 'none',
-          encryption: 'none',
-        },
+        artifact: { kind: 'etcd-snapshot', node, ...sealed.record(got) },
         etcd: {
           node,
           memberId: member.memberId,
@@ -173,7 +170,7 @@ function runDump(
   const agent = opts.agents.find((a) => a.node.name === d.node)!;
   if (!byNode.has(d.node))
     return Promise.resolve({ failure: { part: `dump/${d.node}/${d.profile}`, message: `${d.node}: agent not reachable` } });
-  return runDumpProfile({ agent, profile: d.profile, writer, stallMs: opts.stallMs, signal: opts.signal });
+  return runDumpProfile({ agent, profile: d.profile, writer, seal: opts.seal ?? NO_SEAL, stallMs: opts.stallMs, signal: opts.signal });
 }
 
 async function archiveNode(
@@ -184,9 +181,10 @@ async function archiveNode(
   const node = agent.node.name;
   const path = nodeArchivePath(node);
   try {
+    const sealed = await createSealed(writer, path, opts.seal ?? NO_SEAL);
     const got = await receiveArtifact<never, ArchiveTrailer>({
       messages: (signal) => agent.archiveKubernetes(signal),
-      writer: await writer.artifact(path),
+      writer: sealed,
       what: `kubernetes dir of ${node}`,
       snapshot: false,
       stallMs: opts.stallMs,
@@ -197,11 +195,7 @@ async function archiveNode(
       artifact: {
         kind: 'kubernetes-dir',
         node,
-        path,
-        size: got.size,
-        sha256: got.sha256,
-        compression: 'none',
-        encryption: 'none',
+        ...sealed.record(got),
         kubeadmConfigFiles: got.trailer.kubeadmConfigFiles,
         fileCount: got.trailer.fileCount,
       },

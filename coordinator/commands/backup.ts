@@ -3,28 +3,41 @@ import { runBackup } from '../backup/run.js';
 import { Progress, mib } from '../backup/progress.js';
 import { connectAgents, loadContext, type GlobalOptions } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
+import { checkRecipients, loadIdentity, sealNote } from '../repository/seal.js';
+import { signatureNote } from '../repository/signing.js';
+import { recordBackup } from '../run-metrics.js';
 
 /** kbur backup: one backup set of the whole control plane. */
 export async function run(opts: GlobalOptions & { signal: AbortSignal }): Promise<ExitCode> {
   const ctx = await loadContext(opts);
+  await checkRecipients(ctx.seal.recipients);
+  // Only for the snapshot copies sent to the nodes: the backup itself needs no identity.
+  const identity = ctx.config.backup.copySnapshotToNodes ? await loadIdentity(undefined) : undefined;
   const agents = await connectAgents(ctx);
   const progress = ctx.json ? undefined : new Progress(process.stderr);
+  const startedAt = Date.now();
   try {
     const m = await runBackup({
       cluster: ctx.config.cluster,
       agents,
       dumps: ctx.config.dumps,
       repository: ctx.repository,
+      seal: ctx.seal,
       log: ctx.log,
       progress,
       stallMs: ctx.config.stallTimeout * 1000,
       signal: opts.signal,
+    }).catch(async (err: unknown) => {
+      await recordBackup(ctx, { startedAt, endedAt: Date.now() });
+      throw err;
     });
+    await recordBackup(ctx, { manifest: m, startedAt, endedAt: Date.now() });
     const copies = ctx.config.backup.copySnapshotToNodes
-      ? await copySnapshotToNodes({ manifest: m, agents, repository: ctx.repository, signal: opts.signal })
+      ? await copySnapshotToNodes({ manifest: m, agents, repository: ctx.repository, identity, signal: opts.signal })
       : undefined;
     if (ctx.json) {
-      ctx.out.write(JSON.stringify(copies ? { ...m, nodeCopies: copies } : m, null, 2) + '\n');
+      const signature = ctx.signing ? { signedWith: ctx.signing.keyId } : { unsigned: true };
+      ctx.out.write(JSON.stringify({ ...m, ...signature, ...(copies ? { nodeCopies: copies } : {}) }, null, 2) + '\n');
     } else {
       const size = m.artifacts.reduce((n, a) => n + a.size, 0);
       const lines = [
@@ -33,7 +46,7 @@ export async function run(opts: GlobalOptions & { signal: AbortSignal }): Promis
       ];
       if (m.etcd)
         lines.push(
-          `  etcd: snapshot of ${m.etcd.memberName} on ${m.etcd.node}, revision ${m.etcd.revision}, ${m.etcd.keyCount} keys, ${mib(m.artifacts[0]!.size)}`,
+          `  etcd: snapshot of ${m.etcd.memberName} on ${m.etcd.node}, revision ${m.etcd.revision}, ${m.etcd.keyCount} keys, ${mib(m.artifacts[0]!.size)} as stored`,
         );
       lines.push(
         `  kubernetes dirs: ${
@@ -45,7 +58,7 @@ export async function run(opts: GlobalOptions & { signal: AbortSignal }): Promis
       );
       const dumps = m.artifacts.filter((a) => a.kind === 'dump');
       if (dumps.length) lines.push(`  dumps: ${dumps.map((a) => `${a.node}/${a.dump!.profile}/${a.dump!.part}`).join(', ')}`);
-      lines.push(`  total: ${mib(size)} in ${m.artifacts.length} artifacts`);
+      lines.push(`  total: ${mib(size)} in ${m.artifacts.length} artifacts`, `  ${sealNote(ctx.seal)}`, `  ${signatureNote(ctx.signing)}`);
       if (copies?.length) {
         const ok = copies.filter((c) => c.ok).map((c) => c.node);
         lines.push(`  snapshot copies kept on: ${ok.join(', ') || 'no node'}`);

@@ -1,6 +1,7 @@
 import { mib } from '../backup/progress.js';
 import { loadContext, type GlobalOptions } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
+import { signatureNote } from '../repository/signing.js';
 
 /** kbur describe ID: everything the manifest says, and the last verification. */
 export async function run(opts: GlobalOptions & { id: string }): Promise<ExitCode> {
@@ -18,6 +19,7 @@ export async function run(opts: GlobalOptions & { id: string }): Promise<ExitCod
     `Started:   ${m.startedAt}`,
     `Finished:  ${m.finishedAt}`,
     `kbur:      ${m.kburVersion} (manifest schema ${m.schemaVersion})`,
+    `Signature: ${signatureNote(ctx.signing)}`,
   ];
   if (m.etcd) {
     const e = m.etcd;
@@ -38,6 +40,10 @@ export async function run(opts: GlobalOptions & { id: string }): Promise<ExitCod
   lines.push('Artifacts:');
   for (const a of m.artifacts) {
     lines.push(`  ${a.path}  ${mib(a.size)}  sha256 ${a.sha256}${a.fileCount !== undefined ? `  ${a.fileCount} entries` : ''}`);
+    if (a.plaintext)
+      lines.push(
+        `    ${a.compression === 'none' ? '' : `${a.compression}, `}${a.encryption === 'age' ? `age to ${a.recipients?.join(', ')}` : 'not encrypted'}; as made: ${mib(a.plaintext.size)}, sha256 ${a.plaintext.sha256}`,
+      );
   }
   const dumps = m.artifacts.filter((a) => a.kind === 'dump');
   if (dumps.length) {

@@ -6,6 +6,8 @@ import { connectAgents, loadContext, type GlobalOptions } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
 import { checkArtifact } from '../repository/check.js';
 import type { Repository } from '../repository/repository.js';
+import { identityProblem, loadIdentity, openPlain, plainDigest, type AgeIdentity } from '../repository/seal.js';
+import { signatureNote } from '../repository/signing.js';
 import { confirm } from '../confirm.js';
 
 export interface RestoreDumpOptions extends GlobalOptions {
@@ -15,6 +17,8 @@ export interface RestoreDumpOptions extends GlobalOptions {
   part?: string;
   yes?: boolean;
   dryRun?: boolean;
+  /** age identity file for an encrypted backup (else $KBUR_AGE_IDENTITY). */
+  identity?: string;
   signal: AbortSignal;
 }
 
@@ -29,6 +33,7 @@ const PROCEDURE: Record<string, string> = {
 /** kbur restore-dump ID --node N --profile P: check, plan, confirm; the agent saves what is there first. */
 export async function run(opts: RestoreDumpOptions): Promise<ExitCode> {
   const ctx = await loadContext(opts);
+  const identity = await loadIdentity(opts.identity);
   const manifest = await ctx.repository.readManifest(ctx.config.cluster, opts.id);
   const all = manifest.artifacts.filter((a) => a.kind === 'dump' && a.node === opts.node && a.dump?.profile === opts.profile);
   const parts = opts.part ? all.filter((a) => a.dump!.part === opts.part) : all;
@@ -50,7 +55,12 @@ export async function run(opts: RestoreDumpOptions): Promise<ExitCode> {
   }
   const problems: string[] = [];
   for (const a of parts) {
-    const { problem } = await checkArtifact(ctx.repository, manifest, a, opts.signal);
+    const locked = identityProblem(a, identity);
+    if (locked) {
+      problems.push(locked);
+      continue;
+    }
+    const { problem } = await checkArtifact(ctx.repository, manifest, a, opts.signal, identity);
     if (problem) problems.push(`${a.path}: ${problem}`);
   }
   const agents = await connectAgents(ctx);
@@ -65,6 +75,7 @@ export async function run(opts: RestoreDumpOptions): Promise<ExitCode> {
     const type = parts[0]!.dump!.type;
     const say = (line: string): void => void ctx.out.write(`${line}\n`);
     say(describe(restoreId, manifest.id, opts.node, opts.profile, type, parts));
+    say(`  note: ${signatureNote(ctx.signing)}`);
     if (problems.length) {
       throw new KburError('FAILED_PRECONDITION', `nothing was changed:\n  - ${problems.join('\n  - ')}`, {
         hint: 'fix the problems above and run kbur restore-dump again',
@@ -76,7 +87,7 @@ export async function run(opts: RestoreDumpOptions): Promise<ExitCode> {
     }
     if (!(await confirm(ctx, opts, `replace ${parts.map((p) => p.dump!.part).join(', ')} on ${opts.node} with the backup's dump`)))
       return ExitCode.CANCELLED;
-    await sendDumps({ repository: ctx.repository, manifest, agent, parts, restoreId, say, signal: opts.signal });
+    await sendDumps({ repository: ctx.repository, manifest, agent, parts, restoreId, identity, say, signal: opts.signal });
     say(`restore-dump ${restoreId}: done. The safety dumps are in the agent's state dir on ${opts.node} (restores/${restoreId}/safety/).`);
     return ExitCode.OK;
   } finally {
@@ -91,14 +102,16 @@ export async function sendDumps(o: {
   agent: AgentClient;
   parts: Artifact[];
   restoreId: string;
+  identity?: AgeIdentity;
   say: (line: string) => void;
   signal: AbortSignal;
 }): Promise<void> {
   for (const a of o.parts) {
-    const data = await o.repository.openArtifact(o.manifest.cluster, o.manifest.id, a.path);
+    // Decrypted here; a dump's compression is its agent's, and stays for the agent to undo.
+    const data = await openPlain(o.repository, o.manifest, a, o.identity);
     const d = a.dump!;
     const res = await o.agent.restoreDump(
-      { restoreId: o.restoreId, profile: d.profile, part: d.part, compression: a.compression, size: a.size, sha256: a.sha256 },
+      { restoreId: o.restoreId, profile: d.profile, part: d.part, compression: a.compression, ...plainDigest(a) },
       data,
       o.signal,
     );

@@ -8,6 +8,9 @@ import { ExitCode } from '../exit-codes.js';
 import { Journal } from '../restore/journal.js';
 import { describePlan, preflight } from '../restore/plan.js';
 import { executeRestore, executeRollback } from '../restore/run.js';
+import { loadIdentity, type AgeIdentity } from '../repository/seal.js';
+import { signatureNote } from '../repository/signing.js';
+import { measured, recordRestore } from '../run-metrics.js';
 
 export interface RestoreOptions extends GlobalOptions {
   id?: string;
@@ -18,6 +21,8 @@ export interface RestoreOptions extends GlobalOptions {
   withKubernetesDir?: boolean;
   /** After etcd, also restore every application dump of the backup (safety dump first, on each node). */
   dumps?: boolean;
+  /** age identity file for an encrypted backup (else $KBUR_AGE_IDENTITY). */
+  identity?: string;
   signal: AbortSignal;
 }
 
@@ -33,17 +38,21 @@ export async function run(opts: RestoreOptions): Promise<ExitCode> {
     });
   }
   const ctx = await loadContext(opts);
+  const identity = await loadIdentity(opts.identity);
   const agents = await connectAgents(ctx);
   const say = (line: string): void => void ctx.out.write(`${line}\n`);
   try {
-    const base = { agents, repository: ctx.repository, log: ctx.log, signal: opts.signal, say };
+    const base = { agents, repository: ctx.repository, identity, log: ctx.log, signal: opts.signal, say };
     if (opts.resume || opts.rollback) {
       const journal = await Journal.load(ctx.repository, ctx.config.cluster, (opts.resume ?? opts.rollback)!);
       say(describePlan(journal.plan));
       say(`journal: ${journal.data.status}, ${journal.data.entries.filter((e) => e.state === 'done').length} steps done`);
       if (!(await confirm(ctx, opts, opts.resume ? 'resume this restore' : 'roll this restore back'))) return ExitCode.CANCELLED;
       if (opts.resume) {
-        await executeRestore({ ...base, journal });
+        await measured(
+          (r) => recordRestore(ctx, r),
+          () => executeRestore({ ...base, journal }),
+        );
         say(`restore ${journal.plan.restoreId}: completed. The old data dirs are kept as <dataDir>.kbur-${journal.plan.restoreId}.`);
       } else {
         await executeRollback({ ...base, journal });
@@ -62,9 +71,12 @@ export async function run(opts: RestoreOptions): Promise<ExitCode> {
       restoreId,
       agents,
       withKubernetesDir: Boolean(opts.withKubernetesDir),
+      withDumps: Boolean(opts.dumps),
+      identity,
       dryRun: Boolean(opts.dryRun),
       signal: opts.signal,
     });
+    check.plan?.notes.push(signatureNote(ctx.signing));
     if (check.plan) say(describePlan(check.plan));
     if (check.problems.length) {
       throw new KburError(
@@ -84,8 +96,11 @@ export async function run(opts: RestoreOptions): Promise<ExitCode> {
       return ExitCode.CANCELLED;
     const journal = await Journal.create(ctx.repository, plan);
     say(`restore ${restoreId} started; if it is interrupted: kbur restore --resume ${restoreId} (or --rollback ${restoreId})`);
-    await executeRestore({ ...base, journal });
-    if (opts.dumps) await restoreAllDumps(ctx, agents, plan.backupId, restoreId, say, opts.signal);
+    await measured(
+      (r) => recordRestore(ctx, r),
+      () => executeRestore({ ...base, journal }),
+    );
+    if (opts.dumps) await restoreAllDumps(ctx, agents, plan.backupId, restoreId, identity, say, opts.signal);
     say(
       `restore ${restoreId}: completed and verified. The old data dirs are kept as <dataDir>.kbur-${restoreId}; kbur restore --rollback ${restoreId} puts them back.`,
     );
@@ -101,6 +116,7 @@ async function restoreAllDumps(
   agents: AgentClient[],
   backupId: string,
   restoreId: string,
+  identity: AgeIdentity | undefined,
   say: (l: string) => void,
   signal: AbortSignal,
 ): Promise<void> {
@@ -114,6 +130,15 @@ async function restoreAllDumps(
         hint: 'restore them with kbur restore-dump once the node is back in kbur.yaml',
       });
     }
-    await sendDumps({ repository: ctx.repository, manifest, agent, parts: dumps.filter((a) => a.node === node), restoreId, say, signal });
+    await sendDumps({
+      repository: ctx.repository,
+      manifest,
+      agent,
+      parts: dumps.filter((a) => a.node === node),
+      restoreId,
+      identity,
+      say,
+      signal,
+    });
   }
 }

@@ -4,9 +4,9 @@ import { asKburError } from '../../shared/errors.js';
 import type { Manifest } from '../../shared/manifest.js';
 import type { AgentClient } from '../agent-client.js';
 import { mib } from '../backup/progress.js';
-import { SNAPSHOT_PATH } from '../backup/run.js';
 import { checkArtifact } from '../repository/check.js';
 import type { Repository } from '../repository/repository.js';
+import { identityProblem, plainDigest, type AgeIdentity } from '../repository/seal.js';
 
 export const planSchema = z.object({
   restoreId: z.string(),
@@ -56,6 +56,10 @@ export async function preflight(opts: {
   restoreId: string;
   agents: AgentClient[];
   withKubernetesDir: boolean;
+  /** Also restores the backup's dumps (--dumps): they must be readable too. */
+  withDumps?: boolean;
+  /** Opens an encrypted backup: every artifact the restore needs must be encrypted to it. */
+  identity?: AgeIdentity;
   /** A dry run also rereads the snapshot copies the nodes keep; a restore checks them when it stages. */
   dryRun: boolean;
   signal: AbortSignal;
@@ -68,25 +72,36 @@ export async function preflight(opts: {
       `backup ${manifest.id} is ${manifest.phase}, not Completed: ${manifest.failures.map((f) => `${f.part}: ${f.message}`).join('; ')}`,
     );
   if (!snapshot || !manifest.etcd) return { plan: undefined, problems: [...problems, `backup ${manifest.id} has no etcd snapshot`] };
+  // A missing or wrong identity is found here, from the manifest, before any agent is asked anything.
+  const needed = manifest.artifacts.filter(
+    (a) => a === snapshot || (opts.withKubernetesDir && a.kind === 'kubernetes-dir') || (opts.withDumps && a.kind === 'dump'),
+  );
+  const locked = [...new Set(needed.map((a) => identityProblem(a, opts.identity)).filter((p): p is string => p !== undefined))];
+  if (locked.length) return { plan: undefined, problems: [...problems, ...locked] };
+  const plain = plainDigest(snapshot);
 
   // The repository's copy is read only for nodes that keep no copy of their own: when every node
   // has one, the check stops as soon as the agents say so (a dry run checks both).
   const skipRepository = new AbortController();
   let checkedBeforeSkip = false;
-  const repositoryCheck = checkArtifact(opts.repository, manifest, snapshot, AbortSignal.any([opts.signal, skipRepository.signal])).then(
-    (r) => {
-      checkedBeforeSkip = !skipRepository.signal.aborted;
-      return r;
-    },
-  );
+  const repositoryCheck = checkArtifact(
+    opts.repository,
+    manifest,
+    snapshot,
+    AbortSignal.any([opts.signal, skipRepository.signal]),
+    opts.identity,
+  ).then((r) => {
+    checkedBeforeSkip = !skipRepository.signal.aborted;
+    return r;
+  });
   const prepared = await Promise.all(
     opts.agents.map((a) =>
       a
         .prepareRestore({
           restoreId: opts.restoreId,
-          snapshotSize: snapshot.size,
+          snapshotSize: plain.size,
           backupId: manifest.id,
-          snapshotSha256: snapshot.sha256,
+          snapshotSha256: plain.sha256,
           checkLocalCopy: opts.dryRun,
         })
         .catch((err: unknown) => asKburError(err)),
@@ -147,10 +162,11 @@ export async function preflight(opts: {
       initialCluster: nodes.map((n) => n.peerUrls.map((u) => `${n.memberName}=${u}`).join(',')).join(','),
       bumpRevision: canBump ? REVISION_BUMP : 0,
       withKubernetesDir: opts.withKubernetesDir,
+      // What the agents stage and check: the snapshot as etcd wrote it, decrypted and decompressed.
       snapshot: {
-        path: SNAPSHOT_PATH,
-        size: snapshot.size,
-        sha256: snapshot.sha256,
+        path: snapshot.path,
+        size: plain.size,
+        sha256: plain.sha256,
         revision: manifest.etcd.revision,
         keyCount: manifest.etcd.keyCount,
       },
@@ -162,7 +178,7 @@ export async function preflight(opts: {
 
 /** Every node of the plan has its archive in the backup, whole. */
 async function checkNodeArchives(
-  opts: { repository: Repository; cluster: string; agents: AgentClient[]; signal: AbortSignal },
+  opts: { repository: Repository; cluster: string; agents: AgentClient[]; signal: AbortSignal; identity?: AgeIdentity },
   manifest: Manifest,
 ): Promise<string[]> {
   const problems: string[] = [];
@@ -172,7 +188,7 @@ async function checkNodeArchives(
       problems.push(`backup ${manifest.id} has no kubernetes dir archive of ${agent.node.name}: restore without --with-kubernetes-dir`);
       continue;
     }
-    const { problem } = await checkArtifact(opts.repository, manifest, archive, opts.signal);
+    const { problem } = await checkArtifact(opts.repository, manifest, archive, opts.signal, opts.identity);
     if (problem) problems.push(`${archive.path}: ${problem}`);
   }
   return problems;

@@ -4,6 +4,7 @@ import type { GetNodeInfoResponse, StageSnapshotHeader } from '../../proto/gen/k
 import type { AgentClient } from '../agent-client.js';
 import { FanOut } from '../fan-out.js';
 import type { Repository } from '../repository/repository.js';
+import { openPlain, plainDigest, type AgeIdentity } from '../repository/seal.js';
 import type { RestorePlan } from './plan.js';
 import { STEPS, type Journal, type StepName } from './journal.js';
 
@@ -11,6 +12,8 @@ export interface RestoreRun {
   journal: Journal;
   agents: AgentClient[];
   repository: Repository;
+  /** Opens an encrypted backup: artifacts are decrypted here and sent to the agents as they were made. */
+  identity?: AgeIdentity;
   log: Logger;
   signal: AbortSignal;
   /** One line per event, for the operator. */
@@ -92,7 +95,10 @@ async function runStep(r: RestoreRun, step: StepName): Promise<void> {
       await Promise.all(fromCopy.map((n) => stageFromCopy(r, n.node)));
       const rest = plan.nodes.filter((n) => !r.journal.isDone(step, n.node)).map((n) => n.node);
       if (rest.length === 0) return;
-      const fan = new FanOut(await r.repository.openArtifact(plan.cluster, plan.backupId, plan.snapshot.path), rest);
+      const manifest = await r.repository.readManifest(plan.cluster, plan.backupId);
+      const snapshot = manifest.artifacts.find((a) => a.kind === 'etcd-snapshot' && a.path === plan.snapshot.path);
+      if (!snapshot) throw new KburError('DATA_LOSS', `backup ${plan.backupId} no longer lists its snapshot ${plan.snapshot.path}`);
+      const fan = new FanOut(await openPlain(r.repository, manifest, snapshot, r.identity), rest);
       try {
         return await perNode(r, step, async (node) => {
           const got = await fan.send(node, (data) => agent(node).stageSnapshot(stageHeader(plan), data, r.signal));
@@ -136,13 +142,9 @@ async function runStep(r: RestoreRun, step: StepName): Promise<void> {
       const manifest = await r.repository.readManifest(plan.cluster, plan.backupId);
       return perNode(r, step, async (node) => {
         const archive = manifest.artifacts.find((a) => a.kind === 'kubernetes-dir' && a.node === node)!;
-        const stream = await r.repository.openArtifact(plan.cluster, plan.backupId, archive.path);
+        const stream = await openPlain(r.repository, manifest, archive, r.identity);
         return (
-          await agent(node).restoreKubernetesDir(
-            { restoreId: plan.restoreId, size: archive.size, sha256: archive.sha256, localCopy: '' },
-            stream,
-            r.signal,
-          )
+          await agent(node).restoreKubernetesDir({ restoreId: plan.restoreId, ...plainDigest(archive), localCopy: '' }, stream, r.signal)
         ).done;
       });
     }

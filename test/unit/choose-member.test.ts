@@ -12,6 +12,7 @@ function member(id: string, over: Partial<EtcdMemberStatus> = {}): EtcdMemberSta
     leaderId: 'a',
     isLeader: id === 'a',
     dbSize: 1,
+    dbSizeInUse: 1,
     revision: 10,
     raftIndex: 5000,
     raftTerm: 2,

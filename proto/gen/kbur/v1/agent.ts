@@ -39,6 +39,8 @@ export interface GetNodeInfoRequest {
    * snapshot's trailer counts them at the snapshot's revision); a restore's check does.
    */
   countKeys: boolean;
+  /** Also list the node's certificates and their expiry (kbur status and check ask; a backup does not). */
+  certificates: boolean;
 }
 
 export interface GetNodeInfoResponse {
@@ -54,6 +56,23 @@ export interface GetNodeInfoResponse {
     | undefined;
   /** Snapshot copies this node keeps (see KeepSnapshot), newest first. */
   localSnapshots: LocalSnapshot[];
+  /** Seconds since the agent started. */
+  uptimeSeconds: number;
+  /** The role this agent grants the caller's certificate: admin, operator or monitor. */
+  callerRole: string;
+  /**
+   * Every certificate under <kubernetesDir>/pki, embedded in its kubeconfigs
+   * (client-certificate-data), and the agent's own TLS certificates, with their expiry.
+   */
+  certificates: CertificateExpiry[];
+}
+
+export interface CertificateExpiry {
+  /** The file the certificate is in (a kubeconfig for an embedded one). */
+  file: string;
+  subject: string;
+  /** notAfter, in seconds since the epoch. */
+  notAfterSeconds: number;
 }
 
 export interface LocalSnapshot {
@@ -100,6 +119,8 @@ export interface EtcdMemberStatus {
   members: EtcdMember[];
   /** Live keys in the whole keyspace, counted on this member: in node info only (-1 when it could not count). */
   keyCount: number;
+  /** Bytes of the backend database logically in use (db_size minus free pages). */
+  dbSizeInUse: number;
 }
 
 export interface EtcdMember {
@@ -302,13 +323,16 @@ export interface RestoreDumpHeader {
 }
 
 function createBaseGetNodeInfoRequest(): GetNodeInfoRequest {
-  return { countKeys: false };
+  return { countKeys: false, certificates: false };
 }
 
 export const GetNodeInfoRequest: MessageFns<GetNodeInfoRequest> = {
   encode(message: GetNodeInfoRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.countKeys !== false) {
       writer.uint32(8).bool(message.countKeys);
+    }
+    if (message.certificates !== false) {
+      writer.uint32(16).bool(message.certificates);
     }
     return writer;
   },
@@ -334,6 +358,14 @@ export const GetNodeInfoRequest: MessageFns<GetNodeInfoRequest> = {
             message.countKeys = reader.bool();
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.certificates = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -353,6 +385,7 @@ export const GetNodeInfoRequest: MessageFns<GetNodeInfoRequest> = {
         : isSet(object.count_keys)
         ? globalThis.Boolean(object.count_keys)
         : false,
+      certificates: isSet(object.certificates) ? globalThis.Boolean(object.certificates) : false,
     };
   },
 
@@ -360,6 +393,9 @@ export const GetNodeInfoRequest: MessageFns<GetNodeInfoRequest> = {
     const obj: any = {};
     if (message.countKeys !== false) {
       obj.countKeys = message.countKeys;
+    }
+    if (message.certificates !== false) {
+      obj.certificates = message.certificates;
     }
     return obj;
   },
@@ -370,6 +406,7 @@ export const GetNodeInfoRequest: MessageFns<GetNodeInfoRequest> = {
   fromPartial<I extends Exact<DeepPartial<GetNodeInfoRequest>, I>>(object: I): GetNodeInfoRequest {
     const message = createBaseGetNodeInfoRequest();
     message.countKeys = object.countKeys ?? false;
+    message.certificates = object.certificates ?? false;
     return message;
   },
 };
@@ -385,6 +422,9 @@ function createBaseGetNodeInfoResponse(): GetNodeInfoResponse {
     stateDisk: undefined,
     etcd: undefined,
     localSnapshots: [],
+    uptimeSeconds: 0,
+    callerRole: "",
+    certificates: [],
   };
 }
 
@@ -416,6 +456,15 @@ export const GetNodeInfoResponse: MessageFns<GetNodeInfoResponse> = {
     }
     for (const v of message.localSnapshots) {
       LocalSnapshot.encode(v!, writer.uint32(74).fork()).join();
+    }
+    if (message.uptimeSeconds !== 0) {
+      writer.uint32(80).int64(message.uptimeSeconds);
+    }
+    if (message.callerRole !== "") {
+      writer.uint32(90).string(message.callerRole);
+    }
+    for (const v of message.certificates) {
+      CertificateExpiry.encode(v!, writer.uint32(98).fork()).join();
     }
     return writer;
   },
@@ -505,6 +554,30 @@ export const GetNodeInfoResponse: MessageFns<GetNodeInfoResponse> = {
             message.localSnapshots.push(LocalSnapshot.decode(reader, reader.uint32()));
             continue;
           }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.uptimeSeconds = longToNumber(reader.int64());
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.callerRole = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.certificates.push(CertificateExpiry.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -544,6 +617,19 @@ export const GetNodeInfoResponse: MessageFns<GetNodeInfoResponse> = {
         : globalThis.Array.isArray(object?.local_snapshots)
         ? object.local_snapshots.map((e: any) => LocalSnapshot.fromJSON(e))
         : [],
+      uptimeSeconds: isSet(object.uptimeSeconds)
+        ? globalThis.Number(object.uptimeSeconds)
+        : isSet(object.uptime_seconds)
+        ? globalThis.Number(object.uptime_seconds)
+        : 0,
+      callerRole: isSet(object.callerRole)
+        ? globalThis.String(object.callerRole)
+        : isSet(object.caller_role)
+        ? globalThis.String(object.caller_role)
+        : "",
+      certificates: globalThis.Array.isArray(object?.certificates)
+        ? object.certificates.map((e: any) => CertificateExpiry.fromJSON(e))
+        : [],
     };
   },
 
@@ -576,6 +662,15 @@ export const GetNodeInfoResponse: MessageFns<GetNodeInfoResponse> = {
     if (message.localSnapshots?.length) {
       obj.localSnapshots = message.localSnapshots.map((e) => LocalSnapshot.toJSON(e));
     }
+    if (message.uptimeSeconds !== 0) {
+      obj.uptimeSeconds = Math.round(message.uptimeSeconds);
+    }
+    if (message.callerRole !== "") {
+      obj.callerRole = message.callerRole;
+    }
+    if (message.certificates?.length) {
+      obj.certificates = message.certificates.map((e) => CertificateExpiry.toJSON(e));
+    }
     return obj;
   },
 
@@ -599,6 +694,114 @@ export const GetNodeInfoResponse: MessageFns<GetNodeInfoResponse> = {
       ? EtcdMemberStatus.fromPartial(object.etcd)
       : undefined;
     message.localSnapshots = object.localSnapshots?.map((e) => LocalSnapshot.fromPartial(e)) || [];
+    message.uptimeSeconds = object.uptimeSeconds ?? 0;
+    message.callerRole = object.callerRole ?? "";
+    message.certificates = object.certificates?.map((e) => CertificateExpiry.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseCertificateExpiry(): CertificateExpiry {
+  return { file: "", subject: "", notAfterSeconds: 0 };
+}
+
+export const CertificateExpiry: MessageFns<CertificateExpiry> = {
+  encode(message: CertificateExpiry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.file !== "") {
+      writer.uint32(10).string(message.file);
+    }
+    if (message.subject !== "") {
+      writer.uint32(18).string(message.subject);
+    }
+    if (message.notAfterSeconds !== 0) {
+      writer.uint32(24).int64(message.notAfterSeconds);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CertificateExpiry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCertificateExpiry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.file = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.subject = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.notAfterSeconds = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CertificateExpiry {
+    return {
+      file: isSet(object.file) ? globalThis.String(object.file) : "",
+      subject: isSet(object.subject) ? globalThis.String(object.subject) : "",
+      notAfterSeconds: isSet(object.notAfterSeconds)
+        ? globalThis.Number(object.notAfterSeconds)
+        : isSet(object.not_after_seconds)
+        ? globalThis.Number(object.not_after_seconds)
+        : 0,
+    };
+  },
+
+  toJSON(message: CertificateExpiry): unknown {
+    const obj: any = {};
+    if (message.file !== "") {
+      obj.file = message.file;
+    }
+    if (message.subject !== "") {
+      obj.subject = message.subject;
+    }
+    if (message.notAfterSeconds !== 0) {
+      obj.notAfterSeconds = Math.round(message.notAfterSeconds);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CertificateExpiry>, I>>(base?: I): CertificateExpiry {
+    return CertificateExpiry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CertificateExpiry>, I>>(object: I): CertificateExpiry {
+    const message = createBaseCertificateExpiry();
+    message.file = object.file ?? "";
+    message.subject = object.subject ?? "";
+    message.notAfterSeconds = object.notAfterSeconds ?? 0;
     return message;
   },
 };
@@ -1073,6 +1276,7 @@ function createBaseEtcdMemberStatus(): EtcdMemberStatus {
     dataDir: "",
     members: [],
     keyCount: 0,
+    dbSizeInUse: 0,
   };
 }
 
@@ -1125,6 +1329,9 @@ export const EtcdMemberStatus: MessageFns<EtcdMemberStatus> = {
     }
     if (message.keyCount !== 0) {
       writer.uint32(128).int64(message.keyCount);
+    }
+    if (message.dbSizeInUse !== 0) {
+      writer.uint32(136).int64(message.dbSizeInUse);
     }
     return writer;
   },
@@ -1270,6 +1477,14 @@ export const EtcdMemberStatus: MessageFns<EtcdMemberStatus> = {
             message.keyCount = longToNumber(reader.int64());
             continue;
           }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.dbSizeInUse = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1338,6 +1553,11 @@ export const EtcdMemberStatus: MessageFns<EtcdMemberStatus> = {
         : isSet(object.key_count)
         ? globalThis.Number(object.key_count)
         : 0,
+      dbSizeInUse: isSet(object.dbSizeInUse)
+        ? globalThis.Number(object.dbSizeInUse)
+        : isSet(object.db_size_in_use)
+        ? globalThis.Number(object.db_size_in_use)
+        : 0,
     };
   },
 
@@ -1391,6 +1611,9 @@ export const EtcdMemberStatus: MessageFns<EtcdMemberStatus> = {
     if (message.keyCount !== 0) {
       obj.keyCount = Math.round(message.keyCount);
     }
+    if (message.dbSizeInUse !== 0) {
+      obj.dbSizeInUse = Math.round(message.dbSizeInUse);
+    }
     return obj;
   },
 
@@ -1415,6 +1638,7 @@ export const EtcdMemberStatus: MessageFns<EtcdMemberStatus> = {
     message.dataDir = object.dataDir ?? "";
     message.members = object.members?.map((e) => EtcdMember.fromPartial(e)) || [];
     message.keyCount = object.keyCount ?? 0;
+    message.dbSizeInUse = object.dbSizeInUse ?? 0;
     return message;
   },
 };
