@@ -95,9 +95,8 @@ describe('kbur with an S3 repository (a real S3-compatible server on loopback)',
     expect(snapshot.size).to.be.greaterThan(16 << 20);
     const stored = (await object(objectKey(m.id, 'etcd/snapshot.db')))!;
     expect([stored.length, sha256(stored)]).to.deep.equal([snapshot.size, snapshot.sha256]);
-    expect(JSON.parse((await object(objectKey(m.id, 'manifest.json')))!.toString())).to.deep.equal(
-      JSON.parse(JSON.stringify({ ...m, nodeCopies: undefined })),
-    );
+    const manifest = JSON.parse((await object(objectKey(m.id, 'manifest.json')))!.toString()) as Manifest;
+    expect([manifest.id, manifest.phase, manifest.artifacts]).to.deep.equal([m.id, m.phase, m.artifacts]);
 
     // The server's request log, in order: nothing of this backup is written after its manifest.
     const writes = s3
