@@ -1,7 +1,9 @@
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { expect } from 'chai';
 import type { Etcd3 } from 'etcd3';
 import { parse, stringify } from 'yaml';
@@ -11,6 +13,7 @@ import { s3Repository, startS3Server, type S3Server } from '../sandbox/s3.js';
 import { etcdClient, putBulk } from '../helpers/etcd.js';
 import { runKbur, spawnKbur, type KburRun } from '../helpers/kbur.js';
 
+const exec = promisify(execFile);
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
 describe('kbur with an S3 repository (a real S3-compatible server on loopback)', function () {
@@ -181,6 +184,36 @@ describe('kbur with an S3 repository (a real S3-compatible server on loopback)',
     const dump = await kbur('restore-dump', m.id, '--node', 'node-1', '--profile', 'blob', '--yes');
     expect(dump.code, dump.stdout + dump.stderr).to.equal(0);
     expect(await readFile(join(root, 'app.bin'))).to.deep.equal(blob);
+  });
+
+  it('restores a zstd-compressed, age-encrypted set from the bucket with the identity', async function () {
+    const key = join(root, 'age-key.txt');
+    await exec('age-keygen', ['-o', key]);
+    const recipient = (await exec('age-keygen', ['-y', key])).stdout.trim();
+    const sealed = await configWith('s3-sealed', {
+      repository: s3Repository(s3),
+      compression: 'zstd',
+      encryption: { recipients: [recipient] },
+    });
+    await etcd.put('/registry/s3test/sealed').value('before');
+    const run = await kburWith(sealed, 'backup', '--json');
+    expect(run.code, run.stderr).to.equal(0);
+    const m = JSON.parse(run.stdout) as Manifest;
+    const snapshot = m.artifacts.find((a) => a.kind === 'etcd-snapshot')!;
+    expect([snapshot.path, snapshot.encryption]).to.deep.equal(['etcd/snapshot.db.zst.age', 'age']);
+    expect((await object(objectKey(m.id, snapshot.path)))!.subarray(0, 21).toString()).to.equal('age-encryption.org/v1');
+    await etcd.delete().key('/registry/s3test/sealed');
+
+    const restore = await kburWith(sealed, 'restore', m.id, '--yes', '--identity', key);
+    expect(restore.code, restore.stdout + restore.stderr).to.equal(0);
+    await waitForEtcdHealthy(
+      sandbox,
+      sandbox.nodes.map((n) => n.clientUrl),
+      60_000,
+    );
+    etcd.close();
+    etcd = await etcdClient(sandbox);
+    expect(await etcd.get('/registry/s3test/sealed').string()).to.equal('before');
   });
 
   it('aborts the multipart upload of a backup cancelled mid-upload: the server keeps no parts', async function () {
