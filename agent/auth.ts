@@ -23,6 +23,12 @@ export const METHOD_ROLES = {
 
 export type AgentMethod = keyof typeof METHOD_ROLES;
 
+/** Request fields that cost more than the call itself, and the roles that may set them. */
+export const FIELD_ROLES = {
+  // etcd walks its whole index to count the keys: a restore's verify step needs it, nothing else.
+  'GetNodeInfo.countKeys': ['admin'],
+} as const satisfies Record<string, readonly Role[]>;
+
 export interface Caller {
   cn: string;
   role: Role;
@@ -58,4 +64,14 @@ export function authorize(
     });
   }
   return { cn, role };
+}
+
+/** PERMISSION_DENIED when the caller's role may call the method but not set this field of its request. */
+export function authorizeField(caller: Caller, field: keyof typeof FIELD_ROLES): void {
+  const allowed: readonly Role[] = FIELD_ROLES[field];
+  if (!allowed.includes(caller.role)) {
+    throw new KburError('PERMISSION_DENIED', `${field} needs role ${allowed.join(' or ')}; client "${caller.cn}" has role ${caller.role}`, {
+      hint: `ask without ${field.split('.')[1]}, or use a client certificate whose CN maps to ${allowed.join(' or ')}`,
+    });
+  }
 }

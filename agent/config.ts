@@ -2,7 +2,8 @@ import { hostname } from 'node:os';
 import { isAbsolute } from 'node:path';
 import { z } from 'zod';
 import { loadConfigFile } from '../shared/config-file.js';
-import { PROFILE_NAME, dumpProfileSchema } from './dumps/profiles.js';
+import { dumpProfileSchema } from './dumps/profiles.js';
+import { nameSchema } from '../shared/manifest.js';
 
 export const DEFAULT_AGENT_CONFIG = '/etc/kbur/agent.yaml';
 
@@ -62,9 +63,7 @@ const schema = z.strictObject({
   health: hostPort.default('127.0.0.1:9443'),
   logLevel: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
   /** Application dumps this node can run, by name. A request can only name one of these. */
-  dumps: z
-    .record(z.string().regex(PROFILE_NAME, { message: 'expected a profile name of letters, digits, ., _ or -' }), dumpProfileSchema)
-    .default({}),
+  dumps: z.record(nameSchema('profile'), dumpProfileSchema).default({}),
 });
 
 export type AgentConfig = z.output<typeof schema>;

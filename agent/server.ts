@@ -17,29 +17,45 @@ import { restoreDump } from './dumps/restore.js';
 import { profileNamed, runDumpMessages } from './dumps/run.js';
 import { restoreKubernetesDir } from './kubernetes/restore.js';
 import { restoreMember, rollbackMember } from './restore/member.js';
+import { RestoreLock } from './restore/exclusive.js';
 import { prepareRestore } from './restore/prepare.js';
+import { assertRestoreId } from './restore/record.js';
 import { stageSnapshot, verifyStaged } from './restore/stage.js';
 import { KburError, asKburError } from '../shared/errors.js';
-import { GRPC_CODE, META_CODE, META_HINT, Metadata } from '../shared/grpc-status.js';
+import { GRPC_CODE, META_CODE, META_HINT, Metadata, status, toMetadataText } from '../shared/grpc-status.js';
 import type { Logger } from '../shared/log.js';
 import type { TlsMaterial } from '../shared/tls.js';
-import { authorize, type AgentMethod, type Caller } from './auth.js';
+import { authorize, authorizeField, type AgentMethod, type Caller } from './auth.js';
 import type { AgentMetrics } from './metrics.js';
 import type { AgentState } from './state.js';
 import { snapshotMessages } from './etcd/snapshot.js';
 import { archiveMessages } from './kubernetes/messages.js';
 import { keepSnapshot } from './local-snapshots.js';
+import type { UploadMessage } from './upload.js';
 import { nodeInfo } from './node-info.js';
 
 export const AGENT_SERVICE_NAME = 'kbur.v1.AgentService';
 
-/** Any error as a gRPC status, with kbur's code and hint in trailing metadata. The only such mapping. */
+/**
+ * Any error as a gRPC status, with kbur's code and hint in trailing metadata. The only such
+ * mapping. Never throws: text in an error may come from a request, and is made safe first.
+ */
 export function toStatus(err: unknown): ServerErrorResponse {
   const e = asKburError(err);
   const metadata = new Metadata();
   metadata.set(META_CODE, e.code);
-  if (e.hint) metadata.set(META_HINT, e.hint);
-  return Object.assign(new Error(e.message), { code: GRPC_CODE[e.code], details: e.message, metadata });
+  if (e.hint) metadata.set(META_HINT, toMetadataText(capped(e.hint)));
+  const details = capped(e.message);
+  return Object.assign(new Error(details), { code: GRPC_CODE[e.code] ?? status.INTERNAL, details, metadata });
+}
+
+/**
+ * Status text travels in HTTP/2 headers, which a client refuses past its limit (16 KiB by default)
+ * by dropping the whole connection: text that echoes a request (a 100 KB id) is cut short.
+ */
+const MAX_STATUS_TEXT = 1024;
+function capped(text: string): string {
+  return text.length > MAX_STATUS_TEXT ? `${text.slice(0, MAX_STATUS_TEXT)}... (${text.length - MAX_STATUS_TEXT} more characters)` : text;
 }
 
 /**
@@ -50,6 +66,7 @@ export class AgentServer {
   private readonly server = withStreamWindow(new Server({ 'grpc.max_send_message_length': 8 << 20 }));
   readonly health = new HealthImplementation({ '': 'SERVING', [AGENT_SERVICE_NAME]: 'NOT_SERVING' });
   private readonly shutdown = new AbortController();
+  private readonly restoreLock = new RestoreLock();
 
   constructor(
     private readonly state: () => AgentState,
@@ -57,13 +74,14 @@ export class AgentServer {
     private readonly metrics?: AgentMetrics,
   ) {
     const impl: AgentServiceServer = {
-      getNodeInfo: this.unary('GetNodeInfo', (s, req: GetNodeInfoRequest, caller) =>
-        nodeInfo(s.config.node, s.config.stateDir, s.etcd, {
+      getNodeInfo: this.unary('GetNodeInfo', (s, req: GetNodeInfoRequest, caller) => {
+        if (req.countKeys) authorizeField(caller, 'GetNodeInfo.countKeys');
+        return nodeInfo(s.config.node, s.config.stateDir, s.etcd, {
           countKeys: req.countKeys,
           callerRole: caller.role,
           certificates: req.certificates && metrics ? () => metrics.currentCertificates() : undefined,
-        }),
-      ),
+        });
+      }),
       snapshotEtcd: this.serverStream('SnapshotEtcd', (s, signal) => snapshotMessages(s.etcd, signal)),
       archiveKubernetes: this.serverStream('ArchiveKubernetes', (s, signal) => archiveMessages(s.config.kubernetesDir, signal)),
       runDump: this.serverStream('RunDump', (s, signal, req) =>
@@ -72,14 +90,14 @@ export class AgentServer {
       keepSnapshot: this.clientStream('KeepSnapshot', keepSnapshot),
       restoreDump: this.clientStream('RestoreDump', restoreDump),
       prepareRestore: this.unary('PrepareRestore', prepareRestore),
-      stageSnapshot: this.clientStream('StageSnapshot', stageSnapshot),
+      stageSnapshot: this.restoreUpload('StageSnapshot', stageSnapshot),
       verifyStagedSnapshot: this.unary('VerifyStagedSnapshot', (s, req) => verifyStaged(s, req.restoreId)),
-      stopControlPlane: this.unary('StopControlPlane', (s, req) => stopControlPlane(s, req.restoreId)),
-      restoreEtcdMember: this.unary('RestoreEtcdMember', (s, req) => restoreMember(s, req)),
-      restoreKubernetesDir: this.clientStream('RestoreKubernetesDir', restoreKubernetesDir),
-      startEtcd: this.unary('StartEtcd', (s, req) => startEtcd(s, req.restoreId)),
-      startControlPlane: this.unary('StartControlPlane', (s, req) => startControlPlane(s, req.restoreId)),
-      rollbackRestore: this.unary('RollbackRestore', (s, req) => rollbackMember(s, req.restoreId)),
+      stopControlPlane: this.restoreStep('StopControlPlane', (s, req) => stopControlPlane(s, req.restoreId)),
+      restoreEtcdMember: this.restoreStep('RestoreEtcdMember', (s, req) => restoreMember(s, req)),
+      restoreKubernetesDir: this.restoreUpload('RestoreKubernetesDir', restoreKubernetesDir),
+      startEtcd: this.restoreStep('StartEtcd', (s, req) => startEtcd(s, req.restoreId)),
+      startControlPlane: this.restoreStep('StartControlPlane', (s, req) => startControlPlane(s, req.restoreId)),
+      rollbackRestore: this.restoreStep('RollbackRestore', (s, req) => rollbackMember(s, req.restoreId)),
     };
     this.server.addService(AgentService, impl);
     this.health.addToServer(this.server);
@@ -123,6 +141,40 @@ export class AgentServer {
   private unary<Req, Res>(method: AgentMethod, run: (s: AgentState, req: Req, caller: Caller) => Promise<Res>) {
     return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void =>
       this.respond(method, call, callback, (s, caller) => run(s, call.request, caller));
+  }
+
+  /** A step that changes the node for one restore: its id is checked, and it runs under the restore lock. */
+  private restoreStep<Req extends { restoreId: string }, Res>(method: AgentMethod, run: (s: AgentState, req: Req) => Promise<Res>) {
+    return this.unary(method, (s, req: Req) => {
+      assertRestoreId(req.restoreId);
+      return this.restoreLock.run(req.restoreId, method, () => run(s, req), s.config.stateDir);
+    });
+  }
+
+  /** An upload for one restore: under the restore lock from its header on (the step then reads the header as sent). */
+  private restoreUpload<Req extends UploadMessage<{ restoreId: string }>, Res>(
+    method: AgentMethod,
+    run: (s: AgentState, messages: AsyncIterable<Req>, signal: AbortSignal) => Promise<Res>,
+  ) {
+    return this.clientStream(method, async (s, messages: AsyncIterable<Req>, signal) => {
+      const rest = messages[Symbol.asyncIterator]();
+      const first = await rest.next();
+      let replayed = false;
+      const all: AsyncIterable<Req> = {
+        [Symbol.asyncIterator]: () => ({
+          next: () => {
+            if (replayed) return rest.next();
+            replayed = true;
+            return Promise.resolve(first);
+          },
+        }),
+      };
+      const header = !first.done && first.value.kind?.$case === 'header' ? first.value.kind.value : undefined;
+      // Without a header the step itself says what is wrong.
+      if (!header) return run(s, all, signal);
+      assertRestoreId(header.restoreId);
+      return this.restoreLock.run(header.restoreId, method, () => run(s, all, signal), s.config.stateDir);
+    });
   }
 
   private clientStream<Req, Res>(
@@ -169,7 +221,13 @@ export class AgentServer {
           callback(toStatus(err));
         },
       )
+      .catch((err: unknown) => this.answerFailed(op, method, err))
       .finally(release);
+  }
+
+  /** An answer that could not be given is logged: no call, however crafted, takes the agent down. */
+  private answerFailed(op: string, method: AgentMethod, err: unknown): void {
+    this.log.error('answer failed', { op, method, error: asKburError(err).message });
   }
 
   /** The client's messages as they arrive, their data bytes counted. */
@@ -225,6 +283,7 @@ export class AgentServer {
             if (!call.cancelled) call.emit('error', toStatus(reason));
           },
         )
+        .catch((err: unknown) => this.answerFailed(op, method, err))
         .finally(() => {
           call.off('cancelled', onCancel);
           this.shutdown.signal.removeEventListener('abort', onShutdown);

@@ -26,7 +26,7 @@ import {
 } from '../proto/gen/kbur/v1/agent.js';
 import { AgentClientCtor } from '../shared/agent-service.js';
 import { KburError, type ErrorCode } from '../shared/errors.js';
-import { GRPC_CODE, META_CODE, META_HINT, status } from '../shared/grpc-status.js';
+import { GRPC_CODE, META_CODE, META_HINT, fromMetadataText, status } from '../shared/grpc-status.js';
 import type { TlsMaterial } from '../shared/tls.js';
 
 export interface NodeRef {
@@ -207,7 +207,7 @@ export class AgentClient {
     if (typeof sent === 'string' && KBUR_CODES.has(sent)) {
       return new KburError(sent as ErrorCode, `${where}: ${err.details}`, {
         cause: err,
-        hint: typeof hint === 'string' ? hint : undefined,
+        hint: typeof hint === 'string' ? fromMetadataText(hint) : undefined,
       });
     }
     // No kbur code: the agent never answered (transport, TLS handshake, deadline).

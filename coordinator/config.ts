@@ -1,13 +1,10 @@
 import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
 import { loadConfigFile } from '../shared/config-file.js';
+import { nameSchema } from '../shared/manifest.js';
 
 export const DEFAULT_COORDINATOR_CONFIG = './kbur.yaml';
 
-/** Names that become path segments in the repository: no separators, no dot-dot, no surprises. */
-const safeName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, {
-  message: 'expected a name of letters, digits, ".", "_" or "-" (max 63), starting with a letter or digit',
-});
 const hostPort = z
   .string()
   .regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, { message: 'expected host:port of a kbur-agent, e.g. 10.0.0.11:7443' });
@@ -47,11 +44,11 @@ const ageRecipient = z.string().regex(/^age1(?:pq1|tag1|tagpq1)?[02-9ac-hj-np-z]
 const schema = z
   .strictObject({
     /** Name of the cluster; backups live under <repository>/<cluster>/. */
-    cluster: safeName,
+    cluster: nameSchema('cluster'),
     /** The coordinator's client certificate; its CN must map to a role in every agent's clients. */
     tls: z.strictObject({ ca: z.string().min(1), cert: z.string().min(1), key: z.string().min(1) }),
     nodes: z
-      .array(z.strictObject({ name: safeName, agent: hostPort }))
+      .array(z.strictObject({ name: nameSchema('node'), agent: hostPort }))
       .min(1, { message: 'expected at least one node' })
       .refine((nodes) => new Set(nodes.map((n) => n.name)).size === nodes.length, { message: 'node names must be unique' }),
     repository: z.discriminatedUnion('type', [z.strictObject({ type: z.literal('local'), path: z.string().min(1) }), s3Repository]),
@@ -81,7 +78,7 @@ const schema = z
       })
       .default({}),
     /** Dump profiles a backup runs: each names a node and a profile that node's agent config defines. */
-    dumps: z.array(z.strictObject({ node: safeName, profile: safeName })).default([]),
+    dumps: z.array(z.strictObject({ node: nameSchema('node'), profile: nameSchema('profile') })).default([]),
     /** Of the snapshot and node archives in the repository, before encryption (dumps are compressed by their agent). */
     compression: z.enum(['none', 'gzip', 'zstd']).default('none'),
     /** Every artifact encrypted with age to these public keys; a backup needs nothing else. */

@@ -19,3 +19,26 @@ export const META_CODE = 'kbur-code';
 export const META_HINT = 'kbur-hint';
 
 export { Metadata, status };
+
+/**
+ * Text as a legal gRPC metadata value (printable ASCII only: grpc-js throws on anything else, and
+ * an error's hint can carry what a request sent). Percent-encoded as gRPC encodes grpc-message,
+ * `%` included, so that fromMetadataText gives back exactly the text.
+ */
+export function toMetadataText(text: string): string {
+  let out = '';
+  for (const ch of text) {
+    const c = ch.codePointAt(0)!;
+    if (c >= 0x20 && c <= 0x7e && ch !== '%') out += ch;
+    else for (const b of Buffer.from(ch, 'utf8')) out += `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}
+
+export function fromMetadataText(value: string): string {
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    return value;
+  }
+}

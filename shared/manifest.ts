@@ -134,6 +134,47 @@ export function checkId(id: string, what: 'backup' | 'restore', hint?: string): 
   throw new KburError('INVALID_ARGUMENT', `"${id}" is not a ${what} id (expected e.g. 20261125T234512Z-07b3)`, { hint });
 }
 
+/**
+ * Names that become a path component or a tool's argument (profiles, nodes, clusters, databases,
+ * dump parts, file extensions), on either side, whether they come from a config, a request, an
+ * agent or a database server. Never empty, never starting with `-` (an option) or `.`, never a `/`
+ * or a control character: one check, here.
+ */
+export const NAME_PATTERNS = {
+  /** Profiles, nodes, clusters. */
+  profile: /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/,
+  node: /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/,
+  cluster: /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/,
+  /** MariaDB, PostgreSQL and MongoDB databases kbur dumps, and the parts named after them. */
+  database: /^[A-Za-z0-9_$][A-Za-z0-9_$-]{0,63}$/,
+  part: /^[A-Za-z0-9_$][A-Za-z0-9_$-]{0,63}$/,
+  extension: /^[a-z0-9]{1,16}$/,
+} as const;
+
+export type NameKind = keyof typeof NAME_PATTERNS;
+
+export const NAME_RULES: Record<NameKind, string> = {
+  profile: 'letters, digits, ., _ or -, starting with a letter or digit',
+  node: 'letters, digits, ., _ or -, starting with a letter or digit',
+  cluster: 'letters, digits, ., _ or -, starting with a letter or digit',
+  database: 'at most 64 letters, digits, _, $ or -, not starting with -',
+  part: 'at most 64 letters, digits, _, $ or -, not starting with -',
+  extension: 'lowercase letters and digits',
+};
+
+/** `value` when it is a safe `kind` name; INVALID_ARGUMENT naming the value (escaped) and the rule otherwise. */
+export function checkName(kind: NameKind, value: string, hint?: string): string {
+  if (NAME_PATTERNS[kind].test(value)) return value;
+  throw new KburError('INVALID_ARGUMENT', `${JSON.stringify(value).slice(0, 200)} is not a ${kind} name (expected ${NAME_RULES[kind]})`, {
+    hint,
+  });
+}
+
+/** The same check for a config schema. */
+export function nameSchema(kind: NameKind): z.ZodString {
+  return z.string().regex(NAME_PATTERNS[kind], { message: `expected a ${kind} name of ${NAME_RULES[kind]}` });
+}
+
 function randomHexDigit(): string {
   return (randomBytes(1)[0]! & 15).toString(16);
 }

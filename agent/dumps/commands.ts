@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { KburError } from '../../shared/errors.js';
+import { NAME_PATTERNS, NAME_RULES, checkName } from '../../shared/manifest.js';
 import { childEnv, findExecutable } from '../../shared/process.js';
 import type { DumpProfile } from './profiles.js';
 
@@ -41,6 +42,7 @@ export function mariadbClientArgs(p: Extract<DumpProfile, { type: 'mariadb' }>):
 
 /** One database of a MariaDB profile: a consistent dump (one transaction) with routines, triggers and events. */
 export function mariadbPart(tool: string, p: Extract<DumpProfile, { type: 'mariadb' }>, db: string): DumpPart {
+  checkName('database', db);
   const argv = [
     tool,
     ...mariadbClientArgs(p),
@@ -50,6 +52,7 @@ export function mariadbPart(tool: string, p: Extract<DumpProfile, { type: 'maria
     '--events',
     '--hex-blob',
     '--databases',
+    '--',
     db,
   ];
   return { name: db, extension: 'sql', compression: 'gzip', argv };
@@ -71,7 +74,7 @@ export async function planDump(profile: DumpProfile): Promise<DumpPlan> {
     case 'postgres': {
       const tool = profile.tool ?? (await findTool(['pg_dump'], 'postgresql-client'));
       const parts: DumpPart[] = profile.databases.map((db) => ({
-        name: db,
+        name: checkName('database', db),
         extension: 'pgdump',
         // pg_dump's custom format is compressed by pg_dump itself.
         compression: 'none',
@@ -130,8 +133,18 @@ async function listMariadbDatabases(p: Extract<DumpProfile, { type: 'mariadb' }>
       env: childEnv(),
       timeout: 30_000,
     });
-    return stdout.split('\n').filter((d) => d && !MARIADB_SYSTEM.has(d));
+    const names = stdout.split('\n').filter((d) => d && !MARIADB_SYSTEM.has(d));
+    const unsafe = names.filter((d) => !NAME_PATTERNS.database.test(d));
+    if (unsafe.length) {
+      throw new KburError(
+        'FAILED_PRECONDITION',
+        `the server has databases whose names kbur does not put in a file name or a command line: ${unsafe.map((d) => JSON.stringify(d)).join(', ')}`,
+        { hint: `list the databases to dump under the profile's databases (names of ${NAME_RULES.database}), or rename those databases` },
+      );
+    }
+    return names;
   } catch (err) {
+    if (KburError.is(err)) throw err;
     throw new KburError('FAILED_PRECONDITION', `cannot list the databases: ${stderrOf(err)}`, {
       cause: err,
       hint: `check the server and the credentials in ${p.defaultsFile}, or list databases in the profile`,

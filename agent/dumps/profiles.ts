@@ -1,8 +1,9 @@
 import { isAbsolute } from 'node:path';
 import { z } from 'zod';
+import { nameSchema } from '../../shared/manifest.js';
 
 const absPath = z.string().refine(isAbsolute, { message: 'expected an absolute path' });
-const dbName = z.string().regex(/^[A-Za-z0-9_$-]{1,64}$/, { message: 'expected a database name of letters, digits, _, $ or -' });
+const dbName = nameSchema('database');
 
 /** "90s", "30m", "1h" or a number of seconds; default one hour. */
 const duration = z
@@ -41,7 +42,7 @@ export const dumpProfileSchema = z.discriminatedUnion('type', [
     type: z.literal('mongodb'),
     /** mongodump/mongorestore --config file holding the URI with its password. */
     configFile: absPath,
-    db: z.string().optional(),
+    db: dbName.optional(),
     ...common,
   }),
   z.strictObject({
@@ -68,4 +69,3 @@ export const dumpProfileSchema = z.discriminatedUnion('type', [
 ]);
 
 export type DumpProfile = z.output<typeof dumpProfileSchema>;
-export const PROFILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;

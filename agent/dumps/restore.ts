@@ -1,13 +1,14 @@
 import { spawn } from 'node:child_process';
 import { createReadStream } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import { join, normalize } from 'node:path';
+import { dirname, isAbsolute, join, normalize } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
-import { extract, list } from 'tar';
+import { extract } from 'tar';
 import type { RestoreDumpRequest } from '../../proto/gen/kbur/v1/agent.js';
-import { checkArchive } from '../../shared/archive-check.js';
+import { checkArchive, listEntries } from '../../shared/archive-check.js';
 import { KburError } from '../../shared/errors.js';
+import { NAME_PATTERNS, checkName } from '../../shared/manifest.js';
 import { AtomicFile } from '../../shared/streams.js';
 import { receiveFile, uploadHeader } from '../upload.js';
 import { restoreDir } from '../restore/record.js';
@@ -37,6 +38,7 @@ export async function restoreDump(
 ): Promise<{ done: string[]; alreadyDone: boolean }> {
   const { header, rest } = await uploadHeader(messages, 'RestoreDump (restore id, profile, part, size, sha256)');
   const profile = profileNamed(s.config.dumps, header.profile, s.config.node);
+  checkName('part', header.part);
   const plan = await planDump(profile);
   const part = plan.parts.find((p) => p.name === header.part) ?? partOutsidePlan(profile, plan, header.part);
 
@@ -56,7 +58,7 @@ export async function restoreDump(
 
 /** MariaDB without a database list dumps every database; a restore may name any of them. */
 function partOutsidePlan(profile: DumpProfile, plan: DumpPlan, name: string): DumpPart {
-  if (profile.type === 'mariadb' && !profile.databases && /^[A-Za-z0-9_$-]{1,64}$/.test(name)) return mariadbPart(plan.tool, profile, name);
+  if (profile.type === 'mariadb' && !profile.databases && NAME_PATTERNS.database.test(name)) return mariadbPart(plan.tool, profile, name);
   throw new KburError('INVALID_ARGUMENT', `profile has no part "${name}" (it has: ${plan.parts.map((p) => p.name).join(', ')})`);
 }
 
@@ -110,15 +112,15 @@ async function load(
       const admin = await findTool(['mariadb-admin', 'mysqladmin'], 'mariadb-client');
       const client = await findTool(['mariadb', 'mysql'], 'mariadb-client');
       const conn = mariadbClientArgs(profile);
-      const dropped = await tool(plan, [admin, ...conn, '--force', 'drop', part.name], undefined, profile.timeout, signal).then(
+      const dropped = await tool(plan, [admin, ...conn, '--force', '--', 'drop', part.name], undefined, profile.timeout, signal).then(
         () => true,
         (err: unknown) => {
           if (/doesn't exist|does not exist/i.test((err as Error).message)) return false;
           throw err;
         },
       );
-      await tool(plan, [admin, ...conn, 'create', part.name], undefined, profile.timeout, signal);
-      await tool(plan, [client, ...conn, part.name], input(), profile.timeout, signal);
+      await tool(plan, [admin, ...conn, '--', 'create', part.name], undefined, profile.timeout, signal);
+      await tool(plan, [client, ...conn, '--', part.name], input(), profile.timeout, signal);
       return [`${dropped ? 'dropped and ' : ''}created database ${part.name}, loaded the dump with ${client}`];
     }
     case 'postgres': {
@@ -136,7 +138,7 @@ async function load(
       // --clean --create: drop the database, create it anew, load it; connected to the maintenance db.
       await tool(
         plan,
-        [restore, ...postgresClientArgs(profile), '--clean', '--if-exists', '--create', '--exit-on-error', '-d', 'postgres', file],
+        [restore, ...postgresClientArgs(profile), '--clean', '--if-exists', '--create', '--exit-on-error', '-d', 'postgres', '--', file],
         undefined,
         profile.timeout,
         signal,
@@ -173,20 +175,30 @@ async function load(
   }
 }
 
-/** A file set's archive may only write under the profile's own paths. */
+/**
+ * A file set's archive may only write under the profile's own paths (folders above them come with
+ * it), and every link in it, symbolic or hard, must be under them and point under them: checkArchive
+ * judges links against the archive's root, which for a file set is /.
+ */
 async function onlyUnder(file: string, paths: string[]): Promise<void> {
-  const outside: string[] = [];
-  await list({
-    file,
-    onReadEntry: (e) => {
-      const p = normalize(e.path).replace(/\/$/, '');
-      if (!paths.some((root) => p === root || p.startsWith(`${root}/`) || root.startsWith(`${p}/`))) outside.push(e.path);
-    },
+  const under = (p: string): boolean => paths.some((root) => p === root || p.startsWith(`${root}/`));
+  const bad: string[] = [];
+  await listEntries(file, (e) => {
+    const p = normalize(e.path).replace(/\/$/, '');
+    if (!under(p) && !paths.some((root) => root.startsWith(`${p}/`))) bad.push(`${e.path}: outside the profile's paths`);
+    else if (e.type === 'SymbolicLink' || e.type === 'Link') {
+      const link = e.linkpath ?? '';
+      // A symlink resolves against its own folder; a hard link's target is a path in the archive.
+      const target = normalize(e.type === 'SymbolicLink' && !isAbsolute(link) ? join(dirname(p), link) : link).replace(/^\/+/, '');
+      if (!under(p) || !under(target)) bad.push(`${e.path} -> ${link}: the link leaves the profile's paths`);
+    }
   });
-  if (outside.length)
-    throw new KburError('DATA_LOSS', `the file set's archive writes outside the profile's paths: ${outside.slice(0, 3).join(', ')}`, {
-      hint: 'nothing was extracted',
-    });
+  if (bad.length)
+    throw new KburError(
+      'DATA_LOSS',
+      `the file set's archive has ${bad.length} entr${bad.length === 1 ? 'y' : 'ies'} outside the profile's paths (${paths.map((p) => `/${p}`).join(', ')}): ${bad.slice(0, 3).join('; ')}${bad.length > 3 ? '; ...' : ''}`,
+      { hint: 'this archive was not written by kbur or was tampered with; nothing was extracted' },
+    );
 }
 
 /** Runs a restore tool, stdin from the dump when given; exit code and stderr checked. */

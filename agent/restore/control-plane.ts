@@ -50,14 +50,18 @@ export async function stopControlPlane(s: AgentState, restoreId: string): Promis
   for (const name of names) {
     if (await holdManifest(s, record, name)) done.push(`moved ${name} out of ${manifestsDir(s)}`);
   }
-  if (etcdMode(s) === 'systemd' && !record.unitStopped) {
-    await systemctl('stop', s.config.etcd.unit!);
-    record.unitStopped = true;
-    await writeRecord(s.config.stateDir, record);
-    done.push(`stopped ${s.config.etcd.unit}`);
-  }
+  if (await stopEtcdUnit(s, record)) done.push(`stopped ${s.config.etcd.unit}`);
   await waitEtcdStopped(s);
   return { done, alreadyDone: done.length === 0 };
+}
+
+/** systemd mode: stops the etcd unit, recorded so that startEtcd starts it again; false when there is none or it is stopped already. */
+export async function stopEtcdUnit(s: AgentState, record: RestoreRecord): Promise<boolean> {
+  if (etcdMode(s) !== 'systemd' || record.unitStopped) return false;
+  await systemctl('stop', s.config.etcd.unit!);
+  record.unitStopped = true;
+  await writeRecord(s.config.stateDir, record);
+  return true;
 }
 
 /** Puts etcd's manifest back (or starts the unit) and waits until the local member answers. */

@@ -8,8 +8,16 @@ import { pathExists } from '../../shared/process.js';
 import { fsyncDir } from '../../shared/streams.js';
 import { rollbackKubernetesDir } from '../kubernetes/restore.js';
 import type { AgentState } from '../state.js';
-import { CONTROL_PLANE_MANIFESTS, etcdMode, holdManifest, startControlPlane, startEtcd, waitEtcdStopped } from './control-plane.js';
-import { readRecord, writeRecord } from './record.js';
+import {
+  CONTROL_PLANE_MANIFESTS,
+  etcdMode,
+  holdManifest,
+  startControlPlane,
+  startEtcd,
+  stopEtcdUnit,
+  waitEtcdStopped,
+} from './control-plane.js';
+import { readRecord, restoreDir, writeRecord } from './record.js';
 import { findRestoreTool, toolEnv } from './tool.js';
 
 const run = promisify(execFile);
@@ -98,13 +106,14 @@ export async function restoreMember(s: AgentState, req: RestoreEtcdMemberRequest
 export async function rollbackMember(s: AgentState, restoreId: string): Promise<{ done: string[]; alreadyDone: boolean }> {
   const { stateDir } = s.config;
   const dataDir = s.etcd.settings.dataDir;
+  // A restore that changed anything here recorded it first: without a record there is nothing to put back (nor to stop).
+  if (!(await pathExists(join(restoreDir(stateDir, restoreId), 'record.json')))) return { done: [], alreadyDone: true };
   const record = await readRecord(stateDir, restoreId);
   if (record.rolledBack) return { done: [], alreadyDone: true };
   const done: string[] = [];
-  if (etcdMode(s) === 'static-pod') {
-    for (const name of [...CONTROL_PLANE_MANIFESTS, 'etcd.yaml'])
-      if (await holdManifest(s, record, name)) done.push(`moved ${name} out to stop it`);
-  }
+  const names = [...CONTROL_PLANE_MANIFESTS, ...(etcdMode(s) === 'static-pod' ? ['etcd.yaml'] : [])];
+  for (const name of names) if (await holdManifest(s, record, name)) done.push(`moved ${name} out to stop it`);
+  if (await stopEtcdUnit(s, record)) done.push(`stopped ${s.config.etcd.unit}`);
   await waitEtcdStopped(s);
   if (record.restored && (await pathExists(dataDir))) {
     const restoredAside = `${asideDir(dataDir, restoreId)}-restored`;

@@ -1,15 +1,19 @@
 import { once } from 'node:events';
 import type { DumpPartHeader } from '../../proto/gen/kbur/v1/agent.js';
 import { KburError, asKburError } from '../../shared/errors.js';
-import type { Artifact, Manifest } from '../../shared/manifest.js';
+import { checkName, type Artifact, type Manifest } from '../../shared/manifest.js';
 import { StreamDigest } from '../../shared/streams.js';
 import type { AgentClient } from '../agent-client.js';
 import type { BackupWriter } from '../repository/repository.js';
 import { createSealed, type SealedArtifact, type SealSettings } from '../repository/seal.js';
 import { commitIfWhole, stallWatch } from './receive.js';
 
-export const dumpPath = (node: string, profile: string, h: Pick<DumpPartHeader, 'name' | 'extension' | 'compression'>): string =>
-  `dumps/${node}/${profile}/${h.name}.${h.extension}${h.compression === 'gzip' ? '.gz' : ''}`;
+/** Where a dump part goes in the backup set; the part's name and extension come from the agent, and are checked. */
+export function dumpPath(node: string, profile: string, h: Pick<DumpPartHeader, 'name' | 'extension' | 'compression'>): string {
+  const part = checkName('part', h.name, 'the agent sent a dump part name kbur does not write; nothing of it was kept');
+  const ext = checkName('extension', h.extension, 'the agent sent a file extension kbur does not write; nothing of it was kept');
+  return `dumps/${checkName('node', node)}/${checkName('profile', profile)}/${part}.${ext}${h.compression === 'gzip' ? '.gz' : ''}`;
+}
 
 /**
  * Runs one dump profile on its node and writes each part it streams as an artifact, committed

@@ -76,6 +76,7 @@ describe('application dumps with real MariaDB and PostgreSQL', function () {
       `  registry: {type: postgres, host: ${pg.socketDir}, port: ${pg.port}, user: ${pg.user}, passFile: ${pg.passFile}, databases: [registry], tool: ${pg.binDir}/pg_dump}`,
       `  blob: {type: command, dump: [/bin/cat, ${join(root, 'app', 'data.bin')}], restore: [/bin/sh, -c, 'cat > ${join(root, 'restored.bin')}']}`,
       `  app: {type: files, paths: [${join(root, 'app')}]}`,
+      `  alldb: {type: mariadb, defaultsFile: ${db.defaultsFile}, socket: ${db.socket}}`,
       `  slow: {type: command, dump: [/bin/sleep, '30'], restore: [/bin/true], timeout: 1s}`,
     ];
     await writeFile(node1.agentConfig, `${await readFile(node1.agentConfig, 'utf8')}dumps:\n${profiles.join('\n')}\n`);
@@ -233,6 +234,20 @@ describe('application dumps with real MariaDB and PostgreSQL', function () {
     ]);
     expect(restore.code).to.equal(6);
     expect(restore.stderr).to.match(/has no dump node-2\/appdb/);
+  });
+
+  it('refuses to dump a database whose name a tool would read as an option, and names it', async function () {
+    await db.query('CREATE DATABASE `-e-evil`;');
+    try {
+      const { code, manifest } = await backup(await configWith('alldb', [['node-1', 'alldb']]));
+      expect(code).to.equal(3);
+      const why = manifest.failures.find((f) => f.part === 'dump/node-1/alldb')?.message;
+      expect(why).to.contain('"-e-evil"');
+      expect(why).to.contain('does not put in a file name or a command line');
+      expect(manifest.artifacts.filter((a) => a.kind === 'dump')).to.deep.equal([]);
+    } finally {
+      await db.query('DROP DATABASE `-e-evil`;');
+    }
   });
 
   it('gives a Failed dump in a PartiallyFailed backup when the database server is killed during its dump', async function () {

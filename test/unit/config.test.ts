@@ -92,7 +92,7 @@ describe('coordinator config', () => {
       'cluster: demo\ntls: {ca: a, cert: b, key: c}\nnodes:\n  - {name: ../x, agent: 127.0.0.11:7443}\n  - {name: n, agent: 127.0.0.12:7443}\n  - {name: n, agent: 127.0.0.13:7443}\nrepository: {type: local, path: repo}\n',
     );
     const err = (await loadCoordinatorConfig(file).catch((e: unknown) => e)) as KburError;
-    expect(err.message).to.contain('"nodes.0.name": expected a name');
+    expect(err.message).to.contain('"nodes.0.name": expected a node name');
     expect(err.message).to.contain('node names must be unique');
   });
 

@@ -1,6 +1,8 @@
 import { expect } from 'chai';
 import { mongodumpArgs, mongorestoreArgs, planDump } from '../../agent/dumps/commands.js';
 import { dumpProfileSchema, type DumpProfile } from '../../agent/dumps/profiles.js';
+import { dumpPath } from '../../coordinator/backup/dumps.js';
+import { KburError } from '../../shared/errors.js';
 
 const profile = (p: unknown): DumpProfile => dumpProfileSchema.parse(p);
 
@@ -89,7 +91,32 @@ describe('dump profiles', () => {
       '--events',
       '--hex-blob',
       '--databases',
+      '--',
       'appdb',
     ]);
+  });
+
+  it('refuses database names that a tool could read as an option or that could leave a folder', () => {
+    const mariadb = { type: 'mariadb', defaultsFile: '/etc/kbur/appdb.cnf' };
+    for (const db of ['-x', '--all-databases', 'a/b', '..', 'a b', 'a\u0000b', '']) {
+      expect(() => profile({ ...mariadb, databases: [db] }), JSON.stringify(db)).to.throw(/database name/);
+      expect(() => profile({ type: 'postgres', host: 'h', user: 'u', passFile: '/p', databases: [db] }), JSON.stringify(db)).to.throw(
+        /database name/,
+      );
+    }
+    expect(profile({ ...mariadb, databases: ['app_db-1', '$x'] }).type).to.equal('mariadb');
+  });
+});
+
+describe('dump paths in the repository', () => {
+  it('refuses a part name or an extension from an agent that is not a plain name', () => {
+    const part = { name: 'appdb', extension: 'sql', compression: 'gzip' };
+    expect(dumpPath('node-1', 'appdb', part)).to.equal('dumps/node-1/appdb/appdb.sql.gz');
+    for (const name of ['../../x', '-x', 'a/b', '.', 'a\u0000b', '']) {
+      expect(() => dumpPath('node-1', 'appdb', { ...part, name }), JSON.stringify(name)).to.throw(KburError, /part name/);
+    }
+    for (const extension of ['sql/../../x', '', 'a b']) {
+      expect(() => dumpPath('node-1', 'appdb', { ...part, extension }), JSON.stringify(extension)).to.throw(KburError, /extension/);
+    }
   });
 });
