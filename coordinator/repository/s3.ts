@@ -46,6 +46,7 @@ interface Credentials {
 export class S3Repository implements Repository {
   readonly location: string;
   private readonly base: string;
+  /** The endpoint, for messages. */
   private readonly server: string;
 
   private constructor(
@@ -53,10 +54,11 @@ export class S3Repository implements Repository {
     private readonly client: S3Client,
     private readonly secrets: string[],
     private readonly log: Logger,
+    region: string,
   ) {
     this.base = config.prefix ? `${config.prefix}/` : '';
     this.location = `s3://${config.bucket}${config.prefix ? `/${config.prefix}` : ''}`;
-    this.server = config.endpoint ?? `AWS S3 (${client.config.region.toString()})`;
+    this.server = config.endpoint ?? `AWS S3 (${region})`;
   }
 
   /** Credentials from `credentialsFile`, else the standard AWS chain (environment, profile, instance role). */
@@ -73,7 +75,7 @@ export class S3Repository implements Repository {
       requestHandler: { connectionTimeout: 10_000, requestTimeout: opts.requestTimeoutMs },
     });
     const secrets = credentials ? [credentials.accessKeyId, credentials.secretAccessKey, credentials.sessionToken ?? ''] : [];
-    return new S3Repository(config, client, secrets.filter(Boolean), opts.log);
+    return new S3Repository(config, client, secrets.filter(Boolean), opts.log, region);
   }
 
   async createBackup(cluster: string, id: string): Promise<BackupWriter> {

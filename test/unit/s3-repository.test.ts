@@ -147,6 +147,16 @@ describe('S3 errors as kbur errors', () => {
     expect(repo.toKburError(serviceError('InternalError', 503, 'slow down'), 'x').code).to.equal('UNAVAILABLE');
   });
 
+  it('names AWS S3 and its region when no endpoint is set', async () => {
+    const aws = await S3Repository.open(
+      { ...config, endpoint: undefined, region: 'eu-west-3', credentialsFile: join(dir, 'credentials') },
+      { log: createLogger({ component: 'test', level: 'error' }), requestTimeoutMs: 1000 },
+    );
+    expect(aws.toKburError(serviceError('NoSuchBucket', 404, 'x'), 'cannot list').message).to.equal(
+      'cannot list: bucket "dr-backups" on AWS S3 (eu-west-3) does not exist',
+    );
+  });
+
   it('keeps artifact paths of a manifest inside the backup', () => {
     expect(repo.artifactLocation('prod', '20261125T234512Z-07b3', 'etcd/snapshot.db')).to.equal(
       's3://dr-backups/kbur/prod/backups/20261125T234512Z-07b3/etcd/snapshot.db',
