@@ -167,6 +167,7 @@ export class S3Repository implements Repository {
         digest.update(chunk as Buffer);
       }
     } catch (err) {
+      if (opts.signal.aborted) throw new KburError('CANCELLED', `reading ${this.url(key)} was cancelled`, { cause: opts.signal.reason });
       throw this.toKburError(err, `cannot read ${this.url(key)}`);
     } finally {
       body.destroy();
@@ -238,7 +239,8 @@ export class S3Repository implements Repository {
         hint: 'check repository.endpoint in kbur.yaml, that the S3 server runs, and the network to it',
       });
     }
-    return new KburError('FAILED_PRECONDITION', `${what}: ${bucket} answered ${status} (${detail})`, { cause: err });
+    // No cause: a server's own message may quote a key; `detail` is that message with the keys redacted.
+    return new KburError('FAILED_PRECONDITION', `${what}: ${bucket} answered ${status} (${detail})`);
   }
 
   /** Never let a key reach a message, whatever a server or the SDK put in its error. */
