@@ -1,9 +1,11 @@
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { asKburError } from '../shared/errors.js';
 import { KBUR_VERSION } from '../shared/version.js';
 import * as backup from './commands/backup.js';
 import * as check from './commands/check.js';
 import * as describe from './commands/describe.js';
+import * as diff from './commands/diff.js';
+import * as importCommand from './commands/import.js';
 import * as key from './commands/key.js';
 import * as list from './commands/list.js';
 import * as restore from './commands/restore.js';
@@ -34,8 +36,14 @@ export async function cli(argv: string[], io: { stderr: NodeJS.WritableStream } 
   program
     .command('backup')
     .description("back up etcd and every node's /etc/kubernetes into the repository")
-    .action(async () => {
-      code = await backup.run({ ...globals(), signal });
+    .addOption(
+      new Option('--verify <level>', 'then verify the new backup: hashes, or deep (a scratch etcd from the snapshot)').choices([
+        'hashes',
+        'deep',
+      ]),
+    )
+    .action(async (o: { verify?: 'hashes' | 'deep' }) => {
+      code = await backup.run({ ...globals(), verify: o.verify, signal });
     });
   program
     .command('list')
@@ -61,6 +69,11 @@ export async function cli(argv: string[], io: { stderr: NodeJS.WritableStream } 
     .option('--identity <file>', 'age identity file for an encrypted backup (default: $KBUR_AGE_IDENTITY)')
     .option('--resume <restore-id>', 'continue an interrupted restore')
     .option('--rollback <restore-id>', 'put back the data dirs a restore moved aside, and restart')
+    .option('--namespace <ns>', 'only create the keys of this namespace that the running cluster lacks (never overwrites)')
+    .option(
+      '--resource <list>',
+      'with --namespace: only these resources, e.g. configmaps,secrets (also brings back what is left out by default)',
+    )
     .action(
       async (
         id: string | undefined,
@@ -72,6 +85,8 @@ export async function cli(argv: string[], io: { stderr: NodeJS.WritableStream } 
           identity?: string;
           resume?: string;
           rollback?: string;
+          namespace?: string;
+          resource?: string;
         },
       ) => {
         code = await restore.run({ ...globals(), ...o, id, signal });
@@ -94,9 +109,10 @@ export async function cli(argv: string[], io: { stderr: NodeJS.WritableStream } 
     .command('verify')
     .argument('<id>', 'backup id')
     .description('recheck every artifact of a backup against its manifest')
+    .option('--deep', 'also start a scratch etcd from the snapshot and compare what it holds with the manifest')
     .option('--identity <file>', 'age identity file: also check the plaintext of encrypted artifacts (default: $KBUR_AGE_IDENTITY)')
-    .action(async (id: string, o: { identity?: string }) => {
-      code = await verify.run({ ...globals(), ...o, id, signal });
+    .action(async (id: string, o: { deep?: boolean; identity?: string }) => {
+      code = await verify.run({ ...globals(), ...o, deep: Boolean(o.deep), id, signal });
     });
   program
     .command('key')
@@ -108,6 +124,29 @@ export async function cli(argv: string[], io: { stderr: NodeJS.WritableStream } 
       code = await key.generate({ ...globals(), file });
     });
 
+  program
+    .command('diff')
+    .argument('<id>', 'backup id')
+    .option('--against <id2>', 'compare with this backup instead of the running cluster')
+    .option('--namespace <ns>', 'only the objects of this namespace, and the namespace itself')
+    .option('--identity <file>', 'age identity file for an encrypted backup (default: $KBUR_AGE_IDENTITY)')
+    .description('keys added, removed and changed between a backup and the running cluster (or another backup)')
+    .action(async (id: string, o: { against?: string; namespace?: string; identity?: string }) => {
+      code = await diff.run({ ...globals(), ...o, id, signal });
+    });
+
+  program
+    .command('import')
+    .argument('<file>', 'a snapshot written by etcdctl snapshot save')
+    .option(
+      '--kubernetes-dir-archive <node=tar>',
+      "a tar of that node's /etc/kubernetes to add to the set (repeatable)",
+      (v: string, all: string[] = []) => [...all, v],
+    )
+    .description('turn an etcd snapshot taken by another tool into a kbur backup set')
+    .action(async (file: string, o: { kubernetesDirArchive?: string[] }) => {
+      code = await importCommand.run({ ...globals(), ...o, file, signal });
+    });
   program
     .command('status')
     .description('agents, etcd members, the last backup and verification, snapshot copies, certificate expiry')

@@ -63,6 +63,31 @@ const schema = z
         copySnapshotToNodes: z.boolean().default(false),
       })
       .default({ copySnapshotToNodes: false }),
+    /** The etcd kbur starts from a snapshot on this host (verify --deep, restore --namespace, diff, import). */
+    scratch: z
+      .strictObject({
+        /** The etcd binary; default `etcd` on PATH. */
+        etcd: z.string().min(1).optional(),
+        /** The restore tool; default etcdutl on PATH, else etcdctl. */
+        restoreTool: z.string().min(1).optional(),
+        /** Where its temporary folder goes (it needs about the snapshot's size); default the system's temp dir. */
+        dir: z.string().min(1).optional(),
+      })
+      .default({}),
+    /**
+     * The cluster's etcd, reached directly by restore --namespace and diff: its client URLs and a
+     * client certificate it accepts (kubeadm's apiserver-etcd-client or healthcheck-client pair).
+     */
+    etcd: z
+      .strictObject({
+        endpoints: z
+          .array(z.string().regex(/^https?:\/\/[^\s/]+$/, { message: 'expected a client URL, e.g. https://10.0.0.11:2379' }))
+          .min(1),
+        ca: z.string().min(1),
+        cert: z.string().min(1),
+        key: z.string().min(1),
+      })
+      .optional(),
     /**
      * Prometheus text written after each backup, verify, prune and restore: `textfile` for
      * node_exporter's textfile collector (a *.prom file in its directory), `pushgateway` a
@@ -119,6 +144,12 @@ export async function loadCoordinatorConfig(file: string): Promise<CoordinatorCo
             ...config.repository,
             ...(config.repository.credentialsFile ? { credentialsFile: abs(config.repository.credentialsFile) } : {}),
           },
+    scratch: {
+      ...(config.scratch.etcd ? { etcd: abs(config.scratch.etcd) } : {}),
+      ...(config.scratch.restoreTool ? { restoreTool: abs(config.scratch.restoreTool) } : {}),
+      ...(config.scratch.dir ? { dir: abs(config.scratch.dir) } : {}),
+    },
+    etcd: config.etcd && { ...config.etcd, ca: abs(config.etcd.ca), cert: abs(config.etcd.cert), key: abs(config.etcd.key) },
     metrics: { ...config.metrics, ...(config.metrics.textfile ? { textfile: abs(config.metrics.textfile) } : {}) },
     ...(config.signing
       ? {

@@ -32,6 +32,9 @@ const { outputFiles } = await build({
   define: { 'import.meta.url': 'kburImportMetaUrl' },
   banner: { js: "'use strict';\nconst kburImportMetaUrl = require('node:url').pathToFileURL(__filename).href;" },
   logLevel: 'warning',
+  // etcd3 reads its .proto files from its own folder at run time; the commands that need it
+  // (a scratch etcd, the live etcd) load it from node_modules when they start.
+  external: ['etcd3'],
 });
 // The launcher compiles the bundle as a function body, where bin.ts's shebang would be a syntax error.
 await writeFile(outfile, outputFiles[0]!.text.replace(/^#!.*/, ''), { mode: 0o644 });

@@ -91,6 +91,20 @@ export type Manifest = z.infer<typeof manifestSchema>;
 export type Artifact = z.infer<typeof artifact>;
 export type EtcdMemberInfo = z.infer<typeof member>;
 
+/** What `kbur verify --deep` read from the snapshot in a scratch etcd, and how it compares with the manifest. */
+export const deepVerificationSchema = z.object({
+  verifiedAt: z.string(),
+  ok: z.boolean(),
+  problems: z.array(z.string()),
+  revision: z.number().int().optional(),
+  keyCount: z.number().int().optional(),
+  byResource: z.record(z.string(), z.number().int()).optional(),
+  byNamespace: z.record(z.string(), z.number().int()).optional(),
+  namespaces: z.number().int().optional(),
+  durationMs: z.number().int().optional(),
+});
+export type DeepVerification = z.infer<typeof deepVerificationSchema>;
+
 /** Results of `kbur verify`, kept beside the manifest (verify.json) and replaced on each run. */
 export const verificationSchema = z.object({
   verifiedAt: z.string(),
@@ -107,6 +121,8 @@ export const verificationSchema = z.object({
       error: z.string().optional(),
     }),
   ),
+  /** The last deep verification (kept by a later plain `kbur verify`, which has its own verifiedAt). */
+  deep: deepVerificationSchema.optional(),
   /** The manifest's signature as checked: 'unsigned', 'good (key ...)', or what is wrong with it. */
   signature: z.string().optional(),
 });

@@ -2,17 +2,21 @@ import { copySnapshotToNodes } from '../backup/copies.js';
 import { runBackup } from '../backup/run.js';
 import { Progress, mib } from '../backup/progress.js';
 import { connectAgents, loadContext, type GlobalOptions } from '../context.js';
-import { ExitCode } from '../exit-codes.js';
+import { asKburError, type KburError } from '../../shared/errors.js';
+import type { Verification } from '../../shared/manifest.js';
+import { ExitCode, exitCodeFor } from '../exit-codes.js';
 import { checkRecipients, loadIdentity, sealNote } from '../repository/seal.js';
 import { signatureNote } from '../repository/signing.js';
+import { describeVerification, verifyBackup } from './verify.js';
 import { recordBackup } from '../run-metrics.js';
 
 /** kbur backup: one backup set of the whole control plane. */
-export async function run(opts: GlobalOptions & { signal: AbortSignal }): Promise<ExitCode> {
+export async function run(opts: GlobalOptions & { verify?: 'hashes' | 'deep'; signal: AbortSignal }): Promise<ExitCode> {
   const ctx = await loadContext(opts);
   await checkRecipients(ctx.seal.recipients);
-  // Only for the snapshot copies sent to the nodes: the backup itself needs no identity.
-  const identity = ctx.config.backup.copySnapshotToNodes ? await loadIdentity(undefined) : undefined;
+  // Not for the backup itself: for the snapshot copies sent to the nodes, and a verify of an encrypted snapshot.
+  // For the snapshot copies sent to the nodes, and a verify that reads an encrypted snapshot ($KBUR_AGE_IDENTITY).
+  const identity = ctx.config.backup.copySnapshotToNodes || opts.verify ? await loadIdentity(undefined) : undefined;
   const agents = await connectAgents(ctx);
   const progress = ctx.json ? undefined : new Progress(process.stderr);
   const startedAt = Date.now();
@@ -35,9 +39,31 @@ export async function run(opts: GlobalOptions & { signal: AbortSignal }): Promis
     const copies = ctx.config.backup.copySnapshotToNodes
       ? await copySnapshotToNodes({ manifest: m, agents, repository: ctx.repository, identity, signal: opts.signal })
       : undefined;
+    // A set without a snapshot has nothing to verify beyond what the backup itself just checked.
+    let verification: Verification | undefined;
+    let verifyError: KburError | undefined;
+    try {
+      if (opts.verify && m.etcd) verification = await verifyBackup(ctx, m, { deep: opts.verify === 'deep', identity, signal: opts.signal });
+    } catch (err) {
+      // The backup is whole and its id must reach the operator (or the script): the verify's failure is reported beside it.
+      if (opts.signal.aborted) throw err;
+      verifyError = asKburError(err);
+    }
     if (ctx.json) {
       const signature = ctx.signing ? { signedWith: ctx.signing.keyId } : { unsigned: true };
-      ctx.out.write(JSON.stringify({ ...m, ...signature, ...(copies ? { nodeCopies: copies } : {}) }, null, 2) + '\n');
+      ctx.out.write(
+        JSON.stringify(
+          {
+            ...m,
+            ...signature,
+            ...(copies ? { nodeCopies: copies } : {}),
+            ...(verification ? { verification } : {}),
+            ...(verifyError ? { verificationError: { code: verifyError.code, message: verifyError.message, hint: verifyError.hint } } : {}),
+          },
+          null,
+          2,
+        ) + '\n',
+      );
     } else {
       const size = m.artifacts.reduce((n, a) => n + a.size, 0);
       const lines = [
@@ -66,12 +92,18 @@ export async function run(opts: GlobalOptions & { signal: AbortSignal }): Promis
           lines.push(`  WARNING no snapshot copy on ${c.node}: ${c.detail} (a restore uploads it to that node instead)`);
       }
       for (const f of m.failures) lines.push(`  FAILED ${f.part}: ${f.message}`);
-      if (m.phase === 'Completed') lines.push(`next: kbur verify ${m.id}`);
-      else if (m.phase === 'PartiallyFailed')
+      if (verification) lines.push(...describeVerification(m, verification, { deep: opts.verify === 'deep' }).split('\n'));
+      if (verifyError)
+        lines.push(`verify: could not run: ${verifyError.message}`, ...(verifyError.hint ? [`  what to do: ${verifyError.hint}`] : []));
+      if (m.phase === 'Completed') {
+        if (!verification) lines.push(`next: kbur verify ${m.id}`);
+      } else if (m.phase === 'PartiallyFailed')
         lines.push('next: fix what failed above and run kbur backup again; this set has a good etcd snapshot but is missing parts');
       else lines.push('next: fix what failed above and run kbur backup again; this set cannot be restored from');
       ctx.out.write(lines.join('\n') + '\n');
     }
+    if (verifyError) return exitCodeFor(verifyError);
+    if (verification && !verification.ok) return ExitCode.VERIFY_FAILED;
     return m.phase === 'Completed'
       ? ExitCode.OK
       : m.phase === 'PartiallyFailed'

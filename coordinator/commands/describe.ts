@@ -25,8 +25,10 @@ export async function run(opts: GlobalOptions & { id: string }): Promise<ExitCod
     const e = m.etcd;
     lines.push(
       'etcd:',
-      `  snapshot of member ${e.memberName} (${e.memberId}) on ${e.node}, ${e.endpoint}, etcd ${e.version}`,
-      `  cluster id ${e.clusterId}, revision ${e.revision}, ${e.keyCount} keys, db size ${mib(e.dbSize)}`,
+      e.node
+        ? `  snapshot of member ${e.memberName} (${e.memberId}) on ${e.node}, ${e.endpoint}, etcd ${e.version}`
+        : `  snapshot ${e.endpoint} (kbur import), storage version ${e.version || 'unknown'}`,
+      `  cluster id ${e.clusterId || 'unknown'}, revision ${e.revision}, ${e.keyCount} keys, db size ${mib(e.dbSize)}`,
       '  members:',
       ...e.members.map(
         (mb) =>
@@ -63,6 +65,14 @@ export async function run(opts: GlobalOptions & { id: string }): Promise<ExitCod
     ...(m.etcd ? ['  also in the etcd snapshot (ConfigMap kube-system/kubeadm-config) when the cluster has one'] : []),
   );
   if (m.failures.length) lines.push('Failures:', ...m.failures.map((f) => `  ${f.part}: ${f.message}`));
+  if (verification?.deep) {
+    const d = verification.deep;
+    lines.push(
+      d.ok
+        ? `Verified (deep) at ${d.verifiedAt}: the snapshot restores; revision ${d.revision}, ${d.keyCount} keys, ${d.namespaces} namespaces`
+        : `Deep verification FAILED at ${d.verifiedAt}: ${d.problems.join('; ')}`,
+    );
+  }
   lines.push(
     verification
       ? `Last verified: ${verification.verifiedAt}: ${

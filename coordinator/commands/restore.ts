@@ -4,6 +4,7 @@ import type { AgentClient } from '../agent-client.js';
 import { connectAgents, loadContext, type Context, type GlobalOptions } from '../context.js';
 import { confirm } from '../confirm.js';
 import { sendDumps } from './restore-dump.js';
+import * as restoreNamespace from './restore-namespace.js';
 import { ExitCode } from '../exit-codes.js';
 import { Journal } from '../restore/journal.js';
 import { describePlan, preflight } from '../restore/plan.js';
@@ -21,6 +22,9 @@ export interface RestoreOptions extends GlobalOptions {
   withKubernetesDir?: boolean;
   /** After etcd, also restore every application dump of the backup (safety dump first, on each node). */
   dumps?: boolean;
+  /** Only this namespace's missing keys, into the running cluster. */
+  namespace?: string;
+  resource?: string;
   /** age identity file for an encrypted backup (else $KBUR_AGE_IDENTITY). */
   identity?: string;
   signal: AbortSignal;
@@ -31,6 +35,23 @@ export interface RestoreOptions extends GlobalOptions {
  * kbur restore --resume RID continues; kbur restore --rollback RID puts the previous data back.
  */
 export async function run(opts: RestoreOptions): Promise<ExitCode> {
+  if (opts.resource !== undefined && opts.namespace === undefined) {
+    throw new KburError('INVALID_ARGUMENT', '--resource goes with --namespace', {
+      hint: 'kbur restore ID --namespace NS --resource configmaps,secrets',
+    });
+  }
+  if (opts.namespace !== undefined) {
+    if (!opts.id || opts.resume || opts.rollback || opts.withKubernetesDir || opts.dumps) {
+      throw new KburError(
+        'INVALID_ARGUMENT',
+        '--namespace takes a backup id and no --resume, --rollback, --with-kubernetes-dir or --dumps',
+        {
+          hint: 'kbur restore ID --namespace NS [--resource configmaps,secrets] [--dry-run]',
+        },
+      );
+    }
+    return restoreNamespace.run({ ...opts, id: opts.id, namespace: opts.namespace });
+  }
   const modes = [opts.id, opts.resume, opts.rollback].filter(Boolean).length;
   if (modes !== 1) {
     throw new KburError('INVALID_ARGUMENT', 'give exactly one of: a backup id, --resume RESTORE_ID, --rollback RESTORE_ID', {

@@ -2,22 +2,24 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import type { Readable } from 'node:stream';
 import { KburError } from '../../shared/errors.js';
-import type { Manifest, Verification } from '../../shared/manifest.js';
+import type { DeepVerification, Manifest, Verification } from '../../shared/manifest.js';
 import { KBUR_VERSION } from '../../shared/version.js';
-import { loadContext, type GlobalOptions } from '../context.js';
+import { loadContext, type Context, type GlobalOptions } from '../context.js';
 import { ExitCode } from '../exit-codes.js';
 import { checkArtifact } from '../repository/check.js';
-import { loadIdentity, openPlain } from '../repository/seal.js';
+import { loadIdentity, openPlain, type AgeIdentity } from '../repository/seal.js';
 import { signatureNote } from '../repository/signing.js';
 import { recordVerify } from '../run-metrics.js';
+import { deepVerify } from '../scratch/backup.js';
 
 /**
  * kbur verify ID: rereads every artifact, rechecks its size and sha256 against the manifest and the
  * snapshot's own integrity hash; records the result in verify.json beside the manifest. An encrypted
  * artifact: its stored bytes, and with --identity also its plaintext and the snapshot's own hash.
  * With signing set, a manifest whose signature does not check fails it (recorded too).
+ * --deep also starts a scratch etcd from the snapshot and compares what it holds with the manifest.
  */
-export async function run(opts: GlobalOptions & { id: string; identity?: string; signal: AbortSignal }): Promise<ExitCode> {
+export async function run(opts: GlobalOptions & { id: string; deep?: boolean; identity?: string; signal: AbortSignal }): Promise<ExitCode> {
   const ctx = await loadContext(opts);
   const identity = await loadIdentity(opts.identity);
   let m: Manifest;
@@ -36,16 +38,42 @@ export async function run(opts: GlobalOptions & { id: string; identity?: string;
     }
     throw err;
   }
+  const verification = await verifyBackup(ctx, m, { deep: Boolean(opts.deep), identity, signal: opts.signal });
+  if (ctx.json) {
+    ctx.out.write(JSON.stringify(verification, null, 2) + '\n');
+  } else {
+    ctx.out.write(describeVerification(m, verification, { deep: Boolean(opts.deep), signature: signatureNote(ctx.signing) }) + '\n');
+  }
+  return verification.ok ? ExitCode.OK : ExitCode.VERIFY_FAILED;
+}
+
+/** Checks a backup (deeply when asked) and records the result in verify.json; a deep result of an earlier run is kept. */
+export async function verifyBackup(
+  ctx: Context,
+  m: Manifest,
+  opts: { deep: boolean; identity: AgeIdentity | undefined; signal: AbortSignal },
+): Promise<Verification> {
   const startedAt = Date.now();
+  // Deep: a snapshot stored as it came is checked against the manifest beside its restore into the scratch etcd.
+  let snapshotCheck: Awaited<ReturnType<typeof checkArtifact>> | undefined;
+  const deep: DeepVerification | undefined = opts.deep
+    ? await deepVerify({
+        repository: ctx.repository,
+        config: ctx.config,
+        manifest: m,
+        identity: opts.identity,
+        onSnapshotChecked: (r) => (snapshotCheck = r),
+        signal: opts.signal,
+      })
+    : (await ctx.repository.readVerification(m.cluster, m.id))?.deep;
   const results: Verification['artifacts'] = [];
-  let locked = 0;
   for (const a of m.artifacts) {
-    const { digest, plain, problem } = await checkArtifact(ctx.repository, m, a, opts.signal, identity);
-    if (a.encryption === 'age' && !plain) locked++;
+    const { digest, plain, problem } =
+      a.kind === 'etcd-snapshot' && snapshotCheck ? snapshotCheck : await checkArtifact(ctx.repository, m, a, opts.signal, opts.identity);
     const problems = problem ? [problem] : [];
     const canOpen = a.encryption === 'none' || plain;
     if (!problems.length && canOpen && a.dump?.type === 'postgres' && a.dump.part !== '_globals') {
-      const readable = await pgRestoreReads(await openPlain(ctx.repository, m, a, identity));
+      const readable = await pgRestoreReads(await openPlain(ctx.repository, m, a, opts.identity));
       if (readable) problems.push(readable);
     }
     results.push({
@@ -59,31 +87,55 @@ export async function run(opts: GlobalOptions & { id: string; identity?: string;
   const verification: Verification = {
     verifiedAt: new Date().toISOString(),
     kburVersion: KBUR_VERSION,
-    ok: results.every((r) => r.ok),
+    ok: results.every((r) => r.ok) && (!opts.deep || deep!.ok),
     artifacts: results,
     signature: ctx.signing ? `good (key ${ctx.signing.keyId})` : 'unsigned',
+    ...(deep ? { deep } : {}),
   };
   await ctx.repository.writeVerification(m.cluster, m.id, verification);
   await recordVerify(ctx, { ok: verification.ok, startedAt, endedAt: Date.now() });
-  if (ctx.json) {
-    ctx.out.write(JSON.stringify(verification, null, 2) + '\n');
-  } else {
-    const lines = results.map(
-      (r) =>
-        `  ${r.ok ? 'ok      ' : 'MISMATCH'} ${r.path}${r.error ? `: ${r.error}` : r.plaintext ? ' (and its plaintext, decrypted)' : ''}`,
+  return verification;
+}
+
+/** The verification as an operator reads it; `signature`: the line saying how the manifest is signed, when wanted. */
+export function describeVerification(m: Manifest, v: Verification, opts: { deep: boolean; signature?: string }): string {
+  const lines = v.artifacts.map(
+    (r) =>
+      `  ${r.ok ? 'ok      ' : 'MISMATCH'} ${r.path}${r.error ? `: ${r.error}` : r.plaintext ? ' (and its plaintext, decrypted)' : ''}`,
+  );
+  const artifactsOk = v.artifacts.every((r) => r.ok);
+  lines.unshift(
+    `backup ${m.id} (${m.phase}): ${artifactsOk ? 'every artifact matches its manifest' : 'DAMAGED: do not restore from this backup'}`,
+    ...(opts.signature ? [`  ${opts.signature}`] : []),
+  );
+  const locked = v.artifacts.filter((r) => m.artifacts.find((a) => a.path === r.path)?.encryption === 'age' && !r.plaintext).length;
+  if (locked)
+    lines.push(
+      `note: ${locked} encrypted artifact(s) checked as stored only (sha256 of the encrypted bytes); --identity FILE also checks their plaintext and the snapshot's own hash`,
     );
-    lines.unshift(
-      `backup ${m.id} (${m.phase}): ${verification.ok ? 'every artifact matches its manifest' : 'DAMAGED: do not restore from this backup'}`,
-      `  ${signatureNote(ctx.signing)}`,
+  if (opts.deep && v.deep) {
+    const d = v.deep;
+    lines.push(
+      d.ok
+        ? `deep: the snapshot restores and starts: revision ${d.revision}, ${d.keyCount} keys, ${d.namespaces} namespaces, as the manifest says (${((d.durationMs ?? 0) / 1000).toFixed(1)} s)`
+        : `deep: FAILED: ${d.problems.join('; ')}`,
     );
-    if (locked)
-      lines.push(
-        `note: ${locked} encrypted artifact(s) checked as stored only (sha256 of the encrypted bytes); --identity FILE also checks their plaintext and the snapshot's own hash`,
-      );
-    if (m.phase !== 'Completed') lines.push(`note: this backup is ${m.phase}; see kbur describe ${m.id}`);
-    ctx.out.write(lines.join('\n') + '\n');
+    if (d.byResource) lines.push(`  keys by resource: ${largest(d.byResource)}`);
+    if (d.byNamespace) lines.push(`  keys by namespace: ${largest(d.byNamespace)}`);
   }
-  return verification.ok ? ExitCode.OK : ExitCode.VERIFY_FAILED;
+  if (m.phase !== 'Completed') lines.push(`note: this backup is ${m.phase}; see kbur describe ${m.id}`);
+  return lines.join('\n');
+}
+
+/** The largest counts first, the rest summed up: a line stays readable on a cluster of thousands of namespaces. */
+function largest(counts: Record<string, number>, n = 10): string {
+  const all = Object.entries(counts).sort(([, a], [, b]) => b - a);
+  const rest = all.slice(n).reduce((sum, [, c]) => sum + c, 0);
+  return all
+    .slice(0, n)
+    .map(([k, c]) => `${k} ${c}`)
+    .concat(all.length > n ? [`${all.length - n} more ${rest}`] : [])
+    .join(', ');
 }
 
 /** Whether pg_restore --list reads a custom-format dump from `data` (decrypted if it was): a problem, or undefined when it does. */

@@ -104,6 +104,10 @@ export class LocalRepository implements Repository {
     return digestFile(this.artifactLocation(cluster, id, relPath), opts);
   }
 
+  localFile(cluster: string, id: string, relPath: string): string {
+    return this.artifactLocation(cluster, id, relPath);
+  }
+
   artifactLocation(cluster: string, id: string, relPath: string): string {
     return this.inside(this.backupDir(cluster, id), relPath);
   }

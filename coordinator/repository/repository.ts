@@ -38,6 +38,11 @@ export interface Repository {
   openArtifact(cluster: string, id: string, relPath: string): Promise<Readable>;
   /** Rereads an artifact whole: its size and sha256, and with `snapshot` etcd's own integrity hash (DATA_LOSS if it fails). */
   digestArtifact(cluster: string, id: string, relPath: string, opts: { snapshot: boolean; signal: AbortSignal }): Promise<FileDigest>;
+  /**
+   * The artifact as a file on this machine, for tools that take a file (etcdutl snapshot restore);
+   * undefined where the repository is no filesystem (S3): read it with openArtifact instead.
+   */
+  localFile(cluster: string, id: string, relPath: string): string | undefined;
   /** Where an artifact lives (a path or an s3:// URL), for messages. */
   artifactLocation(cluster: string, id: string, relPath: string): string;
   writeVerification(cluster: string, id: string, verification: Verification): Promise<void>;

@@ -177,6 +177,10 @@ export class S3Repository implements Repository {
     return { size: digest.size, sha256: digest.sha256() };
   }
 
+  localFile(): undefined {
+    return undefined;
+  }
+
   artifactLocation(cluster: string, id: string, relPath: string): string {
     return this.url(this.inside(this.backupPrefix(cluster, id), relPath));
   }

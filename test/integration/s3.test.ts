@@ -137,6 +137,9 @@ describe('kbur with an S3 repository (a real S3-compatible server on loopback)',
     const recorded = JSON.parse((await object(objectKey(m.id, 'verify.json')))!.toString()) as { ok: boolean };
     expect(recorded.ok).to.equal(true);
 
+    const deep = await kbur('verify', '--deep', m.id);
+    expect(deep.code, deep.stdout + deep.stderr).to.equal(0);
+
     const missing = await kbur('describe', '20200101T000000Z-0000');
     expect([missing.code, missing.stderr]).to.satisfy(
       ([c, e]: [number, string]) => c === 6 && e.includes('no backup 20200101T000000Z-0000'),

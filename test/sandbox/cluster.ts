@@ -326,6 +326,15 @@ function coordinatorConfig(root: string, nodes: SandboxNode[]): unknown {
     },
     nodes: nodes.map((n) => ({ name: n.name, agent: n.agentAddress })),
     repository: { type: 'local', path: join(root, 'repo') },
+    // Scratch etcds (verify --deep, ...) inside the sandbox, where its tests look for leftovers.
+    scratch: { dir: join(root, 'scratch') },
+    // The cluster's etcd, for restore --namespace and diff, with the apiserver's own client pair.
+    etcd: {
+      endpoints: nodes.map((n) => n.clientUrl),
+      ca: join(nodes[0]!.kubernetesDir, 'pki', 'etcd', 'ca.crt'),
+      cert: join(nodes[0]!.kubernetesDir, 'pki', 'apiserver-etcd-client.crt'),
+      key: join(nodes[0]!.kubernetesDir, 'pki', 'apiserver-etcd-client.key'),
+    },
   };
 }
 

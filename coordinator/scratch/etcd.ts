@@ -1,0 +1,343 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { constants, createWriteStream } from 'node:fs';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { promisify } from 'node:util';
+import { noop } from 'cockatiel';
+import type { Etcd3 } from 'etcd3';
+import { findRestoreTool, toolEnv } from '../../agent/restore/tool.js';
+import { KburError, errorMessage } from '../../shared/errors.js';
+import { etcd3 } from '../etcd3.js';
+import { findExecutable, pathExists } from '../../shared/process.js';
+import { digestFile } from '../../shared/streams.js';
+
+const run = promisify(execFile);
+
+/** Where the scratch etcd's files go: its own folder, named so that a leftover is recognised. */
+export const SCRATCH_PREFIX = 'kbur-scratch-';
+const READY_TIMEOUT_MS = 120_000;
+const HOST = '127.0.0.1';
+
+export interface ScratchOptions {
+  /** An etcd snapshot file (`etcdctl snapshot save`'s format), or where it is stored when `plain` is given. */
+  snapshot: string;
+  /**
+   * The snapshot's bytes when the file is not them (kbur compressed or encrypted it): written into
+   * the scratch folder first; the stream checks them and fails at its end if they do not hold.
+   */
+  plain?: () => Promise<Readable>;
+  /** The etcd binary; default `etcd` on PATH. */
+  etcdBinary?: string;
+  /** The restore tool; default etcdutl on PATH, else etcdctl (etcd 3.4), as on the nodes. */
+  restoreTool?: string;
+  /** The folder the scratch folder is made in; default the system's temp dir. */
+  dir?: string;
+  /**
+   * The check of the snapshot (size, sha256, etcd's own hash), run beside the restore tool to spare
+   * a pass over the file: etcd starts only once it passed. Default: etcd's own hash is checked.
+   */
+  check?: Promise<unknown>;
+  signal: AbortSignal;
+}
+
+/**
+ * One etcd started from a snapshot, away from the cluster: the snapshot is restored with the same
+ * tool the nodes use into a folder of its own, and etcd runs from it on free loopback ports, with
+ * no peers. `close()` stops it and removes every file it made; an abort of the signal does the same.
+ */
+export class ScratchEtcd {
+  private closing: Promise<void> | undefined;
+
+  private constructor(
+    readonly client: Etcd3,
+    readonly endpoint: string,
+    readonly folder: string,
+    private readonly child: ChildProcess,
+    private readonly exited: Promise<void>,
+    private readonly onAbort: () => void,
+    private readonly signal: AbortSignal,
+  ) {}
+
+  static async start(opts: ScratchOptions): Promise<ScratchEtcd> {
+    // Its failure is reported below, or made moot by an earlier one: never an unhandled rejection.
+    opts.check?.catch(() => undefined);
+    opts.signal.throwIfAborted();
+    const etcd = await findEtcd(opts.etcdBinary);
+    const tool = await findRestoreTool(opts.restoreTool).catch((err: unknown) => {
+      throw new KburError('FAILED_PRECONDITION', `no etcd restore tool on this host: ${errorMessage(err)}`, {
+        cause: err,
+        hint: 'install etcdutl (etcd >= 3.5) or etcdctl (Debian: apt-get install etcd-client)',
+      });
+    });
+    const parent = resolve(opts.dir ?? tmpdir());
+    await mkdir(parent, { recursive: true, mode: 0o700 });
+    await removeOrphans(parent);
+    const folder = await mkdtemp(join(parent, SCRATCH_PREFIX));
+    await writeFile(join(folder, OWNER_FILE), `${process.pid}\n`, { mode: 0o600 });
+    try {
+      const [clientPort, peerPort] = await freePorts(2);
+      const peerUrl = `http://${HOST}:${peerPort}`;
+      const dataDir = join(folder, 'data');
+      let snapshot = opts.snapshot;
+      if (opts.plain) {
+        snapshot = join(folder, 'snapshot.db');
+        await pipeline(await opts.plain(), createWriteStream(snapshot, { mode: 0o600 }), { signal: opts.signal });
+      }
+      // A damaged or truncated snapshot fails here, before etcd starts; the restore tool, run meanwhile, would refuse it too.
+      const check = opts.plain ? Promise.resolve() : (opts.check ?? digestFile(snapshot, { snapshot: true, signal: opts.signal }));
+      const stopRestore = new AbortController();
+      const [checked, restored] = await Promise.allSettled([
+        check.catch((err: unknown) => {
+          stopRestore.abort(err);
+          throw err;
+        }),
+        restoreSnapshot(tool.path, snapshot, dataDir, peerUrl, AbortSignal.any([opts.signal, stopRestore.signal])),
+      ]);
+      if (checked.status === 'rejected') throw checked.reason;
+      if (restored.status === 'rejected') throw restored.reason;
+      // A port found free can be taken before etcd binds it (others' etcds run on this machine): new ones, then.
+      for (let attempt = 1; ; attempt++) {
+        const ports =
+          attempt === 1 ? { client: clientPort!, peer: peerPort! } : await freePorts(2).then(([c, p]) => ({ client: c!, peer: p! }));
+        try {
+          return await ScratchEtcd.launch({ ...opts, etcd, folder, dataDir, peerUrl, ports });
+        } catch (err) {
+          if (!(err instanceof PortTaken) || attempt === 3) throw err;
+        }
+      }
+    } catch (err) {
+      await rm(folder, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  /** Starts etcd on a restored data dir and waits until it answers; on failure it is stopped, its folder left to the caller. */
+  private static async launch(
+    opts: ScratchOptions & { etcd: string; folder: string; dataDir: string; peerUrl: string; ports: { client: number; peer: number } },
+  ): Promise<ScratchEtcd> {
+    const endpoint = `http://${HOST}:${opts.ports.client}`;
+    const stderr: string[] = [];
+    const child = spawn(
+      opts.etcd,
+      [
+        '--name',
+        'scratch',
+        '--data-dir',
+        opts.dataDir,
+        '--listen-client-urls',
+        endpoint,
+        '--advertise-client-urls',
+        endpoint,
+        // The restored member's own peer URL stays as restored; etcd never dials it, having no peers.
+        '--listen-peer-urls',
+        `http://${HOST}:${opts.ports.peer}`,
+        '--initial-advertise-peer-urls',
+        opts.peerUrl,
+        '--initial-cluster',
+        `scratch=${opts.peerUrl}`,
+        // Nothing is written to it: no snapshots of the raft log.
+        '--snapshot-count',
+        '1000000',
+        // One member on the loopback: it need not wait a second to elect itself.
+        '--heartbeat-interval',
+        '10',
+        '--election-timeout',
+        '100',
+      ],
+      { env: toolEnv(), stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    child.stderr!.setEncoding('utf8');
+    child.stderr!.on('data', (d: string) => {
+      stderr.push(d);
+      if (stderr.length > 20) stderr.shift();
+    });
+    const exited = new Promise<void>((res) => child.once('exit', () => res()));
+    const spawnError = new Promise<never>((_, rej) =>
+      child.once('error', (err) => rej(new KburError('FAILED_PRECONDITION', `cannot start ${opts.etcd}: ${err.message}`, { cause: err }))),
+    );
+    const { Etcd3 } = etcd3();
+    const client = new Etcd3({
+      hosts: endpoint,
+      dialTimeout: 5_000,
+      faultHandling: { host: () => noop, global: noop },
+      grpcOptions: {
+        'grpc.max_receive_message_length': 64 << 20,
+        'grpc.initial_reconnect_backoff_ms': 100,
+        'grpc.max_reconnect_backoff_ms': 250,
+      },
+    });
+    const scratch: ScratchEtcd = new ScratchEtcd(client, endpoint, opts.folder, child, exited, () => void scratch.close(), opts.signal);
+    opts.signal.addEventListener('abort', scratch.onAbort, { once: true });
+    try {
+      await Promise.race([
+        waitReady(client, opts.signal),
+        spawnError,
+        exited.then(() => {
+          const said = stderr.join('');
+          throw /address already in use/.test(said)
+            ? new PortTaken(said)
+            : new KburError('INTERNAL', `the scratch etcd exited before it was ready: ${lastLines(said)}`);
+        }),
+      ]);
+      // A test hook, like etcd's gofail: holds the started scratch etcd until the command is interrupted.
+      if (process.env.KBUR_FAILPOINT === 'hold-scratch')
+        await new Promise((_, rej) => opts.signal.addEventListener('abort', () => rej(opts.signal.reason as Error), { once: true }));
+    } catch (err) {
+      await scratch.stop();
+      // Interrupted while etcd started: its exit is ours, not a failure to report.
+      throw opts.signal.aborted ? (opts.signal.reason as Error) : err;
+    }
+    return scratch;
+  }
+
+  /** Stops etcd (nothing in it is kept: no graceful stop) and closes the client. */
+  private async stop(): Promise<void> {
+    this.signal.removeEventListener('abort', this.onAbort);
+    this.client.close();
+    if (this.child.exitCode === null && this.child.signalCode === null) {
+      this.child.kill('SIGKILL');
+      await this.exited;
+    }
+  }
+
+  /** Stops etcd and removes the scratch folder. Safe to call more than once. */
+  close(): Promise<void> {
+    this.closing ??= this.stop().then(() => rm(this.folder, { recursive: true, force: true }));
+    return this.closing;
+  }
+}
+
+const OWNER_FILE = 'kbur.pid';
+
+/**
+ * Scratch folders whose kbur is gone (killed with SIGKILL, or the machine lost power), and the
+ * etcd still running from one: stopped and removed. A process is only killed when its command
+ * line names that folder; folders of a kbur that still runs are left alone.
+ */
+async function removeOrphans(parent: string): Promise<void> {
+  const entries = await readdir(parent).catch(() => [] as string[]);
+  for (const name of entries.filter((n) => n.startsWith(SCRATCH_PREFIX))) {
+    const folder = join(parent, name);
+    const owner = Number((await readFile(join(folder, OWNER_FILE), 'utf8').catch(() => '')).trim());
+    // A folder just made, whose pid is not written yet, has no owner to read: not an orphan.
+    if (!owner || (await pathExists(`/proc/${owner}`))) continue;
+    for (const pid of await readdir('/proc').catch(() => [] as string[])) {
+      if (!/^\d+$/.test(pid)) continue;
+      const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+      if (cmdline.split('\0').includes(join(folder, 'data'))) {
+        try {
+          process.kill(Number(pid), 'SIGKILL');
+        } catch {
+          // Gone meanwhile.
+        }
+      }
+    }
+    await rm(folder, { recursive: true, force: true });
+  }
+}
+
+/** etcd could not bind a port found free a moment before. */
+class PortTaken extends Error {}
+
+/** The etcd binary: the configured one, else `etcd` on PATH; a clear error when there is none. */
+async function findEtcd(configured: string | undefined): Promise<string> {
+  const found = configured ?? (await findExecutable(['etcd']));
+  if (configured && !(await pathExists(configured, constants.X_OK))) {
+    throw new KburError('INVALID_CONFIG', `scratch.etcd in kbur.yaml: ${configured} is not an executable`, {
+      hint: 'point it at the etcd binary, or remove it to use etcd from PATH (Debian/Ubuntu: apt-get install etcd-server)',
+    });
+  }
+  if (!found) {
+    throw new KburError(
+      'FAILED_PRECONDITION',
+      'no etcd binary on this host: a deep verify, a namespace restore, diff and import start one from the snapshot',
+      {
+        hint: 'install it (Debian/Ubuntu: apt-get install etcd-server), or set scratch.etcd in kbur.yaml to its path',
+      },
+    );
+  }
+  return found;
+}
+
+async function restoreSnapshot(tool: string, snapshot: string, dataDir: string, peerUrl: string, signal: AbortSignal): Promise<void> {
+  const args = [
+    'snapshot',
+    'restore',
+    snapshot,
+    '--name',
+    'scratch',
+    '--data-dir',
+    dataDir,
+    '--initial-cluster',
+    `scratch=${peerUrl}`,
+    '--initial-advertise-peer-urls',
+    peerUrl,
+    '--initial-cluster-token',
+    'kbur-scratch',
+  ];
+  try {
+    await run(tool, args, { env: toolEnv(), signal, maxBuffer: 16 << 20 });
+  } catch (err) {
+    if (signal.aborted) throw signal.reason;
+    throw new KburError(
+      'DATA_LOSS',
+      `${tool} snapshot restore refused the snapshot: ${lastLines(String((err as { stderr?: string }).stderr ?? errorMessage(err)))}`,
+      {
+        cause: err,
+      },
+    );
+  }
+}
+
+async function waitReady(client: Etcd3, signal: AbortSignal): Promise<void> {
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  for (;;) {
+    signal.throwIfAborted();
+    try {
+      await client.maintenance.status();
+      return;
+    } catch (err) {
+      if (Date.now() > deadline)
+        throw new KburError('INTERNAL', `the scratch etcd did not answer within ${READY_TIMEOUT_MS / 1000} s: ${errorMessage(err)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
+/** Free TCP ports on the loopback, asked of the kernel; all held at once so that they differ. */
+async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<ReturnType<typeof createServer>>((res, rej) => {
+          const s = createServer();
+          s.once('error', rej);
+          s.listen(0, HOST, () => res(s));
+        }),
+    ),
+  );
+  const ports = servers.map((s) => (s.address() as { port: number }).port);
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  return ports;
+}
+
+function lastLines(text: string): string {
+  return text.trim().split('\n').slice(-3).join(' | ');
+}
+
+/**
+ * Runs `fn`, reporting an interruption as what it is: once the signal aborted, the scratch etcd is
+ * stopped under the reader's feet, and whatever error that causes is the cancellation.
+ */
+export async function cancellable<T>(signal: AbortSignal, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw signal.aborted ? (signal.reason as Error) : err;
+  }
+}
