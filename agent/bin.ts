@@ -3,4 +3,7 @@ import { dropIpServernameWarning } from '../shared/process.js';
 import { runAgent } from './main.js';
 
 dropIpServernameWarning();
-process.exitCode = await runAgent(process.argv);
+// No top-level await: the single executable (scripts/package.ts) runs this file bundled as a classic script.
+void runAgent(process.argv).then((code) => {
+  process.exitCode = code;
+});

@@ -17,16 +17,18 @@ export function startHealthServer(address: string, state: () => AgentState, metr
     if (req.url === '/healthz') return reply(200, { status: 'ok' });
     if (req.url === '/readyz') {
       const s = state();
-      s.etcd.status().then(
-        (st) =>
-          reply(
-            st.reachable ? 200 : 503,
-            st.reachable
-              ? { status: 'ready', node: s.config.node, etcd: st.endpoint }
-              : { status: 'not ready', node: s.config.node, etcd: st.endpoint, error: st.error },
-          ),
-        (err: unknown) => reply(503, { status: 'not ready', error: String(err) }),
-      );
+      s.refreshEtcd()
+        .then(() => s.etcd.status())
+        .then(
+          (st) =>
+            reply(
+              st.reachable ? 200 : 503,
+              st.reachable
+                ? { status: 'ready', node: s.config.node, etcd: st.endpoint }
+                : { status: 'not ready', node: s.config.node, etcd: st.endpoint, error: st.error },
+            ),
+          (err: unknown) => reply(503, { status: 'not ready', error: String(err) }),
+        );
       return;
     }
     if (metrics && req.url === '/metrics') {

@@ -6,6 +6,8 @@ import { KburError, asKburError } from '../shared/errors.js';
 import { createLogger, type Logger } from '../shared/log.js';
 import { readTlsFiles } from '../shared/tls.js';
 import { KBUR_VERSION } from '../shared/version.js';
+import { stringify } from 'yaml';
+import { discoverEtcd } from './etcd/discovery.js';
 import { DEFAULT_AGENT_CONFIG, loadAgentConfig, type AgentConfig } from './config.js';
 import { startHealthServer } from './health.js';
 import { AgentMetrics } from './metrics.js';
@@ -20,9 +22,11 @@ export async function runAgent(argv: string[]): Promise<number> {
   const opts = new Command('kbur-agent')
     .description('kbur node agent: etcd snapshots and /etc/kubernetes archives of this node, over gRPC with mTLS')
     .option('-c, --config <file>', 'agent config file', DEFAULT_AGENT_CONFIG)
+    .option('--print-config', 'print the effective config, with the etcd settings found in the etcd manifest, and exit')
     .version(KBUR_VERSION)
     .parse(argv)
-    .opts<{ config: string }>();
+    .opts<{ config: string; printConfig?: boolean }>();
+  if (opts.printConfig) return printConfig(opts.config);
 
   let state: AgentState;
   let config: AgentConfig;
@@ -49,8 +53,10 @@ export async function runAgent(argv: string[]): Promise<number> {
     node: config.node,
     listen: config.listen,
     health: config.health,
-    etcd: state.etcd.settings.endpoint,
+    etcd: state.etcd.missing ?? state.etcd.settings.endpoint,
     version: KBUR_VERSION,
+    // The V8 flags it runs with (AGENT_NODE_FLAGS), whether from the shebang or built into the executable.
+    nodeFlags: process.execArgv,
   });
 
   warmNodeInfo();
@@ -107,9 +113,42 @@ async function reload(file: string, current: AgentState, log: Logger): Promise<A
 
 /** Every 5 s: the gRPC health of the etcd service, and the member status /metrics serves from memory. */
 async function updateReadiness(server: AgentServer, state: AgentState, metrics: AgentMetrics): Promise<void> {
+  await state.refreshEtcd();
   const st = await state.etcd.status();
   server.health.setStatus(AGENT_SERVICE_NAME, st.reachable ? 'SERVING' : 'NOT_SERVING');
   metrics.memberStatus(st);
+}
+
+/** The config as the agent would run with it: defaults filled in, etcd's settings as discovered. */
+async function printConfig(file: string): Promise<number> {
+  try {
+    const config = await loadAgentConfig(file);
+    const etcd = await discoverEtcd(config);
+    if (!etcd) {
+      process.stdout.write(
+        `# kbur-agent ${KBUR_VERSION}: the effective config of ${file}; no etcd member here yet (no etcd manifest and no etcd.* settings: a reset node, which a restore rebuilds from its archive)\n${stringify(config)}`,
+      );
+      return AgentExit.OK;
+    }
+    const effective = {
+      ...config,
+      etcd: {
+        ...config.etcd,
+        endpoints: config.etcd.endpoints ?? [etcd.endpoint],
+        name: etcd.name,
+        dataDir: etcd.dataDir,
+        ca: etcd.ca,
+        cert: etcd.cert,
+        key: etcd.key,
+        ...(etcd.manifest ? { manifest: etcd.manifest } : {}),
+      },
+    };
+    const from = etcd.manifest ? `etcd settings not in the file come from ${etcd.manifest}` : 'etcd settings all come from the file';
+    process.stdout.write(`# kbur-agent ${KBUR_VERSION}: the effective config of ${file}; ${from}\n${stringify(effective)}`);
+    return AgentExit.OK;
+  } catch (err) {
+    return reportStartupError(err, AgentExit.BAD_CONFIG);
+  }
 }
 
 function reportStartupError(err: unknown, code: number): number {

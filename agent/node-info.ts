@@ -21,7 +21,7 @@ export async function nodeInfo(
     listLocalSnapshots(stateDir),
     opts.certificates?.() ?? [],
   ]);
-  const [etcdDataDisk, stateDisk] = await Promise.all([diskOf(etcd.settings.dataDir, mounts), diskOf(stateDir, mounts)]);
+  const [etcdDataDisk, stateDisk] = await Promise.all([diskOf(etcd.settings.dataDir || stateDir, mounts), diskOf(stateDir, mounts)]);
   rereadOldMountTable();
   return {
     node,

@@ -25,6 +25,7 @@ import { KburError, asKburError } from '../shared/errors.js';
 import { GRPC_CODE, META_CODE, META_HINT, Metadata, status, toMetadataText } from '../shared/grpc-status.js';
 import type { Logger } from '../shared/log.js';
 import type { TlsMaterial } from '../shared/tls.js';
+import { peerVersion, versionMetadata, wireMismatch } from '../shared/wire.js';
 import { authorize, authorizeField, type AgentMethod, type Caller } from './auth.js';
 import type { AgentMetrics } from './metrics.js';
 import type { AgentState } from './state.js';
@@ -188,6 +189,22 @@ export class AgentServer {
     };
   }
 
+  /**
+   * Every call: our versions in the answer's metadata, then the caller's role, then its wire
+   * contract (shared/wire.ts), refused with both versions when it is not ours.
+   */
+  private admit(
+    call: Pick<ServerUnaryCall<unknown, unknown>, 'getAuthContext' | 'metadata' | 'sendMetadata'>,
+    method: AgentMethod,
+    s: AgentState,
+  ): Caller {
+    call.sendMetadata(versionMetadata());
+    const caller = authorize(call, method, s.config.clients);
+    const mismatch = wireMismatch(peerVersion(call.metadata), `kbur-agent on ${s.config.node}`, `the caller (${caller.cn})`);
+    if (mismatch) throw mismatch;
+    return caller;
+  }
+
   /** Authorizes, runs, answers once: the result, or the error as a status. Changes are logged at info. */
   private respond<Res>(
     method: AgentMethod,
@@ -203,10 +220,11 @@ export class AgentServer {
     const measured = this.metrics?.callStarted(method);
     let role: string | undefined;
     Promise.resolve()
-      .then(() => {
-        const caller = authorize(call, method, s.config.clients);
+      .then(async () => {
+        const caller = this.admit(call, method, s);
         role = caller.role;
         this.log.log(changes ? 'info' : 'debug', 'call', { op, method, cn: caller.cn, role: caller.role });
+        await s.refreshEtcd();
         return run(s, caller);
       })
       .then(
@@ -258,9 +276,10 @@ export class AgentServer {
       this.shutdown.signal.addEventListener('abort', onShutdown, { once: true });
 
       const stream = async (): Promise<void> => {
-        const caller = authorize(call, method, s.config.clients);
+        const caller = this.admit(call, method, s);
         role = caller.role;
         this.log.info('stream started', { op, method, cn: caller.cn, role: caller.role });
+        await s.refreshEtcd();
         for await (const msg of run(s, abort.signal, call.request)) {
           abort.signal.throwIfAborted();
           this.metrics?.streamed(method, 'sent', msg);

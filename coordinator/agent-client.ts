@@ -28,6 +28,7 @@ import { AgentClientCtor } from '../shared/agent-service.js';
 import { KburError, type ErrorCode } from '../shared/errors.js';
 import { GRPC_CODE, META_CODE, META_HINT, fromMetadataText, status } from '../shared/grpc-status.js';
 import type { TlsMaterial } from '../shared/tls.js';
+import { wireCheckInterceptor } from '../shared/wire.js';
 
 export interface NodeRef {
   name: string;
@@ -57,6 +58,7 @@ export class AgentClient {
       'grpc.keepalive_time_ms': 30_000,
       // The 64 KiB default window stalls a stream on every round trip; 8 MiB keeps the agent from ever waiting on the coordinator.
       'grpc-node.flow_control_window': 8 << 20,
+      interceptors: [wireCheckInterceptor(node.name)],
     });
   }
 

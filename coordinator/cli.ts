@@ -6,8 +6,10 @@ import * as check from './commands/check.js';
 import * as describe from './commands/describe.js';
 import * as diff from './commands/diff.js';
 import * as importCommand from './commands/import.js';
+import * as init from './commands/init.js';
 import * as key from './commands/key.js';
 import * as list from './commands/list.js';
+import * as pki from './commands/pki.js';
 import * as restore from './commands/restore.js';
 import * as restoreDump from './commands/restore-dump.js';
 import * as status from './commands/status.js';
@@ -66,6 +68,8 @@ export async function cli(argv: string[], io: { stderr: NodeJS.WritableStream } 
     .option('-y, --yes', 'do not ask for confirmation')
     .option('--with-kubernetes-dir', "also put back each node's /etc/kubernetes from its archive (a rebuilt machine)")
     .option('--dumps', 'then restore every application dump of the backup too (a safety dump first, on each node)')
+    .option('--nodes <names>', 'restore a cluster of just these nodes (comma-separated); the others join it later')
+    .option('--to <file>', "restore onto other machines at new addresses: each backup node's new name, address and agent")
     .option('--identity <file>', 'age identity file for an encrypted backup (default: $KBUR_AGE_IDENTITY)')
     .option('--resume <restore-id>', 'continue an interrupted restore')
     .option('--rollback <restore-id>', 'put back the data dirs a restore moved aside, and restart')
@@ -82,6 +86,8 @@ export async function cli(argv: string[], io: { stderr: NodeJS.WritableStream } 
           yes?: boolean;
           withKubernetesDir?: boolean;
           dumps?: boolean;
+          nodes?: string;
+          to?: string;
           identity?: string;
           resume?: string;
           rollback?: string;
@@ -166,6 +172,19 @@ export async function cli(argv: string[], io: { stderr: NodeJS.WritableStream } 
     .action(async (o: { backupAge: string; verifyAge: string; certExpiry: string }) => {
       code = await check.run({ ...globals(), ...o });
     });
+  program
+    .command('init')
+    .description("write a first kbur.yaml from one agent's etcd member list (never over an existing file)")
+    .requiredOption('--agent <host:port>', 'one running kbur-agent')
+    .option('--output <file>', 'the config to write (default: --config, $KBUR_CONFIG or ./kbur.yaml)')
+    .option('--cluster <name>', "the cluster's name in the repository", 'kubernetes')
+    .option('--repository <dir>', 'the backup directory', '/var/backups/kbur')
+    .option('--pki <dir>', "kbur's PKI directory (kbur pki): ca.crt and the client pair", '/etc/kbur/pki')
+    .option('--client <name>', "the client certificate's name in the PKI directory", 'kbur-admin')
+    .action(async (o: { agent: string; output?: string; cluster: string; repository: string; pki: string; client: string }) => {
+      code = await init.run({ ...globals(), ...o });
+    });
+  addPkiCommands(program, globals, (c) => (code = c));
 
   try {
     await program.parseAsync(argv);
@@ -181,6 +200,56 @@ export async function cli(argv: string[], io: { stderr: NodeJS.WritableStream } 
     process.off('SIGTERM', onSignal);
   }
   return code;
+}
+
+/** kbur pki init | agent | client | list: kbur's own CA and certificates; needs no kbur.yaml. */
+function addPkiCommands(program: Command, globals: () => GlobalOptions, done: (code: number) => void): void {
+  const list = (v: string, prev: string[] = []): string[] => [...prev, ...v.split(',').filter(Boolean)];
+  const days = (v: string): number => Number(v);
+  const group = program.command('pki').description("kbur's own CA and the certificates of its agents and clients (mTLS)");
+  const dir = ['--dir <dir>', 'the PKI directory', '/etc/kbur/pki'] as const;
+  const keyType = ['--key-type <type>', 'ec-p256 or ed25519', 'ec-p256'] as const;
+  group
+    .command('init')
+    .description("make kbur's CA (ca.crt, ca.key): kbur's own, never the cluster's")
+    .option(...dir)
+    .option(...keyType)
+    .option('--cn <cn>', "the CA's common name", 'kbur-ca')
+    .option('--days <days>', 'validity in days (default 3650)', days)
+    .action(async (o: { dir: string; keyType: string; cn: string; days?: number }) => {
+      done(await pki.run({ ...o, keyType: o.keyType as 'ec-p256', action: 'init', json: globals().json }));
+    });
+  group
+    .command('agent')
+    .argument('<node>', "the node's name as kbur.yaml knows it")
+    .description('issue an agent server certificate (serverAuth) for the addresses kbur dials')
+    .option('--ip <ip>', 'an IP address kbur reaches the agent at (repeatable, or comma-separated)', list)
+    .option('--dns <name>', 'a DNS name kbur reaches the agent at (repeatable, or comma-separated)', list)
+    .option(...dir)
+    .option(...keyType)
+    .option('--days <days>', 'validity in days (default 365)', days)
+    .action(async (node: string, o: { ip?: string[]; dns?: string[]; dir: string; keyType: string; days?: number }) => {
+      const { ip, dns, ...rest } = o;
+      done(await pki.run({ ...rest, keyType: o.keyType as 'ec-p256', action: 'agent', node, ips: ip, dns, json: globals().json }));
+    });
+  group
+    .command('client')
+    .argument('<name>', "the certificate's CN, which the agents' clients map to a role")
+    .description('issue a client certificate (clientAuth) for kbur, monitoring or an operator')
+    .option('--role <role>', 'the role the agents should give it: admin, operator or monitor (printed, for their clients)', 'admin')
+    .option(...dir)
+    .option(...keyType)
+    .option('--days <days>', 'validity in days (default 365)', days)
+    .action(async (name: string, o: { role: string; dir: string; keyType: string; days?: number }) => {
+      done(await pki.run({ ...o, role: o.role as 'admin', keyType: o.keyType as 'ec-p256', action: 'client', name, json: globals().json }));
+    });
+  group
+    .command('list')
+    .description('what was issued: every certificate in the PKI directory and when it expires')
+    .option(...dir)
+    .action(async (o: { dir: string }) => {
+      done(await pki.run({ action: 'list', dir: o.dir, json: globals().json }));
+    });
 }
 
 function printError(err: unknown, out: NodeJS.WritableStream, debug: boolean): void {

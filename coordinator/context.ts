@@ -56,8 +56,8 @@ async function openRepository(config: CoordinatorConfig, log: Logger): Promise<R
   return S3Repository.open(config.repository, { log, requestTimeoutMs: config.stallTimeout * 1000 });
 }
 
-/** Clients for every node of the config; the caller closes them. */
-export async function connectAgents(ctx: Context): Promise<AgentClient[]> {
+/** Clients for every node of the config (or of `nodes`, e.g. a restore's plan); the caller closes them. */
+export async function connectAgents(ctx: Context, nodes: { name: string; agent: string }[] = ctx.config.nodes): Promise<AgentClient[]> {
   const creds = AgentClient.credentials(await readTlsFiles(ctx.config.tls, ctx.configFile));
-  return ctx.config.nodes.map((n) => new AgentClient(n, creds));
+  return nodes.map((n) => new AgentClient(n, creds));
 }

@@ -12,7 +12,16 @@ export class FanOut {
     private readonly source: Readable,
     nodes: string[],
   ) {
-    for (const node of nodes) this.branches.set(node, source.pipe(new PassThrough({ highWaterMark: 1 << 20 })));
+    for (const node of nodes) {
+      const branch = new PassThrough({ highWaterMark: 1 << 20 });
+      // A node not reading yet gets a failure when it reads (stream.errored), not as an uncaught event.
+      branch.on('error', () => undefined);
+      this.branches.set(node, source.pipe(branch));
+    }
+    // pipe() does not pass a source's failure on: without this a branch would wait for more bytes.
+    source.on('error', (err) => {
+      for (const branch of this.branches.values()) branch.destroy(err);
+    });
   }
 
   async send<T>(node: string, send: (data: Readable) => Promise<T>): Promise<T> {

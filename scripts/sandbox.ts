@@ -3,7 +3,8 @@
  * a kubelet stand-in, three kbur agents), then what an operator does: kbur backup, list, describe,
  * verify, a check with plain etcdctl and tar that the backup needs no kbur to be read; then a
  * disaster (a namespace's objects deleted, one member's data dir wiped), kbur restore, and the
- * objects proven back; with MariaDB installed, also a database dump, a dropped table, restore-dump.
+ * objects proven back; then the machines lost (every node reset as kubeadm reset leaves it) and the
+ * control plane rebuilt by one kbur restore; with MariaDB installed, also a database dump, a dropped table, restore-dump.
  *
  *   node dist/scripts/sandbox.js demo [--root DIR] [--keep]   run the demo, then stop everything
  *   node dist/scripts/sandbox.js up [--root DIR]              start the sandbox and wait for Ctrl-C
@@ -119,6 +120,7 @@ async function demo(sandbox: Sandbox, db: MariaDb | undefined): Promise<void> {
   process.stdout.write(`$ tar -tvf nodes/node-1/kubernetes.tar | grep ...\n${lines.join('\n')}\n`);
 
   await disasterAndRestore(sandbox, id);
+  await machinesLost(sandbox, id);
   if (db) await dumpDisasterAndRestore(sandbox, db, id);
   say('demo done: backup Completed and verified, readable without kbur; after a disaster, restored and proven back');
 }
@@ -150,6 +152,32 @@ async function disasterAndRestore(sandbox: Sandbox, id: string): Promise<void> {
   process.stdout.write(`all ${before.length} keys under /registry/ are back; the old data dirs are kept beside the new ones:\n`);
   for (const n of sandbox.nodes)
     process.stdout.write(`  ${n.name}: ${(await readdir(n.dir)).filter((d) => d.startsWith('etcd-data')).join(', ')}\n`);
+}
+
+/** The machines lost: every node reset as `kubeadm reset` leaves it. One kbur restore rebuilds them all. */
+async function machinesLost(sandbox: Sandbox, id: string): Promise<void> {
+  const keys = async (): Promise<string[]> =>
+    (await sandbox.etcdctl(['get', '--prefix', '/registry/', '--keys-only'])).split('\n').filter(Boolean).sort();
+  const before = await keys();
+  say('disaster: the machines are lost: every node reset the way kubeadm reset leaves it (no pki, kubeconfigs, manifests, etcd data)');
+  for (const n of sandbox.nodes) await sandbox.resetNode(n.name);
+  for (const n of sandbox.nodes)
+    process.stdout.write(
+      `  ${n.name}: ${n.kubernetesDir} holds ${(await readdir(n.kubernetesDir)).join(', ') || 'nothing'}; manifests/ and pki/ are empty\n`,
+    );
+
+  say(`kbur restore ${id} --yes   (the agents, still running, find no etcd member: each node is rebuilt from its archive)`);
+  expectCode('kbur restore', (await kbur(sandbox, ['restore', id, '--yes'])).code, 0);
+  await waitForEtcdHealthy(
+    sandbox,
+    sandbox.nodes.map((n) => n.clientUrl),
+    60_000,
+  );
+  const restored = await keys();
+  if (restored.join() !== before.join()) throw new Error(`after the rebuild ${restored.length} keys, expected ${before.length}`);
+  process.stdout.write(
+    `the control plane is back on every node: all ${before.length} keys, pki, kubeconfigs and static pods as archived\n`,
+  );
 }
 
 /** The application's disaster: a table dropped. Then kbur restore-dump, with its safety dump. */

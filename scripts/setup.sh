@@ -16,6 +16,8 @@ command -v openssl >/dev/null || need+=(openssl)
 command -v age >/dev/null || need+=(age)
 command -v zstd >/dev/null || need+=(zstd)
 command -v systemd-analyze >/dev/null || need+=(systemd)
+# npm run package strips the Node binary it makes the single executables from.
+command -v strip >/dev/null || need+=(binutils)
 # Programs in /usr/sbin are off a normal user's PATH; PostgreSQL's server lives in /usr/lib/postgresql/<major>/bin.
 installed() { for p in "$@"; do command -v "$p" >/dev/null || [ -x "/usr/sbin/$p" ] || return 1; done; }
 installed mariadbd mariadb-install-db || need+=(mariadb-server)

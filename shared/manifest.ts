@@ -88,6 +88,45 @@ export const manifestSchema = z.object({
 });
 
 export type Manifest = z.infer<typeof manifestSchema>;
+
+/**
+ * How a manifest of an older schema becomes the next one: MANIFEST_UPGRADES[n] takes a schema-n
+ * manifest to schema n+1. Adding a schema version means adding its step here and a backup set of
+ * the version before it under test/fixtures/backup-sets/, which the upgrade test reads with today's kbur.
+ */
+const MANIFEST_UPGRADES: Record<number, (old: Record<string, unknown>) => Record<string, unknown>> = {};
+
+/**
+ * A manifest of any schema this kbur knows, brought to the current one and validated. A newer
+ * schema is refused (this kbur would misread it); a damaged one is DATA_LOSS.
+ */
+export function parseManifest(value: unknown, file: string): Manifest {
+  const version = (value as { schemaVersion?: unknown } | null)?.schemaVersion;
+  if (typeof version === 'number' && Number.isInteger(version) && version > MANIFEST_SCHEMA_VERSION) {
+    const by = (value as { kburVersion?: unknown }).kburVersion;
+    throw new KburError(
+      'FAILED_PRECONDITION',
+      `${file} has manifest schema ${version} (written by kbur ${String(by)}); this kbur reads schemas up to ${MANIFEST_SCHEMA_VERSION}`,
+      { hint: `use kbur ${String(by)} or newer for this backup` },
+    );
+  }
+  let current = value as Record<string, unknown>;
+  if (typeof version === 'number' && Number.isInteger(version) && version >= 1) {
+    for (let v = version; v < MANIFEST_SCHEMA_VERSION; v++) {
+      const step = MANIFEST_UPGRADES[v];
+      if (!step) throw new KburError('INTERNAL', `no upgrade of manifest schema ${v} to ${v + 1}`);
+      current = step(current);
+    }
+  }
+  const parsed = manifestSchema.safeParse(current);
+  if (!parsed.success) {
+    const first = parsed.error.issues[0];
+    throw new KburError('DATA_LOSS', `${file} is not a valid kbur manifest: ${first?.path.join('.')}: ${first?.message}`, {
+      hint: 'the manifest was damaged or written by an incompatible kbur; do not restore from this backup',
+    });
+  }
+  return parsed.data;
+}
 export type Artifact = z.infer<typeof artifact>;
 export type EtcdMemberInfo = z.infer<typeof member>;
 

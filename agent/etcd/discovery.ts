@@ -23,8 +23,12 @@ export interface EtcdSettings {
  * Fills what the agent config does not set from etcd's static pod manifest, as kubeadm writes it:
  * the endpoint from --listen-client-urls (or --advertise-client-urls), name, data dir and CA from
  * their flags; the client cert defaults to kubeadm's healthcheck-client pair.
+ *
+ * `undefined` when the node has no etcd manifest (nor a copy a restore holds) while the folder it
+ * belongs in exists: a node reset by `kubeadm reset`, or a new machine, which a restore rebuilds.
+ * `archived`, the text of the manifest in the node's backup archive, stands in for a missing one.
  */
-export async function discoverEtcd(config: AgentConfig): Promise<EtcdSettings> {
+export async function discoverEtcd(config: AgentConfig, archived?: string): Promise<EtcdSettings | undefined> {
   const e = config.etcd;
   const defaults = {
     cert: join(config.kubernetesDir, 'pki/etcd/healthcheck-client.crt'),
@@ -43,8 +47,13 @@ export async function discoverEtcd(config: AgentConfig): Promise<EtcdSettings> {
       listens: hostPorts(e.endpoints!),
     };
   }
-  const manifest = e.manifest ?? join(config.kubernetesDir, 'manifests/etcd.yaml');
-  const flags = await readEtcdFlags(await heldManifest(manifest));
+  const manifest = etcdManifestPath(config);
+  const found = await findManifest(manifest);
+  let flags: Map<string, string>;
+  if (found) flags = await readEtcdFlags(found);
+  else if (archived !== undefined) flags = parseEtcdFlags(archived, `${manifest} (from the backup's archive of this node)`);
+  else if (await pathExists(dirname(manifest))) return undefined;
+  else flags = await readEtcdFlags(manifest);
   const need = (value: string | undefined, flag: string, key: string): string => {
     if (value) return value;
     throw new KburError('INVALID_CONFIG', `${manifest} has no --${flag} in the etcd container's command`, {
@@ -65,10 +74,27 @@ export async function discoverEtcd(config: AgentConfig): Promise<EtcdSettings> {
   };
 }
 
+/** Where this node's etcd static pod manifest is (or will be put back). */
+export function etcdManifestPath(config: AgentConfig): string {
+  return config.etcd.manifest ?? join(config.kubernetesDir, 'manifests/etcd.yaml');
+}
+
 /** Held by kbur in the middle of a restore: the manifest then sits in a kbur-held-<id> folder beside manifests/. */
 export const HELD_PREFIX = 'kbur-held-';
 
-async function heldManifest(manifest: string): Promise<string> {
+/**
+ * kbur's own folders inside the kubernetes dir, one per restore: manifests it holds, files it
+ * replaced, an archive being unpacked, what a rollback took out. Inside it, so that moves are
+ * renames and the agent's unit needs only that dir writable. Never archived, never restored.
+ */
+export type KburDirKind = 'held' | 'aside' | 'unpack' | 'restored';
+export const KBUR_DIR = /^kbur-(held|aside|unpack|restored)-/;
+export function kburDir(kubernetesDir: string, kind: KburDirKind, restoreId: string): string {
+  return join(kubernetesDir, `kbur-${kind}-${restoreId}`);
+}
+
+/** The manifest where it is, or the copy a restore holds; undefined when there is neither. */
+export async function findManifest(manifest: string): Promise<string | undefined> {
   if (await pathExists(manifest)) return manifest;
   const kubernetesDir = dirname(dirname(manifest));
   const held = (await readdir(kubernetesDir).catch(() => [] as string[])).filter((d) => d.startsWith(HELD_PREFIX)).sort();
@@ -76,7 +102,7 @@ async function heldManifest(manifest: string): Promise<string> {
     const candidate = join(kubernetesDir, dir, basename(manifest));
     if (await pathExists(candidate)) return candidate;
   }
-  return manifest;
+  return undefined;
 }
 
 function hostPorts(urls: string[]): { host: string; port: number }[] {
@@ -88,9 +114,9 @@ function hostPorts(urls: string[]): { host: string; port: number }[] {
 
 /** --flag=value pairs of the container named etcd (or the first container). */
 export async function readEtcdFlags(manifest: string): Promise<Map<string, string>> {
-  let doc: unknown;
+  let text: string;
   try {
-    doc = parse(await readFile(manifest, 'utf8'));
+    text = await readFile(manifest, 'utf8');
   } catch (err) {
     const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
     throw new KburError(
@@ -102,10 +128,24 @@ export async function readEtcdFlags(manifest: string): Promise<Map<string, strin
       },
     );
   }
+  return parseEtcdFlags(text, manifest);
+}
+
+/** The flags of a manifest's text; `source` names it in errors. */
+export function parseEtcdFlags(text: string, source: string): Map<string, string> {
+  let doc: unknown;
+  try {
+    doc = parse(text);
+  } catch (err) {
+    throw new KburError('INVALID_CONFIG', `etcd static pod manifest ${source} cannot be read: ${(err as Error).message}`, {
+      cause: err,
+      hint: 'set etcd.manifest to the etcd static pod manifest, or set etcd.endpoints, etcd.name, etcd.dataDir and etcd.ca by hand',
+    });
+  }
   const containers = (doc as { spec?: { containers?: { name?: string; command?: unknown[]; args?: unknown[] }[] } })?.spec?.containers;
   const container = containers?.find((c) => c.name === 'etcd') ?? containers?.[0];
   if (!container) {
-    throw new KburError('INVALID_CONFIG', `${manifest} is not a pod manifest with an etcd container`, {
+    throw new KburError('INVALID_CONFIG', `${source} is not a pod manifest with an etcd container`, {
       hint: 'set etcd.manifest to the etcd static pod manifest',
     });
   }

@@ -15,9 +15,16 @@ export class LocalEtcd {
 
   private constructor(
     readonly settings: EtcdSettings,
-    private readonly client: Etcd3,
-    private readonly tls: TlsMaterial,
+    private readonly client: Etcd3 | undefined,
+    private readonly tls: TlsMaterial | undefined,
+    /** Why there is no member on this node (reset, or not built yet); undefined when there is one. */
+    readonly missing?: string,
   ) {}
+
+  /** A node without an etcd member: every status says why; `settings` holds what is known of where it goes. */
+  static missing(settings: EtcdSettings, reason: string): LocalEtcd {
+    return new LocalEtcd(settings, undefined, undefined, reason);
+  }
 
   static async open(settings: EtcdSettings): Promise<LocalEtcd> {
     const tls = await readTlsFiles({ ca: settings.ca, cert: settings.cert, key: settings.key }, 'etcd client');
@@ -41,7 +48,7 @@ export class LocalEtcd {
   }
 
   close(): void {
-    this.client.close();
+    this.client?.close();
     this.snapshots?.close();
   }
 
@@ -49,6 +56,7 @@ export class LocalEtcd {
   async status(opts: { keyCount?: boolean } = {}): Promise<EtcdMemberStatus> {
     const base = { endpoint: this.settings.endpoint, dataDir: this.settings.dataDir, name: this.settings.name };
     try {
+      if (!this.client) throw new Error(this.missing);
       const [st, list, keyCount] = await Promise.all([
         this.client.maintenance.status(),
         this.client.cluster.memberList({ linearizable: false }),
@@ -111,6 +119,7 @@ export class LocalEtcd {
     signal: AbortSignal,
   ): Promise<{ header: SnapshotHeader; keyCount: Promise<number>; data: AsyncGenerator<Buffer>; cancel(): void }> {
     const endpoint = this.settings.endpoint;
+    if (!this.tls) throw new KburError('UNAVAILABLE', `no etcd member on this node: ${this.missing}`);
     this.snapshots ??= snapshotChannel(endpoint, this.tls);
     const source = openSnapshotStream(this.snapshots);
     const cancel = (): void => source.cancel();
@@ -144,6 +153,7 @@ export class LocalEtcd {
   /** Keys in the whole keyspace at a revision (0: the latest), read from this member only; -1 if it cannot tell. */
   private async countKeys(revision: number): Promise<number> {
     try {
+      if (!this.client) return -1;
       const res = await this.client.kv.range({
         key: Buffer.from([0]),
         range_end: Buffer.from([0]),

@@ -4,6 +4,7 @@ import { join, relative } from 'node:path';
 import { Readable } from 'node:stream';
 import { create } from 'tar';
 import { KburError } from '../../shared/errors.js';
+import { KBUR_DIR } from '../etcd/discovery.js';
 
 export interface KubernetesArchive {
   /** The tar stream: modes, owners and mtimes kept; symlinks stored as links. */
@@ -24,10 +25,11 @@ export async function archiveKubernetesDir(dir: string, signal: AbortSignal): Pr
       cwd: dir,
       portable: false,
       noPax: false,
-      filter: (_path: string, st: Stats | unknown) => {
-        // Sockets and fifos are not configuration and cannot be archived meaningfully.
+      filter: (path: string, st: Stats | unknown) => {
+        // Sockets and fifos are not configuration and cannot be archived meaningfully; kbur's own
+        // folders hold what a restore moved, not the node's configuration.
         const s = st as Stats;
-        const keep = !(typeof s.isSocket === 'function' && (s.isSocket() || s.isFIFO()));
+        const keep = !(typeof s.isSocket === 'function' && (s.isSocket() || s.isFIFO())) && !KBUR_DIR.test(path.replace(/^\.\//, ''));
         if (keep) count++;
         return keep;
       },

@@ -1,21 +1,24 @@
-import { lstat, mkdir, readdir, readlink, rename, rm } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdir, readdir, readlink, rename, rm, rmdir } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { extract } from 'tar';
 import type { StageSnapshotRequest } from '../../proto/gen/kbur/v1/agent.js';
 import { checkArchive } from '../../shared/archive-check.js';
 import { byCodeUnits } from '../../shared/order.js';
 import { digestFile } from '../../shared/streams.js';
-import { HELD_PREFIX } from '../etcd/discovery.js';
-import { manifestsDir } from '../restore/control-plane.js';
+import { KBUR_DIR, kburDir } from '../etcd/discovery.js';
+import { heldDir, holdManifest, manifestsDir } from '../restore/control-plane.js';
 import { pathExists } from '../../shared/process.js';
 import { readRecord, writeRecord, type RestoreRecord } from '../restore/record.js';
 import { receiveUpload } from '../restore/stage.js';
+import { readdressTree } from './readdress.js';
 import type { AgentState } from '../state.js';
 
 /**
  * Restores the node's kubernetes dir from its archive (a rebuilt machine): the archive is received
- * and checked whole, unpacked beside the kubernetes dir, then moved in file by file. A file it
- * replaces is first moved aside to <kubernetesDir>.kbur-<id>/; files the archive does not have stay.
+ * and checked whole, unpacked into a folder of kbur's inside the kubernetes dir, then moved in file
+ * by file. Static pod manifests are held back (in this restore's held folder): the restore starts
+ * etcd, then the rest, once the data dir is in place. A file it replaces is first moved aside to
+ * <kubernetesDir>/kbur-aside-<id>/; files the archive does not have stay.
  */
 export async function restoreKubernetesDir(
   s: AgentState,
@@ -28,12 +31,16 @@ export async function restoreKubernetesDir(
   await checkArchive(upload.path);
 
   const dir = s.config.kubernetesDir;
-  const work = `${dir}.kbur-restore-${upload.restoreId}`;
+  const work = kburDir(dir, 'unpack', upload.restoreId);
   await rm(work, { recursive: true, force: true });
   await mkdir(work, { mode: 0o700 });
   await extract({ file: upload.path, cwd: work, strict: true, preserveOwner: true, preservePaths: false });
+  // A node moved to a new address (kbur restore --to): its archive is fitted before it is put in place.
+  const readdressed = upload.readdress?.length ? await readdressTree(work, upload.readdress) : [];
 
-  record.kubernetes = record.kubernetes ?? { aside: `${dir}.kbur-${upload.restoreId}`, replaced: [], added: [], done: false };
+  record.kubernetes ??= { aside: kburDir(dir, 'aside', upload.restoreId), replaced: [], added: [], addedDirs: [], done: false };
+  record.kubernetes.addedDirs ??= [];
+  const manifests = relative(dir, manifestsDir(s));
   let unchanged = 0;
   const entries = (await readdir(work, { recursive: true, withFileTypes: true })).sort((a, b) =>
     byCodeUnits(join(a.parentPath, a.name), join(b.parentPath, b.name)),
@@ -41,10 +48,16 @@ export async function restoreKubernetesDir(
   for (const entry of entries) {
     const src = join(entry.parentPath, entry.name);
     const rel = relative(work, src);
-    if (rel.startsWith(HELD_PREFIX)) continue;
+    if (KBUR_DIR.test(rel)) continue;
+    if (!entry.isDirectory() && dirname(rel) === manifests) await holdBack(s, record, entry.name);
     const target = await currentPath(s, record, rel);
     if (entry.isDirectory()) {
-      if (!(await pathExists(target))) await mkdir(target, { recursive: true, mode: (await lstat(src)).mode & 0o7777 });
+      if (!(await pathExists(target))) {
+        record.kubernetes.addedDirs.push(rel);
+        await writeRecord(s.config.stateDir, record);
+        await mkdir(target);
+        await copyModeAndOwner(src, target);
+      }
       continue;
     }
     if (await pathExists(target)) {
@@ -62,26 +75,43 @@ export async function restoreKubernetesDir(
       if (!record.kubernetes.added.includes(rel)) record.kubernetes.added.push(rel);
       await writeRecord(s.config.stateDir, record);
     }
-    await mkdir(dirname(target), { recursive: true });
+    await mkdir(dirname(target), { recursive: true, mode: 0o700 });
     await rename(src, target);
   }
   await rm(work, { recursive: true, force: true });
   record.kubernetes.done = true;
   await writeRecord(s.config.stateDir, record);
   const { replaced, added, aside } = record.kubernetes;
+  const held = record.held.map((h) => h.name);
   return {
     done: [
-      `restored ${dir} from its archive: ${replaced.length} files replaced (the old ones are in ${aside}), ${added.length} added, ${unchanged} unchanged`,
+      `restored ${dir} from its archive: ${replaced.length} files replaced${replaced.length ? ` (the old ones are in ${aside})` : ''}, ${added.length} added, ${unchanged} unchanged` +
+        (held.length ? `; static pod manifests held back until etcd's data is in place: ${held.join(', ')}` : ''),
+      ...readdressed,
     ],
     alreadyDone: false,
   };
 }
 
-/** Undoes restoreKubernetesDir: what it put in place goes to <kubernetesDir>.kbur-<id>-restored/, the old files come back. */
+/**
+ * A static pod manifest of the archive goes to this restore's held folder, not to manifests/: a
+ * running one is held first (as the stop step does), a new one is recorded there so that the
+ * start steps put it in place.
+ */
+async function holdBack(s: AgentState, record: RestoreRecord, name: string): Promise<void> {
+  await holdManifest(s, record, name);
+  if (record.held.some((h) => h.name === name)) return;
+  const to = join(heldDir(s, record.restoreId), name);
+  await mkdir(dirname(to), { recursive: true, mode: 0o700 });
+  record.held.push({ name, from: join(manifestsDir(s), name), to });
+  await writeRecord(s.config.stateDir, record);
+}
+
+/** Undoes restoreKubernetesDir: what it put in place goes to <kubernetesDir>/kbur-restored-<id>/, the old files come back. */
 export async function rollbackKubernetesDir(s: AgentState, record: RestoreRecord): Promise<string[]> {
   const k = record.kubernetes;
   if (!k) return [];
-  const restoredAside = `${s.config.kubernetesDir}.kbur-${record.restoreId}-restored`;
+  const restoredAside = kburDir(s.config.kubernetesDir, 'restored', record.restoreId);
   for (const rel of [...k.added, ...k.replaced]) {
     const target = await currentPath(s, record, rel);
     if (!(await pathExists(target))) continue;
@@ -89,21 +119,34 @@ export async function rollbackKubernetesDir(s: AgentState, record: RestoreRecord
     await rename(target, join(restoredAside, rel));
     if (k.replaced.includes(rel) && (await pathExists(join(k.aside, rel)))) await rename(join(k.aside, rel), target);
   }
+  // Folders the restore made, once empty again: a reset node is left as it was found.
+  for (const rel of [...(k.addedDirs ?? [])].sort((a, b) => b.length - a.length)) {
+    await rmdir(join(s.config.kubernetesDir, rel)).catch(() => undefined);
+  }
   record.kubernetes = undefined;
   await writeRecord(s.config.stateDir, record);
   return [
-    `put back ${k.replaced.length} files of ${s.config.kubernetesDir} the restore had replaced; what it had put there is in ${restoredAside}`,
+    `put back ${k.replaced.length} files of ${s.config.kubernetesDir} the restore had replaced; what it had put there (${k.added.length + k.replaced.length} files) is in ${restoredAside}`,
   ];
 }
 
-/** Where a file of the kubernetes dir lives now: a manifest this restore holds lives in the held folder. */
+/**
+ * Where a file of the kubernetes dir lives now: a manifest this restore holds lives in the held
+ * folder (a new one goes there), until the start steps put it back in manifests/.
+ */
 async function currentPath(s: AgentState, record: RestoreRecord, rel: string): Promise<string> {
   const inManifests = relative(manifestsDir(s), join(s.config.kubernetesDir, rel));
   if (!inManifests.includes('/') && !inManifests.startsWith('..')) {
     const held = record.held.find((h) => h.name === inManifests);
-    if (held && (await pathExists(held.to))) return held.to;
+    if (held && ((await pathExists(held.to)) || !(await pathExists(held.from)))) return held.to;
   }
   return join(s.config.kubernetesDir, rel);
+}
+
+async function copyModeAndOwner(from: string, to: string): Promise<void> {
+  const st = await lstat(from);
+  await chown(to, st.uid, st.gid);
+  await chmod(to, st.mode & 0o7777);
 }
 
 async function sameEntry(a: string, b: string): Promise<boolean> {

@@ -7,14 +7,14 @@ import { KburError } from '../../shared/errors.js';
 import { pathExists } from '../../shared/process.js';
 import { fsyncDir } from '../../shared/streams.js';
 import type { AgentState } from '../state.js';
-import { HELD_PREFIX } from '../etcd/discovery.js';
+import { HELD_PREFIX, kburDir } from '../etcd/discovery.js';
 import { readRecord, writeRecord, type RestoreRecord } from './record.js';
 
 const run = promisify(execFile);
 
 /** Stopped first and started last, so that nothing runs on stale or missing etcd data. */
 export const CONTROL_PLANE_MANIFESTS = ['kube-apiserver.yaml', 'kube-controller-manager.yaml', 'kube-scheduler.yaml'];
-const ETCD_MANIFEST = 'etcd.yaml';
+export const ETCD_MANIFEST = 'etcd.yaml';
 
 export function manifestsDir(s: AgentState): string {
   return s.etcd.settings.manifest ? dirname(s.etcd.settings.manifest) : join(s.config.kubernetesDir, 'manifests');
@@ -22,7 +22,7 @@ export function manifestsDir(s: AgentState): string {
 
 /** Beside manifests/ (same filesystem, so moves are renames) and outside the kubelet's sight. */
 export function heldDir(s: AgentState, restoreId: string): string {
-  return join(s.config.kubernetesDir, `${HELD_PREFIX}${restoreId}`);
+  return kburDir(s.config.kubernetesDir, 'held', restoreId);
 }
 
 export function etcdMode(s: AgentState): 'static-pod' | 'systemd' {
@@ -51,6 +51,8 @@ export async function stopControlPlane(s: AgentState, restoreId: string): Promis
     if (await holdManifest(s, record, name)) done.push(`moved ${name} out of ${manifestsDir(s)}`);
   }
   if (await stopEtcdUnit(s, record)) done.push(`stopped ${s.config.etcd.unit}`);
+  // A node without a member (reset) has nothing to stop; its restore step waits on the member its archive describes.
+  if (s.etcd.missing) return { done: [...done, 'no etcd member here (a reset node): nothing to stop'], alreadyDone: false };
   await waitEtcdStopped(s);
   return { done, alreadyDone: done.length === 0 };
 }
@@ -78,14 +80,17 @@ export async function startEtcd(s: AgentState, restoreId: string): Promise<{ don
   } else if (await releaseManifest(s, record, ETCD_MANIFEST)) {
     done.push(`moved ${ETCD_MANIFEST} back into ${manifestsDir(s)}`);
   }
-  await waitEtcdAnswers(s);
+  await waitEtcdAnswers(s, restoreId);
   return { done, alreadyDone: done.length === 0 };
 }
 
 export async function startControlPlane(s: AgentState, restoreId: string): Promise<{ done: string[]; alreadyDone: boolean }> {
   const record = await readRecord(s.config.stateDir, restoreId);
   const done: string[] = [];
-  for (const name of CONTROL_PLANE_MANIFESTS) {
+  // Every manifest this restore holds but etcd's: the control plane's, and any other static pod its archive had.
+  const held = record.held.map((h) => h.name).filter((n) => n !== ETCD_MANIFEST);
+  const ordered = [...CONTROL_PLANE_MANIFESTS.filter((n) => held.includes(n)), ...held.filter((n) => !CONTROL_PLANE_MANIFESTS.includes(n))];
+  for (const name of ordered) {
     if (await releaseManifest(s, record, name)) done.push(`moved ${name} back into ${manifestsDir(s)}`);
   }
   // The held folder is kbur's own; once empty it has no reason to stay.
@@ -125,7 +130,7 @@ export async function holdManifest(s: AgentState, record: RestoreRecord, name: s
   return true;
 }
 
-async function releaseManifest(s: AgentState, record: RestoreRecord, name: string): Promise<boolean> {
+export async function releaseManifest(s: AgentState, record: RestoreRecord, name: string): Promise<boolean> {
   const held = record.held.find((h) => h.name === name);
   if (!held || !(await pathExists(held.to))) return false;
   if (await pathExists(held.from)) {
@@ -166,12 +171,22 @@ export async function waitEtcdStopped(s: AgentState): Promise<void> {
   }
 }
 
-async function waitEtcdAnswers(s: AgentState): Promise<void> {
+async function waitEtcdAnswers(s: AgentState, restoreId: string): Promise<void> {
   const deadline = Date.now() + s.config.etcd.stopTimeout * 1000;
   for (;;) {
     const st = await s.etcd.status();
     if (st.reachable) return;
     if (Date.now() > deadline) {
+      const dataDir = s.etcd.settings.dataDir;
+      if (etcdMode(s) === 'static-pod' && (await etcdPids(dataDir)).length === 0) {
+        throw new KburError(
+          'UNAVAILABLE',
+          `${ETCD_MANIFEST} is in ${manifestsDir(s)}, but ${s.config.etcd.stopTimeout} s later no etcd runs on ${dataDir}: the kubelet did not start it`,
+          {
+            hint: `check that the kubelet runs (systemctl status kubelet; journalctl -u kubelet) and that its staticPodPath (/var/lib/kubelet/config.yaml) is ${manifestsDir(s)}; once etcd runs, kbur restore --resume ${restoreId}`,
+          },
+        );
+      }
       throw new KburError(
         'UNAVAILABLE',
         `etcd on ${s.etcd.settings.endpoint} does not answer ${s.config.etcd.stopTimeout} s after it was started: ${st.error}`,

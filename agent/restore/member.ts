@@ -10,14 +10,16 @@ import { rollbackKubernetesDir } from '../kubernetes/restore.js';
 import type { AgentState } from '../state.js';
 import {
   CONTROL_PLANE_MANIFESTS,
+  ETCD_MANIFEST,
   etcdMode,
   holdManifest,
+  manifestsDir,
   startControlPlane,
   startEtcd,
   stopEtcdUnit,
   waitEtcdStopped,
 } from './control-plane.js';
-import { readRecord, restoreDir, writeRecord } from './record.js';
+import { readRecord, restoreDir, writeRecord, type RestoreRecord } from './record.js';
 import { findRestoreTool, toolEnv } from './tool.js';
 
 const run = promisify(execFile);
@@ -35,6 +37,11 @@ export async function restoreMember(s: AgentState, req: RestoreEtcdMemberRequest
   const dataDir = s.etcd.settings.dataDir;
   const record = await readRecord(stateDir, req.restoreId);
   if (record.restored) return { done: [], alreadyDone: true };
+  if (s.etcd.missing) {
+    throw new KburError('FAILED_PRECONDITION', `cannot restore the member: ${s.etcd.missing}`, {
+      hint: `its archive must be unpacked first (the restore-kubernetes step of kbur restore --resume ${req.restoreId})`,
+    });
+  }
   if (!record.staged || !(await pathExists(record.staged.path))) {
     throw new KburError('FAILED_PRECONDITION', `no staged snapshot for restore ${req.restoreId} on this node`, {
       hint: 'stage it first (kbur restore does)',
@@ -105,7 +112,6 @@ export async function restoreMember(s: AgentState, req: RestoreEtcdMemberRequest
 /** Puts this node back as it was before the restore: the old data dir in place, etcd and the control plane started. */
 export async function rollbackMember(s: AgentState, restoreId: string): Promise<{ done: string[]; alreadyDone: boolean }> {
   const { stateDir } = s.config;
-  const dataDir = s.etcd.settings.dataDir;
   // A restore that changed anything here recorded it first: without a record there is nothing to put back (nor to stop).
   if (!(await pathExists(join(restoreDir(stateDir, restoreId), 'record.json')))) return { done: [], alreadyDone: true };
   const record = await readRecord(stateDir, restoreId);
@@ -114,9 +120,23 @@ export async function rollbackMember(s: AgentState, restoreId: string): Promise<
   const names = [...CONTROL_PLANE_MANIFESTS, ...(etcdMode(s) === 'static-pod' ? ['etcd.yaml'] : [])];
   for (const name of names) if (await holdManifest(s, record, name)) done.push(`moved ${name} out to stop it`);
   if (await stopEtcdUnit(s, record)) done.push(`stopped ${s.config.etcd.unit}`);
+  // A node still without a member (reset, its archive not unpacked yet) has no data dir of this restore's.
+  if (!s.etcd.missing) await rollbackDataDir(s, record, done);
+  done.push(...(await rollbackKubernetesDir(s, record)));
+  // A node the restore found reset had no etcd manifest: it is left without one, etcd stopped.
+  if (await etcdToStart(s, record)) done.push(...(await startEtcd(s, restoreId)).done);
+  else done.push('no etcd manifest here before the restore: etcd stays stopped, as the restore found this node');
+  done.push(...(await startControlPlane(s, restoreId)).done);
+  record.rolledBack = true;
+  await writeRecord(stateDir, record);
+  return { done, alreadyDone: false };
+}
+
+async function rollbackDataDir(s: AgentState, record: RestoreRecord, done: string[]): Promise<void> {
+  const dataDir = s.etcd.settings.dataDir;
   await waitEtcdStopped(s);
   if (record.restored && (await pathExists(dataDir))) {
-    const restoredAside = `${asideDir(dataDir, restoreId)}-restored`;
+    const restoredAside = `${asideDir(dataDir, record.restoreId)}-restored`;
     await rename(dataDir, restoredAside);
     done.push(`moved the restored data dir aside to ${restoredAside}`);
   }
@@ -126,12 +146,13 @@ export async function rollbackMember(s: AgentState, restoreId: string): Promise<
   }
   await fsyncDir(dirname(dataDir));
   record.restored = false;
-  await writeRecord(stateDir, record);
-  done.push(...(await rollbackKubernetesDir(s, record)));
-  done.push(...(await startEtcd(s, restoreId)).done, ...(await startControlPlane(s, restoreId)).done);
-  record.rolledBack = true;
-  await writeRecord(stateDir, record);
-  return { done, alreadyDone: false };
+  await writeRecord(s.config.stateDir, record);
+}
+
+async function etcdToStart(s: AgentState, record: RestoreRecord): Promise<boolean> {
+  if (etcdMode(s) === 'systemd') return true;
+  const held = record.held.find((h) => h.name === ETCD_MANIFEST);
+  return (held !== undefined && (await pathExists(held.to))) || pathExists(join(manifestsDir(s), ETCD_MANIFEST));
 }
 
 async function chownTree(path: string, uid: number, gid: number): Promise<void> {

@@ -21,7 +21,7 @@ export interface RestoreRecord {
   restored?: boolean;
   rolledBack?: boolean;
   /** --with-kubernetes-dir: files (relative to the kubernetes dir) the archive replaced or added. */
-  kubernetes?: { aside: string; replaced: string[]; added: string[]; done: boolean };
+  kubernetes?: { aside: string; replaced: string[]; added: string[]; addedDirs?: string[]; done: boolean };
 }
 
 export function assertRestoreId(id: string): void {

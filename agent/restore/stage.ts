@@ -11,6 +11,8 @@ export interface UploadHeader {
   restoreId: string;
   size: number;
   sha256: string;
+  /** RestoreKubernetesDir only: node addresses to change in the archive (kbur restore --to). */
+  readdress?: { from: string; to: string }[];
 }
 
 /** An upload for a restore (a header with its restore id, then bytes) into that restore's folder of the state dir. */

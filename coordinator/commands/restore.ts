@@ -9,6 +9,7 @@ import { ExitCode } from '../exit-codes.js';
 import { Journal } from '../restore/journal.js';
 import { describePlan, preflight } from '../restore/plan.js';
 import { executeRestore, executeRollback } from '../restore/run.js';
+import { loadTargets } from '../restore/targets.js';
 import { loadIdentity, type AgeIdentity } from '../repository/seal.js';
 import { signatureNote } from '../repository/signing.js';
 import { measured, recordRestore } from '../run-metrics.js';
@@ -22,6 +23,10 @@ export interface RestoreOptions extends GlobalOptions {
   withKubernetesDir?: boolean;
   /** After etcd, also restore every application dump of the backup (safety dump first, on each node). */
   dumps?: boolean;
+  /** --nodes a,b: a cluster of just these nodes of kbur.yaml; the others join it later. */
+  nodes?: string;
+  /** --to FILE: the backup's nodes come back at new addresses, on the agents the file names. */
+  to?: string;
   /** Only this namespace's missing keys, into the running cluster. */
   namespace?: string;
   resource?: string;
@@ -58,14 +63,34 @@ export async function run(opts: RestoreOptions): Promise<ExitCode> {
       hint: 'kbur restore --help',
     });
   }
+  if (opts.nodes !== undefined && opts.to !== undefined) {
+    throw new KburError('INVALID_ARGUMENT', '--nodes and --to do not go together: the --to file names the nodes to restore', {
+      hint: 'list only the nodes to restore in the --to file',
+    });
+  }
+  if ((opts.nodes !== undefined || opts.to !== undefined) && !opts.id) {
+    throw new KburError(
+      'INVALID_ARGUMENT',
+      '--nodes and --to go with a backup id: a resumed or rolled back restore keeps the nodes it started with',
+      { hint: 'kbur restore ID --nodes node-1[,node-2], or kbur restore ID --to FILE' },
+    );
+  }
   const ctx = await loadContext(opts);
   const identity = await loadIdentity(opts.identity);
-  const agents = await connectAgents(ctx);
+  const known = ctx.config.nodes.map((n) => n.name);
+  const only = opts.nodes === undefined ? undefined : nodeList(opts.nodes, known);
+  const targets = opts.to === undefined ? undefined : await loadTargets(opts.to);
+  // A resumed or rolled back restore talks to the agents its plan names (new ones, after --to).
+  const journal =
+    opts.resume || opts.rollback ? await Journal.load(ctx.repository, ctx.config.cluster, (opts.resume ?? opts.rollback)!) : undefined;
+  const agents = await connectAgents(
+    ctx,
+    journal ? journal.plan.nodes.map((n) => ({ name: n.node, agent: n.agent })) : targets?.map((t) => ({ name: t.name, agent: t.agent })),
+  );
   const say = (line: string): void => void ctx.out.write(`${line}\n`);
   try {
     const base = { agents, repository: ctx.repository, identity, log: ctx.log, signal: opts.signal, say };
-    if (opts.resume || opts.rollback) {
-      const journal = await Journal.load(ctx.repository, ctx.config.cluster, (opts.resume ?? opts.rollback)!);
+    if (journal) {
       say(describePlan(journal.plan));
       say(`journal: ${journal.data.status}, ${journal.data.entries.filter((e) => e.state === 'done').length} steps done`);
       if (!(await confirm(ctx, opts, opts.resume ? 'resume this restore' : 'roll this restore back'))) return ExitCode.CANCELLED;
@@ -90,11 +115,12 @@ export async function run(opts: RestoreOptions): Promise<ExitCode> {
       cluster: ctx.config.cluster,
       backupId: opts.id!,
       restoreId,
-      agents,
+      agents: only ? agents.filter((a) => only.includes(a.node.name)) : agents,
       withKubernetesDir: Boolean(opts.withKubernetesDir),
       withDumps: Boolean(opts.dumps),
       identity,
       dryRun: Boolean(opts.dryRun),
+      targets,
       signal: opts.signal,
     });
     check.plan?.notes.push(signatureNote(ctx.signing));
@@ -115,11 +141,11 @@ export async function run(opts: RestoreOptions): Promise<ExitCode> {
     }
     if (!(await confirm(ctx, opts, `restore ${plan.nodes.length} members from backup ${plan.backupId}; this stops the control plane`)))
       return ExitCode.CANCELLED;
-    const journal = await Journal.create(ctx.repository, plan);
+    const created = await Journal.create(ctx.repository, plan);
     say(`restore ${restoreId} started; if it is interrupted: kbur restore --resume ${restoreId} (or --rollback ${restoreId})`);
     await measured(
       (r) => recordRestore(ctx, r),
-      () => executeRestore({ ...base, journal }),
+      () => executeRestore({ ...base, journal: created }),
     );
     if (opts.dumps) await restoreAllDumps(ctx, agents, plan.backupId, restoreId, identity, say, opts.signal);
     say(
@@ -129,6 +155,19 @@ export async function run(opts: RestoreOptions): Promise<ExitCode> {
   } finally {
     for (const a of agents) a.close();
   }
+}
+
+/** The names --nodes gives, each a node of kbur.yaml. */
+function nodeList(value: string, known: string[]): string[] {
+  const names = value.split(',').map((n) => n.trim());
+  for (const name of names) {
+    if (!known.includes(name)) {
+      throw new KburError('INVALID_ARGUMENT', `--nodes: "${name}" is not a node of kbur.yaml (${known.join(', ')})`, {
+        hint: 'name nodes as kbur.yaml does, separated by commas: --nodes node-1,node-2',
+      });
+    }
+  }
+  return [...new Set(names)];
 }
 
 /** --dumps: every dump of the backup back on its node, once etcd is restored and verified. */

@@ -8,7 +8,7 @@ import { isSealed, readSealed, type AgeIdentity } from './seal.js';
  * Rereads an artifact and compares it with its manifest entry: size, sha256, and for the etcd
  * snapshot its own integrity hash. A sealed one (compressed or encrypted by kbur): its stored bytes,
  * and, when it can be opened (not encrypted, or `identity` is one of its recipients), its plaintext
- * too. `problem` says what is wrong; `digest` is what was read, when the file could be read whole.
+ * too (unless `payload: false`: then only that `identity` opens its age header). `problem` says what is wrong; `digest` is what was read, when the file could be read whole.
  */
 export async function checkArtifact(
   repository: Repository,
@@ -16,9 +16,10 @@ export async function checkArtifact(
   a: Artifact,
   signal: AbortSignal,
   identity?: AgeIdentity,
+  opts: { payload?: boolean } = {},
 ): Promise<{ digest?: FileDigest; plain?: FileDigest; problem?: string }> {
   if (isSealed(a)) {
-    const { stored, plain, problem } = await readSealed(repository, manifest, a, identity, signal);
+    const { stored, plain, problem } = await readSealed(repository, manifest, a, identity, signal, opts);
     return { digest: stored, plain, problem };
   }
   let digest: FileDigest;

@@ -4,7 +4,7 @@ import { dirname, join, normalize, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { KburError } from '../../shared/errors.js';
 import { pathExists } from '../../shared/process.js';
-import { BACKUP_ID, checkId, manifestSchema, verificationSchema, type Manifest, type Verification } from '../../shared/manifest.js';
+import { BACKUP_ID, checkId, parseManifest, verificationSchema, type Manifest, type Verification } from '../../shared/manifest.js';
 import { AtomicFile, digestFile, writeFileAtomic, type FileDigest } from '../../shared/streams.js';
 import type { ArtifactWriter, BackupListing, BackupWriter, Repository } from './repository.js';
 
@@ -76,17 +76,7 @@ export class LocalRepository implements Repository {
             hint: 'kbur list shows the backups there are',
           });
     }
-    const parsed = manifestSchema.safeParse(safeJson(text));
-    if (!parsed.success) {
-      throw new KburError(
-        'DATA_LOSS',
-        `${file} is not a valid kbur manifest: ${parsed.error.issues[0]?.path.join('.')}: ${parsed.error.issues[0]?.message}`,
-        {
-          hint: 'the manifest was damaged or written by an incompatible kbur; do not restore from this backup',
-        },
-      );
-    }
-    return parsed.data;
+    return parseManifest(safeJson(text), file);
   }
 
   async openArtifact(cluster: string, id: string, relPath: string): Promise<Readable> {

@@ -14,7 +14,7 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import { KburError, errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
-import { BACKUP_ID, checkId, manifestSchema, verificationSchema, type Manifest, type Verification } from '../../shared/manifest.js';
+import { BACKUP_ID, checkId, parseManifest, verificationSchema, type Manifest, type Verification } from '../../shared/manifest.js';
 import { StreamDigest, type FileDigest } from '../../shared/streams.js';
 import type { S3RepositoryConfig } from '../config.js';
 import type { ArtifactWriter, BackupListing, BackupWriter, Repository } from './repository.js';
@@ -133,15 +133,7 @@ export class S3Repository implements Repository {
             hint: 'kbur list shows the backups there are',
           });
     }
-    const parsed = manifestSchema.safeParse(safeJson(text));
-    if (!parsed.success) {
-      throw new KburError(
-        'DATA_LOSS',
-        `${this.url(`${dir}manifest.json`)} is not a valid kbur manifest: ${parsed.error.issues[0]?.path.join('.')}: ${parsed.error.issues[0]?.message}`,
-        { hint: 'the manifest was damaged or written by an incompatible kbur; do not restore from this backup' },
-      );
-    }
-    return parsed.data;
+    return parseManifest(safeJson(text), this.url(`${dir}manifest.json`));
   }
 
   async openArtifact(cluster: string, id: string, relPath: string): Promise<Readable> {

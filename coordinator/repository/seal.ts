@@ -2,10 +2,11 @@ import { readFile } from 'node:fs/promises';
 import { Duplex, PassThrough, Readable, Transform, Writable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
-import { Decrypter, Encrypter, identityToRecipient } from 'age-encryption';
+import { Encrypter, identityToRecipient } from 'age-encryption';
 import { KburError, errorMessage } from '../../shared/errors.js';
 import type { Artifact, Manifest } from '../../shared/manifest.js';
 import { StreamDigest, type FileDigest } from '../../shared/streams.js';
+import { AgeDecryptStream, ageEncryptStream, ageHeaderCheck } from './age-stream.js';
 import type { ArtifactWriter, BackupWriter, Repository } from './repository.js';
 
 /**
@@ -68,7 +69,7 @@ export async function createSealed(
   try {
     stages = [
       ...(kburCompresses ? [compressor(seal.compression as 'gzip' | 'zstd')] : []),
-      ...(encrypt ? [await ageEncrypter(seal.recipients)] : []),
+      ...(encrypt ? [await ageEncryptStream(seal.recipients)] : []),
     ];
   } catch (err) {
     await file.abort();
@@ -133,15 +134,6 @@ function compressor(c: Exclude<Compression, 'none'>): Duplex {
 
 function decompressor(c: Exclude<Compression, 'none'>): Duplex {
   return c === 'zstd' ? zlib.createZstdDecompress({ chunkSize: CHUNK }) : zlib.createGunzip({ chunkSize: CHUNK });
-}
-
-/** age's own streaming encryption (web streams) as a Node Duplex. */
-async function ageEncrypter(recipients: string[]): Promise<Duplex> {
-  const e = new Encrypter();
-  for (const r of recipients) e.addRecipient(r);
-  const through = new TransformStream<Uint8Array, Uint8Array>();
-  const out = await e.encrypt(through.readable);
-  return Duplex.fromWeb({ writable: through.writable, readable: out });
 }
 
 /** Dumps are compressed and decompressed by their agent; the snapshot and node archives by kbur. */
@@ -234,11 +226,12 @@ export async function openPlain(repository: Repository, m: Manifest, a: Artifact
   front.catch(() => undefined); // surfaces through the decrypted stream
   let bytes: Readable = stored;
   if (a.encryption === 'age') {
-    const d = new Decrypter();
-    for (const k of identity!.keys) d.addIdentity(k);
+    const d = new AgeDecryptStream(identity!.keys);
+    pipeline(stored, d).catch(() => undefined); // surfaces through the decrypted stream
     try {
-      // age reads the header here, before resolving: a wrong identity fails now, not mid-stream.
-      bytes = Readable.fromWeb(await d.decrypt(Readable.toWeb(stored) as ReadableStream<Uint8Array>));
+      // The header is read and its MAC checked first: a wrong identity fails now, not mid-stream.
+      await d.header;
+      bytes = d;
     } catch (err) {
       source.destroy();
       throw new KburError('FAILED_PRECONDITION', `cannot decrypt ${a.path} with the identity in ${identity!.file}: ${errorMessage(err)}`, {
@@ -255,7 +248,9 @@ export async function openPlain(repository: Repository, m: Manifest, a: Artifact
 
 /**
  * Reads a sealed artifact whole and checks it as openPlain does; without an identity that opens
- * it, only the stored bytes. What was read, or why it does not hold.
+ * it, only the stored bytes. With `payload: false`, only the stored bytes and, when encrypted, that
+ * the identity opens its header: no decryption nor decompression (for a reader that checks the
+ * plaintext anyway before it acts on it). What was read, or why it does not hold.
  */
 export async function readSealed(
   repository: Repository,
@@ -263,11 +258,17 @@ export async function readSealed(
   a: Artifact,
   identity: AgeIdentity | undefined,
   signal: AbortSignal,
+  opts: { payload?: boolean } = {},
 ): Promise<{ stored?: FileDigest; plain?: FileDigest; problem?: string }> {
   try {
-    if (a.encryption === 'age' && identityProblem(a, identity)) {
-      const stored = new DigestPass({ want: a, what: a.path });
-      await pipeline(await repository.openArtifact(m.cluster, m.id, a.path), stored, discard(), { signal });
+    const locked = a.encryption === 'age' && identityProblem(a, identity) !== undefined;
+    if (locked || opts.payload === false) {
+      const stored = new DigestPass({ want: a, what: `${a.path} (as stored)` });
+      const sink =
+        !locked && a.encryption === 'age'
+          ? ageHeaderCheck(identity!.keys, `cannot decrypt ${a.path} with the identity in ${identity!.file}`)
+          : discard();
+      await pipeline(await repository.openArtifact(m.cluster, m.id, a.path), stored, sink, { signal });
       return { stored: stored.result() };
     }
     const plain = new DigestPass();

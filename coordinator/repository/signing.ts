@@ -3,7 +3,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { text } from 'node:stream/consumers';
 import { z } from 'zod';
 import { KburError, errorMessage } from '../../shared/errors.js';
-import { manifestSchema, type Manifest } from '../../shared/manifest.js';
+import { parseManifest, type Manifest } from '../../shared/manifest.js';
 import { pathExists } from '../../shared/process.js';
 import type { BackupWriter, Repository } from './repository.js';
 
@@ -179,9 +179,12 @@ async function readSignedManifest(inner: Repository, keys: SigningKeys, cluster:
         : `its manifest is signed by another key, ${parsed.data.keyId}`,
     );
   }
-  const manifest = manifestSchema.safeParse(value);
-  if (!manifest.success) throw refuse('its signed manifest is not a valid kbur manifest');
-  return manifest.data;
+  // Through the one parser, which also brings a manifest of an older schema to the current one.
+  try {
+    return parseManifest(value, 'manifest.json');
+  } catch {
+    throw refuse('its signed manifest is not a valid kbur manifest');
+  }
 }
 
 /** What a backup or a plan says about signatures. */

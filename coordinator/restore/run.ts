@@ -138,15 +138,27 @@ async function runStep(r: RestoreRun, step: StepName): Promise<void> {
         return res.done;
       });
     case 'restore-kubernetes': {
-      if (!plan.withKubernetesDir) return;
+      // Before the member: a rebuilt node learns its member's settings from the archive's etcd manifest.
+      const nodes = plan.nodes.filter((n) => n.restoreKubernetesDir || plan.withKubernetesDir).map((n) => n.node);
+      if (nodes.length === 0) return;
       const manifest = await r.repository.readManifest(plan.cluster, plan.backupId);
-      return perNode(r, step, async (node) => {
-        const archive = manifest.artifacts.find((a) => a.kind === 'kubernetes-dir' && a.node === node)!;
-        const stream = await openPlain(r.repository, manifest, archive, r.identity);
-        return (
-          await agent(node).restoreKubernetesDir({ restoreId: plan.restoreId, ...plainDigest(archive), localCopy: '' }, stream, r.signal)
-        ).done;
-      });
+      return perNode(
+        r,
+        step,
+        async (node) => {
+          const from = plan.nodes.find((n) => n.node === node)?.archiveFrom || node;
+          const archive = manifest.artifacts.find((a) => a.kind === 'kubernetes-dir' && a.node === from)!;
+          const stream = await openPlain(r.repository, manifest, archive, r.identity);
+          return (
+            await agent(node).restoreKubernetesDir(
+              { restoreId: plan.restoreId, ...plainDigest(archive), localCopy: '', readdress: plan.readdress },
+              stream,
+              r.signal,
+            )
+          ).done;
+        },
+        [nodes],
+      );
     }
     case 'start-etcd':
       return perNode(r, step, async (node) => (await agent(node).restoreStep('StartEtcd', plan.restoreId)).done);
@@ -160,7 +172,7 @@ async function runStep(r: RestoreRun, step: StepName): Promise<void> {
 }
 
 function stageHeader(plan: RestorePlan, localCopy = ''): StageSnapshotHeader {
-  return { restoreId: plan.restoreId, size: plan.snapshot.size, sha256: plan.snapshot.sha256, localCopy };
+  return { restoreId: plan.restoreId, size: plan.snapshot.size, sha256: plan.snapshot.sha256, localCopy, readdress: [] };
 }
 
 /** Stages one node's snapshot from the copy it keeps; journaled; a failure is said and left to the upload. */
@@ -312,16 +324,19 @@ export async function executeRollback(r: RestoreRun): Promise<void> {
     await journal.setStatus('failed');
     throw failed.reason;
   }
-  // The members restarted on their old data dirs: the old cluster, old member list.
-  const detail = await waitForOldQuorum(r);
+  // The members restarted on their old data dirs: the old cluster, old member list. Nodes the
+  // restore found reset are left so, without etcd.
+  const detail = await waitForOldQuorum(r, new Set(journal.plan.nodes.filter((n) => !n.rebuild).map((n) => n.node)));
   r.say(`rollback: ${detail}`);
   await journal.setStatus('rolled-back');
 }
 
-function waitForOldQuorum(r: RestoreRun): Promise<string> {
+async function waitForOldQuorum(r: RestoreRun, nodes: Set<string>): Promise<string> {
+  if (nodes.size === 0) return 'every node was found reset and is left so, without etcd';
   return pollNodes<string>(
     r,
-    (infos) => {
+    (all) => {
+      const infos = all.filter((_, i) => nodes.has(r.journal.plan.nodes[i]!.node));
       const ok = infos.filter(
         (i): i is GetNodeInfoResponse => !(i instanceof Error) && Boolean(i.etcd?.reachable && i.etcd.leaderId && i.etcd.leaderId !== '0'),
       );

@@ -10,9 +10,14 @@ export interface KburRun {
   stderr: string;
 }
 
-/** Starts the real kbur CLI as a child process, as an operator or a timer would. */
-export function spawnKbur(args: string[], env: NodeJS.ProcessEnv = {}): { child: ChildProcess; done: Promise<KburRun> } {
-  const child = spawn(process.execPath, [...NODE_FLAGS, KBUR_BIN, ...args], {
+/** Starts the real kbur CLI as a child process, as an operator or a timer would (`command`: another kbur, e.g. the installed one). */
+export function spawnKbur(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  command: string[] = [process.execPath, ...NODE_FLAGS, KBUR_BIN],
+): { child: ChildProcess; done: Promise<KburRun> } {
+  const [file, ...before] = command;
+  const child = spawn(file!, [...before, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...env },
   });

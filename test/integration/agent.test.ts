@@ -39,6 +39,7 @@ import {
   type SnapshotTrailer,
 } from '../../proto/gen/kbur/v1/agent.js';
 import { KBUR_VERSION } from '../../shared/version.js';
+import { wireCheckInterceptor } from '../../shared/wire.js';
 import { createSandbox, waitForEtcdHealthy, type KburIdentity, type Sandbox, type SandboxNode } from '../sandbox/cluster.js';
 
 const run = promisify(execFile);
@@ -256,6 +257,8 @@ describe('kbur-agent', function () {
     const client = new AgentServiceClient(node.agentAddress, await channelCredentials(who), {
       'grpc.use_local_subchannel_pool': 1,
       'grpc.max_receive_message_length': 16 << 20,
+      // Our versions on every call, as kbur sends them (the agent refuses a caller of another wire contract).
+      interceptors: [wireCheckInterceptor(node.name)],
     });
     clients.push(client);
     return client;

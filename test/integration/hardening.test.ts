@@ -27,6 +27,7 @@ import type { Manifest } from '../../shared/manifest.js';
 import { runKbur } from '../helpers/kbur.js';
 import { appendToTar, paxEntry, tarArchive } from '../helpers/tar.js';
 import { createSandbox, type KburIdentity, type Sandbox, type SandboxNode } from '../sandbox/cluster.js';
+import { wireCheckInterceptor } from '../../shared/wire.js';
 
 const DEADLINE_MS = 20_000;
 const exec = promisify(execFile);
@@ -66,6 +67,8 @@ describe('hardening: crafted requests and races against one agent', function () 
     const pair = sb().kburPki.cert(who);
     const c = new AgentServiceClient(node.agentAddress, credentials.createSsl(ca, await readFile(pair.key), await readFile(pair.cert)), {
       'grpc.use_local_subchannel_pool': 1,
+      // Our versions on every call, as kbur sends them (the agent refuses a caller of another wire contract).
+      interceptors: [wireCheckInterceptor(node.name)],
     });
     clients.push(c);
     return c;
@@ -210,7 +213,10 @@ describe('hardening: crafted requests and races against one agent', function () 
     const upload = new Promise<Outcome>((resolve) => {
       const call = admin.restoreKubernetesDir(new Metadata(), deadline(), (err) => resolve(outcomeOf(err)));
       call.write({
-        kind: { $case: 'header', value: { restoreId: '20261130T120000Z-0004', size: tar.length, sha256: sha256(tar), localCopy: '' } },
+        kind: {
+          $case: 'header',
+          value: { restoreId: '20261130T120000Z-0004', size: tar.length, sha256: sha256(tar), localCopy: '', readdress: [] },
+        },
       });
       call.write({ kind: { $case: 'data', value: tar } });
       call.end();

@@ -244,7 +244,7 @@ describe('kbur restore on a 3-member TLS etcd', function () {
     await waitHealthy();
     expect(await readFile(adminConf, 'utf8')).to.equal(original);
     expect((await stat(adminConf)).mode & 0o777).to.equal(0o600);
-    expect(await readFile(join(`${n1.kubernetesDir}.kbur-${rid}`, 'admin.conf'), 'utf8')).to.equal('rewritten by someone\n');
+    expect(await readFile(join(n1.kubernetesDir, `kbur-aside-${rid}`, 'admin.conf'), 'utf8')).to.equal('rewritten by someone\n');
     expect((await stat(join(n2.kubernetesDir, 'pki', 'ca.crt'))).isFile()).to.equal(true);
     expect(await readFile(join(n3.kubernetesDir, 'notes.txt'), 'utf8')).to.equal('local notes\n');
     for (const node of sandbox.nodes) {

@@ -172,6 +172,40 @@ describe('encrypted, compressed and signed backup sets on a 3-member TLS etcd', 
     expect(await readFile(adminConf, 'utf8')).to.equal(original);
   });
 
+  it('decrypts the snapshot once: preflight checks its stored bytes and age header, staging its plaintext before anything stops', async function () {
+    const m = await backup(sealedConfig);
+    const dir = backupDir(m.id);
+    // The stored bytes are whole, but the manifest's plaintext sha256 is not theirs: only decrypting finds it.
+    const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as Manifest;
+    const entry = manifest.artifacts.find((a) => a.kind === 'etcd-snapshot')!;
+    entry.plaintext = { ...entry.plaintext!, sha256: 'f'.repeat(64) };
+    await writeFile(join(dir, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
+    const dry = await kbur(sealedConfig, 'restore', m.id, '--dry-run', '--identity', key());
+    expect(dry.code, dry.stdout + dry.stderr).to.equal(9);
+    expect(dry.stderr).to.match(/snapshot etcd\/snapshot\.db\.zst\.age: .*\(decrypted\).*the manifest says \d+ bytes with sha256 f{64}/);
+
+    const untouched = async (): Promise<Record<string, string>> =>
+      Object.fromEntries(Object.entries(await fingerprint()).filter(([k]) => !k.endsWith('state dir') && !k.includes('/state')));
+    const before = await untouched();
+    const run = await kbur(sealedConfig, 'restore', m.id, '--yes', '--identity', key());
+    expect(run.code, run.stdout + run.stderr).to.equal(5);
+    expect(run.stdout).to.match(
+      /^stage node-1: FAILED: etcd\/snapshot\.db\.zst\.age \(decrypted\): .*the manifest says \d+ bytes with sha256 f{64}/m,
+    );
+    expect(run.stdout).to.not.match(/^stop /m);
+    expect(await untouched()).to.deep.equal(before);
+
+    // A manifest that names the wrong recipient is refused by the header check, before any agent is asked.
+    const other = (await exec('age-keygen', ['-y', otherKey()])).stdout.trim();
+    entry.plaintext = m.artifacts.find((a) => a.kind === 'etcd-snapshot')!.plaintext;
+    entry.recipients = [other];
+    await writeFile(join(dir, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
+    const lying = await kbur(sealedConfig, 'restore', m.id, '--yes', '--identity', otherKey());
+    expect(lying.code, lying.stdout + lying.stderr).to.equal(9);
+    expect(lying.stderr).to.match(/cannot decrypt etcd\/snapshot\.db\.zst\.age with the identity in .*other-key\.txt: no identity matched/);
+    expect(await untouched()).to.deep.equal(before);
+  });
+
   it('refuses, with signing set, a node archive altered with its hashes fixed up in the manifest', async function () {
     const m = await backup(signedConfig);
     const dir = backupDir(m.id);

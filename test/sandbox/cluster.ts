@@ -4,16 +4,16 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { get } from 'node:http';
 import { connect } from 'node:net';
 import { dirname, isAbsolute, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Etcd3 } from 'etcd3';
-import { stringify } from 'yaml';
+import { parse, stringify } from 'yaml';
 import { Kubelet } from './kubelet.js';
-import { createKburPki, createKubernetesPki, issuePem, pair, type KeyPair } from './pki.js';
+import { createKburPki, createKubernetesPki, issueAgentCert, issuePem, pair, type KeyPair } from './pki.js';
 import { AGENT_NODE_FLAGS } from '../../shared/process.js';
 
 export interface SandboxOptions {
@@ -30,6 +30,11 @@ export interface SandboxOptions {
    * or $KBUR_SANDBOX_NETWORK, so that two sandboxes (a test run and a benchmark) can coexist.
    */
   network?: string;
+  /**
+   * How kbur-agent is run: a command and its environment, e.g. the installed single executable
+   * with a PATH that has no node. Default: this Node with AGENT_NODE_FLAGS and dist/agent/bin.js.
+   */
+  agent?: { command: string[]; env?: NodeJS.ProcessEnv };
 }
 
 export interface SandboxNode {
@@ -60,14 +65,33 @@ export interface Sandbox {
   etcdctl(args: string[], opts?: { endpoints?: string[] }): Promise<string>;
   /** How many keys the seed wrote (0 without seed). */
   seededKeys: number;
-  /** Starts `dist/agent/bin.js` on the given nodes (default all) and waits for their /healthz. */
-  startAgents(nodes?: string[]): Promise<void>;
+  /**
+   * Starts `dist/agent/bin.js` on the given nodes (default all) and waits for their /healthz.
+   * `protectSystem`: under the read-only mounts of the agent's unit (ProtectSystem=full makes /etc
+   * read-only, ReadWritePaths=/etc/kubernetes keeps that writable): the node's etc/ read-only, its
+   * kubernetes dir writable, in a mount namespace of the agent's own (unshare, as root).
+   */
+  startAgents(nodes?: string[], opts?: { protectSystem?: boolean }): Promise<void>;
   stopAgent(node: string, signal?: NodeJS.Signals): Promise<void>;
+  /** The pid of a node's running agent. */
+  agentPid(node: string): number | undefined;
   /**
    * A disaster on one node: its etcd is stopped the kubelet's way (manifest out), its data dir
    * removed, and the manifest put back, so the member comes back with nothing.
    */
   wipeEtcdData(node: string): Promise<void>;
+  /**
+   * The node as `kubeadm reset` leaves it: its static pods stopped (manifests removed), the
+   * contents of manifests/, pki/ and etcd's data dir deleted, kubeadm's kubeconfigs deleted. Its
+   * agent (and the kubelet) keep running.
+   */
+  resetNode(node: string): Promise<void>;
+  /**
+   * The node's machine comes back at another address (its agent stopped first): the node's
+   * addresses, its agent's config and its agent certificate (from kbur's CA) change; its
+   * /etc/kubernetes is left as it is (kbur restore --to fits it).
+   */
+  moveNode(node: string, ip: string): Promise<void>;
   /** Stops the agents and the kubelet (so etcd), and waits for every process to exit. */
   stop(): Promise<void>;
 }
@@ -81,11 +105,17 @@ const ETCD_IMAGE = 'registry.k8s.io/etcd:3.5.15-0';
 const KUBERNETES_VERSION = 'v1.30.4';
 const CLUSTER_NAME = 'sandbox';
 
+/** What of a node follows from its address. */
+function addresses(ip: string): Pick<SandboxNode, 'ip' | 'clientUrl' | 'peerUrl' | 'agentAddress' | 'healthAddress'> {
+  return { ip, clientUrl: `https://${ip}:2379`, peerUrl: `https://${ip}:2380`, agentAddress: `${ip}:7443`, healthAddress: `${ip}:9443` };
+}
+
 function sandboxNode(root: string, index: number, network: string): SandboxNode {
   const name = `node-${index}`;
   const ip = `${network}.1${index}`;
   const dir = join(root, 'nodes', name);
-  const kubernetesDir = join(dir, 'kubernetes');
+  // Under an etc/ of its own, as /etc/kubernetes is: the agent's unit makes /etc read-only (see startAgents' protectSystem).
+  const kubernetesDir = join(dir, 'etc', 'kubernetes');
   return {
     name,
     ip,
@@ -181,6 +211,9 @@ function placeholderManifest(node: SandboxNode, component: string): unknown {
     apiVersion: 'v1',
     kind: 'Pod',
     metadata: {
+      ...(component === 'kube-apiserver'
+        ? { annotations: { 'kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint': `${node.ip}:6443` } }
+        : {}),
       labels: { component, tier: 'control-plane' },
       name: `${component}-${node.name}`,
       namespace: 'kube-system',
@@ -537,6 +570,7 @@ async function terminate(child: ChildProcess, exited: Promise<void>, signal: Nod
 
 class LocalSandbox implements Sandbox {
   readonly coordinatorConfig: string;
+  agentCommand: SandboxOptions['agent'];
   readonly repoDir: string;
   readonly kburPki: Sandbox['kburPki'];
   readonly kubelet: Kubelet;
@@ -576,19 +610,45 @@ class LocalSandbox implements Sandbox {
     });
   }
 
-  async startAgents(names: string[] = this.nodes.map((n) => n.name)): Promise<void> {
+  async startAgents(names: string[] = this.nodes.map((n) => n.name), opts: { protectSystem?: boolean } = {}): Promise<void> {
     const bin = join(repoRoot(), 'dist', 'agent', 'bin.js');
-    if (!existsSync(bin)) throw new Error(`${bin} does not exist: build the project first (npx tsc -p .)`);
-    await Promise.all(names.map((name) => this.startAgent(this.node(name), bin)));
+    const agent = this.agentCommand ?? { command: [process.execPath, ...AGENT_NODE_FLAGS, bin] };
+    if (!existsSync(agent.command[0] === process.execPath ? bin : agent.command[0]!)) {
+      throw new Error(`${agent.command.join(' ')}: not found (build the project first: npx tsc -p .)`);
+    }
+    await Promise.all(names.map((name) => this.startAgent(this.node(name), agent, opts.protectSystem ?? false)));
   }
 
-  private async startAgent(node: SandboxNode, bin: string): Promise<void> {
+  private async startAgent(
+    node: SandboxNode,
+    agentCommand: { command: string[]; env?: NodeJS.ProcessEnv },
+    protectSystem: boolean,
+  ): Promise<void> {
     if (this.agents.has(node.name)) return;
     const logFile = join(this.logDir, `agent-${node.name}.log`);
     const fd = openSync(logFile, 'a');
     let child: ChildProcess;
+    const argv = [...agentCommand.command, '--config', node.agentConfig];
+    // unshare execs the shell, which execs node: the child's pid is the agent's.
+    const mounts =
+      'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && mount --bind "$2" "$2" && mount -o remount,bind,rw "$2" && shift 2 && exec "$@"';
+    const [file, ...args] = protectSystem
+      ? [
+          'unshare',
+          '--mount',
+          '--propagation',
+          'private',
+          'sh',
+          '-c',
+          mounts,
+          'sh',
+          dirname(node.kubernetesDir),
+          node.kubernetesDir,
+          ...argv,
+        ]
+      : argv;
     try {
-      child = spawn(process.execPath, [...AGENT_NODE_FLAGS, bin, '--config', node.agentConfig], { stdio: ['ignore', fd, fd] });
+      child = spawn(file!, args, { stdio: ['ignore', fd, fd], env: agentCommand.env ?? process.env });
     } finally {
       closeSync(fd);
     }
@@ -618,6 +678,37 @@ class LocalSandbox implements Sandbox {
     await this.kubelet.waitFor(node.name, 'etcd', 'stopped');
     await rm(node.dataDir, { recursive: true, force: true });
     await rename(aside, join(node.manifestsDir, 'etcd.yaml'));
+  }
+
+  agentPid(name: string): number | undefined {
+    return this.agents.get(name)?.child.pid;
+  }
+
+  async resetNode(name: string): Promise<void> {
+    const node = this.node(name);
+    const pods = ['etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler'];
+    await emptyDir(node.manifestsDir);
+    await Promise.all(pods.map((c) => this.kubelet.waitFor(node.name, c, 'stopped')));
+    await emptyDir(join(node.kubernetesDir, 'pki'));
+    await emptyDir(node.dataDir);
+    for (const conf of [
+      'admin.conf',
+      'super-admin.conf',
+      'kubelet.conf',
+      'bootstrap-kubelet.conf',
+      'controller-manager.conf',
+      'scheduler.conf',
+    ])
+      await rm(join(node.kubernetesDir, conf), { force: true });
+  }
+
+  async moveNode(name: string, ip: string): Promise<void> {
+    const node = this.node(name);
+    if (this.agents.has(name)) throw new Error(`stop the agent of ${name} before moving it`);
+    Object.assign(node, addresses(ip));
+    const config = parse(await readFile(node.agentConfig, 'utf8')) as Record<string, unknown>;
+    await writePrivate(node.agentConfig, stringify({ ...config, listen: node.agentAddress, health: node.healthAddress }));
+    await issueAgentCert(this.kburPki.dir, node);
   }
 
   async stopAgent(name: string, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
@@ -660,6 +751,11 @@ class LocalSandbox implements Sandbox {
   }
 }
 
+/** Deletes what a folder holds, keeping the folder, as kubeadm reset does. */
+async function emptyDir(dir: string): Promise<void> {
+  for (const entry of await readdir(dir).catch(() => [] as string[])) await rm(join(dir, entry), { recursive: true, force: true });
+}
+
 async function refuseBusyPorts(nodes: SandboxNode[]): Promise<void> {
   const addresses = nodes.flatMap((n) => [2379, 2380, 2381, 7443, 9443].map((port) => ({ host: n.ip, port })));
   const listening = await Promise.all(addresses.map((a) => isListening(a.host, a.port)));
@@ -700,6 +796,7 @@ export async function createSandbox(opts: SandboxOptions): Promise<Sandbox> {
   ]);
 
   const sandbox = new LocalSandbox(root, nodes);
+  sandbox.agentCommand = opts.agent;
   try {
     await sandbox.kubelet.start();
     const endpoints = nodes.map((n) => n.clientUrl);

@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { appendFileSync, closeSync, openSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, readdir } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
 import { parse } from 'yaml';
@@ -218,6 +218,8 @@ export class Kubelet extends EventEmitter<KubeletEvents> {
   /** Work on one manifest is serialized: a pod is fully stopped before its new version starts. */
   private readonly queues = new Map<string, Promise<void>>();
   private stopping = false;
+  /** Nodes whose kubelet is "down": their manifests are not acted on until resume(). */
+  private readonly paused = new Set<string>();
 
   constructor(private readonly opts: KubeletOptions) {
     super();
@@ -247,6 +249,24 @@ export class Kubelet extends EventEmitter<KubeletEvents> {
     }
     this.containers.clear();
     this.pods.clear();
+  }
+
+  /** The kubelet of one node stops acting on its manifests (what runs keeps running), as a stopped kubelet would. */
+  pause(node: string): void {
+    this.paused.add(node);
+  }
+
+  /** The node's kubelet is back: it brings what runs in line with its manifests folder. */
+  async resume(node: string): Promise<void> {
+    this.paused.delete(node);
+    const n = this.opts.nodes.find((x) => x.name === node);
+    if (!n) return;
+    const known = [...this.pods.keys()].filter((p) => p.startsWith(`${n.manifestsDir}/`));
+    const now = (await readdir(n.manifestsDir).catch(() => [] as string[]))
+      .filter((f) => !f.startsWith('.') && f.endsWith('.yaml'))
+      .map((f) => join(n.manifestsDir, f));
+    for (const path of new Set([...known, ...now])) this.enqueue(path, () => this.sync(n, path));
+    await Promise.all(this.queues.values());
   }
 
   /** Sends a signal to a running container; false if it is not running. It is restarted after the backoff. */
@@ -306,7 +326,7 @@ export class Kubelet extends EventEmitter<KubeletEvents> {
 
   /** Brings what runs for one manifest in line with what the file says now. */
   private async sync(node: KubeletNode, path: string): Promise<void> {
-    if (this.stopping) return;
+    if (this.stopping || this.paused.has(node.name)) return;
     const specs = await readPodSpecs(path);
     if (specs === 'invalid') {
       this.note(`${path}: not valid YAML yet, keeping what runs`);

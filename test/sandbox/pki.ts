@@ -1,10 +1,11 @@
-// A kubeadm-like PKI for the sandbox, and kbur's own mTLS PKI, made with openssl.
+// A kubeadm-like PKI for the sandbox, made with openssl, and kbur's own mTLS PKI, made by `kbur pki`.
 // Every certificate is a single `openssl req -x509` call (key and cert at once; `-CA` needs
 // OpenSSL 3), and independent calls run in parallel.
 import { execFile } from 'node:child_process';
-import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { runPki } from '../../coordinator/pki.js';
 
 export interface KeyPair {
   cert: string;
@@ -179,28 +180,32 @@ export async function createKubernetesPki(nodes: (PkiNode & { pkiDir: string })[
 export const KBUR_CLIENTS = ['kbur-admin', 'kbur-operator', 'monitoring', 'stranger'] as const;
 
 /**
- * kbur's own PKI in `dir`: `ca`, `agent-<node>` server/client certs, the client certs above, and an
- * unrelated `rogue-ca` (same subject name as kbur's CA, different key) with a `rogue-admin` cert
- * whose CN impersonates `kbur-admin`.
+ * kbur's own PKI in `dir`, made by `kbur pki` (coordinator/pki.ts) as an operator would: `ca`,
+ * `agent-<node>` server certs, the client certs above, and an unrelated `rogue-ca` (same subject
+ * name as kbur's CA, different key) with a `rogue-admin` cert whose CN impersonates `kbur-admin`.
  */
 export async function createKburPki(dir: string, nodes: PkiNode[]): Promise<void> {
-  await makeDirs(dir);
-  const ca = pair(dir, 'ca');
-  const rogueCa = pair(dir, 'rogue-ca');
-  await Promise.all([issue({ cn: 'kbur-ca', isCA: true }, ca), issue({ cn: 'kbur-ca', isCA: true }, rogueCa)]);
+  const rogueDir = join(dir, 'rogue');
+  await Promise.all([runPki({ action: 'init', dir }), runPki({ action: 'init', dir: rogueDir })]);
   await Promise.all([
-    ...nodes.map((node) =>
-      issue(
-        {
-          cn: `kbur-agent-${node.name}`,
-          issuer: ca,
-          usages: ['serverAuth', 'clientAuth'],
-          sans: [`IP:${node.ip}`, 'IP:127.0.0.1', 'DNS:localhost'],
-        },
-        pair(dir, `agent-${node.name}`),
-      ),
-    ),
-    ...KBUR_CLIENTS.map((cn) => issue({ cn, issuer: ca, usages: ['clientAuth'] }, pair(dir, cn))),
-    issue({ cn: 'kbur-admin', issuer: rogueCa, usages: ['clientAuth'] }, pair(dir, 'rogue-admin')),
+    ...nodes.map((node) => issueAgentCert(dir, node)),
+    ...KBUR_CLIENTS.map((name) => runPki({ action: 'client', dir, name })),
+    runPki({ action: 'client', dir: rogueDir, name: 'kbur-admin' }),
   ]);
+  await Promise.all([
+    rename(join(rogueDir, 'ca.crt'), join(dir, 'rogue-ca.crt')),
+    rename(join(rogueDir, 'ca.key'), join(dir, 'rogue-ca.key')),
+    rename(join(rogueDir, 'kbur-admin.crt'), join(dir, 'rogue-admin.crt')),
+    rename(join(rogueDir, 'kbur-admin.key'), join(dir, 'rogue-admin.key')),
+  ]);
+  await rm(rogueDir, { recursive: true });
+}
+
+/**
+ * An agent's server certificate from kbur's CA in `dir` for its node's address, as `kbur pki agent`
+ * issues it; a node that moved gets a new one in place of the old (kbur pki never overwrites).
+ */
+export async function issueAgentCert(dir: string, node: PkiNode): Promise<void> {
+  await Promise.all(['crt', 'key'].map((ext) => rm(join(dir, `agent-${node.name}.${ext}`), { force: true })));
+  await runPki({ action: 'agent', dir, node: node.name, ips: [node.ip, '127.0.0.1'], dns: ['localhost'] });
 }

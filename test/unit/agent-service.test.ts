@@ -23,7 +23,7 @@ describe('the fast path for artifact data messages', () => {
     const fast = AgentService.stageSnapshot.requestSerialize({ kind: { $case: 'data', value: data } });
     expect(fast.equals(Buffer.from(StageSnapshotRequest.encode({ kind: { $case: 'data', value: data } }).finish()))).to.equal(true);
     expect(Buffer.compare(AgentService.restoreDump.requestDeserialize(fast).kind!.value as Buffer, data)).to.equal(0);
-    const header = { kind: { $case: 'header' as const, value: { restoreId: 'r', size: 3, sha256: 'ab', localCopy: '' } } };
+    const header = { kind: { $case: 'header' as const, value: { restoreId: 'r', size: 3, sha256: 'ab', localCopy: '', readdress: [] } } };
     expect(AgentService.stageSnapshot.requestDeserialize(AgentService.stageSnapshot.requestSerialize(header))).to.deep.equal(header);
   });
 

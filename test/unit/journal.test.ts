@@ -14,6 +14,8 @@ const plan: RestorePlan = {
   snapshot: { path: 'etcd/snapshot.db', size: 1, sha256: 'ab', revision: 1, keyCount: 1 },
   nodes: [],
   notes: [],
+  leftOut: [],
+  readdress: [],
 };
 
 /** A repository that only keeps journals, each write taking a while, and records what was written when. */

@@ -162,6 +162,33 @@ describe('sealed artifacts (compression, then age encryption)', function () {
     expect((await readSealed(repo, m, a, identity, never)).problem).to.be.a('string');
   });
 
+  it('payload: false checks the stored bytes and that the identity opens the age header, without decrypting', async () => {
+    const m = await write(
+      randomBytes(200_000),
+      'kubernetes-dir',
+      { compression: 'zstd', recipients: [recipient] },
+      '20261130T120000Z-0008',
+    );
+    const a = m.artifacts[0]!;
+    const never = new AbortController().signal;
+    expect(await readSealed(repo, m, a, identity, never, { payload: false })).to.deep.equal({ stored: { size: a.size, sha256: a.sha256 } });
+    // A payload byte flipped, the stored hashes fixed up: only decrypting would find it.
+    const file = repo.artifactLocation('c', m.id, a.path);
+    const bytes = await readFile(file);
+    bytes[bytes.length - 100] ^= 0xff;
+    await writeFile(file, bytes);
+    const fixed = { ...a, sha256: sha(bytes) };
+    expect((await readSealed(repo, m, fixed, identity, never, { payload: false })).problem).to.equal(undefined);
+    expect((await readSealed(repo, m, fixed, identity, never)).problem).to.match(/chunk \d+ does not authenticate/);
+    const lying = { ...fixed, recipients: otherIdentity.recipients };
+    expect((await readSealed(repo, m, lying, otherIdentity, never, { payload: false })).problem).to.match(
+      /cannot decrypt nodes\/n1\/kubernetes.tar.zst.age with the identity in .*other.txt: no identity matched/,
+    );
+    await writeFile(file, Buffer.from('not age at all, but hashed right'));
+    const notAge = { ...a, size: 32, sha256: sha(Buffer.from('not age at all, but hashed right')) };
+    expect((await readSealed(repo, m, notAge, identity, never, { payload: false })).problem).to.match(/not an age file/);
+  });
+
   it('refuses an identity file that holds no identity, naming the file', async () => {
     await writeFile(join(dir, 'bad.txt'), '# nothing here\nage1notanidentity\n');
     const err = await loadIdentity(join(dir, 'bad.txt')).catch((e: unknown) => e);

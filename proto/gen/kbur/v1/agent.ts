@@ -202,6 +202,11 @@ export interface PrepareRestoreRequest {
   snapshotSha256: string;
   /** Also reread that copy and check its sha256 and integrity hash (a dry run; a restore checks it when staging). */
   checkLocalCopy: boolean;
+  /**
+   * The etcd static pod manifest (manifests/etcd.yaml) from this node's archive in the backup: the
+   * member's settings for a node that has none of its own (reset, or new), below its config's etcd.* keys.
+   */
+  archivedEtcdManifest: string;
 }
 
 export interface PrepareRestoreResponse {
@@ -231,6 +236,15 @@ export interface PrepareRestoreResponse {
   hasLocalCopy: boolean;
   /** Why a copy it keeps cannot be used (check_local_copy found it damaged); it is uploaded then. */
   localCopyProblem: string;
+  /**
+   * The node has no etcd member of its own (no etcd manifest, a node reset by kubeadm reset or a
+   * new machine): it can only be rebuilt from its archive, which archived_etcd_manifest describes.
+   */
+  needsArchive: boolean;
+  /** Where the member's settings came from: "manifest <path>", "config", "archive", or "" (unknown). */
+  settingsFrom: string;
+  /** What the node has of its control plane now, for the plan ("no pki/", "data dir ... missing"). */
+  found: string[];
 }
 
 export interface StageSnapshotRequest {
@@ -246,6 +260,17 @@ export interface StageSnapshotHeader {
    * checked against size and sha256; no data follows.
    */
   localCopy: string;
+  /**
+   * RestoreKubernetesDir only (kbur restore --to): the node addresses to change in the archive
+   * before it is put in place: files that name an old address are rewritten, leaf certificates
+   * whose subjectAltName names one are issued again by their CA from the archive.
+   */
+  readdress: AddressChange[];
+}
+
+export interface AddressChange {
+  from: string;
+  to: string;
 }
 
 export interface StageSnapshotResponse {
@@ -2473,7 +2498,14 @@ export const ArchiveTrailer: MessageFns<ArchiveTrailer> = {
 };
 
 function createBasePrepareRestoreRequest(): PrepareRestoreRequest {
-  return { restoreId: "", snapshotSize: 0, backupId: "", snapshotSha256: "", checkLocalCopy: false };
+  return {
+    restoreId: "",
+    snapshotSize: 0,
+    backupId: "",
+    snapshotSha256: "",
+    checkLocalCopy: false,
+    archivedEtcdManifest: "",
+  };
 }
 
 export const PrepareRestoreRequest: MessageFns<PrepareRestoreRequest> = {
@@ -2492,6 +2524,9 @@ export const PrepareRestoreRequest: MessageFns<PrepareRestoreRequest> = {
     }
     if (message.checkLocalCopy !== false) {
       writer.uint32(40).bool(message.checkLocalCopy);
+    }
+    if (message.archivedEtcdManifest !== "") {
+      writer.uint32(50).string(message.archivedEtcdManifest);
     }
     return writer;
   },
@@ -2549,6 +2584,14 @@ export const PrepareRestoreRequest: MessageFns<PrepareRestoreRequest> = {
             message.checkLocalCopy = reader.bool();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.archivedEtcdManifest = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2588,6 +2631,11 @@ export const PrepareRestoreRequest: MessageFns<PrepareRestoreRequest> = {
         : isSet(object.check_local_copy)
         ? globalThis.Boolean(object.check_local_copy)
         : false,
+      archivedEtcdManifest: isSet(object.archivedEtcdManifest)
+        ? globalThis.String(object.archivedEtcdManifest)
+        : isSet(object.archived_etcd_manifest)
+        ? globalThis.String(object.archived_etcd_manifest)
+        : "",
     };
   },
 
@@ -2608,6 +2656,9 @@ export const PrepareRestoreRequest: MessageFns<PrepareRestoreRequest> = {
     if (message.checkLocalCopy !== false) {
       obj.checkLocalCopy = message.checkLocalCopy;
     }
+    if (message.archivedEtcdManifest !== "") {
+      obj.archivedEtcdManifest = message.archivedEtcdManifest;
+    }
     return obj;
   },
 
@@ -2621,6 +2672,7 @@ export const PrepareRestoreRequest: MessageFns<PrepareRestoreRequest> = {
     message.backupId = object.backupId ?? "";
     message.snapshotSha256 = object.snapshotSha256 ?? "";
     message.checkLocalCopy = object.checkLocalCopy ?? false;
+    message.archivedEtcdManifest = object.archivedEtcdManifest ?? "";
     return message;
   },
 };
@@ -2643,6 +2695,9 @@ function createBasePrepareRestoreResponse(): PrepareRestoreResponse {
     dataDirBytes: 0,
     hasLocalCopy: false,
     localCopyProblem: "",
+    needsArchive: false,
+    settingsFrom: "",
+    found: [],
   };
 }
 
@@ -2695,6 +2750,15 @@ export const PrepareRestoreResponse: MessageFns<PrepareRestoreResponse> = {
     }
     if (message.localCopyProblem !== "") {
       writer.uint32(130).string(message.localCopyProblem);
+    }
+    if (message.needsArchive !== false) {
+      writer.uint32(136).bool(message.needsArchive);
+    }
+    if (message.settingsFrom !== "") {
+      writer.uint32(146).string(message.settingsFrom);
+    }
+    for (const v of message.found) {
+      writer.uint32(154).string(v!);
     }
     return writer;
   },
@@ -2840,6 +2904,30 @@ export const PrepareRestoreResponse: MessageFns<PrepareRestoreResponse> = {
             message.localCopyProblem = reader.string();
             continue;
           }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.needsArchive = reader.bool();
+            continue;
+          }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.settingsFrom = reader.string();
+            continue;
+          }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.found.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2926,6 +3014,19 @@ export const PrepareRestoreResponse: MessageFns<PrepareRestoreResponse> = {
         : isSet(object.local_copy_problem)
         ? globalThis.String(object.local_copy_problem)
         : "",
+      needsArchive: isSet(object.needsArchive)
+        ? globalThis.Boolean(object.needsArchive)
+        : isSet(object.needs_archive)
+        ? globalThis.Boolean(object.needs_archive)
+        : false,
+      settingsFrom: isSet(object.settingsFrom)
+        ? globalThis.String(object.settingsFrom)
+        : isSet(object.settings_from)
+        ? globalThis.String(object.settings_from)
+        : "",
+      found: globalThis.Array.isArray(object?.found)
+        ? object.found.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -2979,6 +3080,15 @@ export const PrepareRestoreResponse: MessageFns<PrepareRestoreResponse> = {
     if (message.localCopyProblem !== "") {
       obj.localCopyProblem = message.localCopyProblem;
     }
+    if (message.needsArchive !== false) {
+      obj.needsArchive = message.needsArchive;
+    }
+    if (message.settingsFrom !== "") {
+      obj.settingsFrom = message.settingsFrom;
+    }
+    if (message.found?.length) {
+      obj.found = message.found;
+    }
     return obj;
   },
 
@@ -3007,6 +3117,9 @@ export const PrepareRestoreResponse: MessageFns<PrepareRestoreResponse> = {
     message.dataDirBytes = object.dataDirBytes ?? 0;
     message.hasLocalCopy = object.hasLocalCopy ?? false;
     message.localCopyProblem = object.localCopyProblem ?? "";
+    message.needsArchive = object.needsArchive ?? false;
+    message.settingsFrom = object.settingsFrom ?? "";
+    message.found = object.found?.map((e) => e) || [];
     return message;
   },
 };
@@ -3113,7 +3226,7 @@ export const StageSnapshotRequest: MessageFns<StageSnapshotRequest> = {
 };
 
 function createBaseStageSnapshotHeader(): StageSnapshotHeader {
-  return { restoreId: "", size: 0, sha256: "", localCopy: "" };
+  return { restoreId: "", size: 0, sha256: "", localCopy: "", readdress: [] };
 }
 
 export const StageSnapshotHeader: MessageFns<StageSnapshotHeader> = {
@@ -3129,6 +3242,9 @@ export const StageSnapshotHeader: MessageFns<StageSnapshotHeader> = {
     }
     if (message.localCopy !== "") {
       writer.uint32(34).string(message.localCopy);
+    }
+    for (const v of message.readdress) {
+      AddressChange.encode(v!, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -3178,6 +3294,14 @@ export const StageSnapshotHeader: MessageFns<StageSnapshotHeader> = {
             message.localCopy = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.readdress.push(AddressChange.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3204,6 +3328,9 @@ export const StageSnapshotHeader: MessageFns<StageSnapshotHeader> = {
         : isSet(object.local_copy)
         ? globalThis.String(object.local_copy)
         : "",
+      readdress: globalThis.Array.isArray(object?.readdress)
+        ? object.readdress.map((e: any) => AddressChange.fromJSON(e))
+        : [],
     };
   },
 
@@ -3221,6 +3348,9 @@ export const StageSnapshotHeader: MessageFns<StageSnapshotHeader> = {
     if (message.localCopy !== "") {
       obj.localCopy = message.localCopy;
     }
+    if (message.readdress?.length) {
+      obj.readdress = message.readdress.map((e) => AddressChange.toJSON(e));
+    }
     return obj;
   },
 
@@ -3233,6 +3363,92 @@ export const StageSnapshotHeader: MessageFns<StageSnapshotHeader> = {
     message.size = object.size ?? 0;
     message.sha256 = object.sha256 ?? "";
     message.localCopy = object.localCopy ?? "";
+    message.readdress = object.readdress?.map((e) => AddressChange.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseAddressChange(): AddressChange {
+  return { from: "", to: "" };
+}
+
+export const AddressChange: MessageFns<AddressChange> = {
+  encode(message: AddressChange, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.from !== "") {
+      writer.uint32(10).string(message.from);
+    }
+    if (message.to !== "") {
+      writer.uint32(18).string(message.to);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AddressChange {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAddressChange();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.from = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.to = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AddressChange {
+    return {
+      from: isSet(object.from) ? globalThis.String(object.from) : "",
+      to: isSet(object.to) ? globalThis.String(object.to) : "",
+    };
+  },
+
+  toJSON(message: AddressChange): unknown {
+    const obj: any = {};
+    if (message.from !== "") {
+      obj.from = message.from;
+    }
+    if (message.to !== "") {
+      obj.to = message.to;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AddressChange>, I>>(base?: I): AddressChange {
+    return AddressChange.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AddressChange>, I>>(object: I): AddressChange {
+    const message = createBaseAddressChange();
+    message.from = object.from ?? "";
+    message.to = object.to ?? "";
     return message;
   },
 };
