@@ -43,6 +43,32 @@ function isTimeZone(tz: string): boolean {
     return false;
   }
 }
+/** An S3-compatible bucket (AWS S3, MinIO, Ceph RGW); see README "S3 repository". */
+const s3Repository = z.strictObject({
+  type: z.literal('s3'),
+  bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, {
+    message: 'expected an S3 bucket name: 3-63 lowercase letters, digits, "." or "-", starting and ending with a letter or digit',
+  }),
+  /** Keys start with it: <prefix>/<cluster>/backups/... Default: the bucket's root. */
+  prefix: z
+    .string()
+    .default('')
+    .refine((p) => /^[A-Za-z0-9._/-]*$/.test(p) && p.split('/').every((seg) => seg !== '.' && seg !== '..'), {
+      message: 'expected a key prefix such as "kbur" or "backups/prod": letters, digits, ".", "_", "-" and "/", no "." or ".." segment',
+    })
+    .transform((p) => p.replace(/^\/+|\/+$/g, '')),
+  /** http(s)://host[:port] of an S3-compatible server; default: AWS S3 of the region. */
+  endpoint: z.url({ protocol: /^https?$/, message: 'expected an http:// or https:// URL, e.g. https://minio.example:9000' }).optional(),
+  /** Default: $AWS_REGION, else us-east-1 (what MinIO and Ceph RGW accept). */
+  region: z
+    .string()
+    .regex(/^[a-z0-9-]{1,40}$/, { message: 'expected a region name such as eu-west-1' })
+    .optional(),
+  /** http://endpoint/bucket/key instead of http://bucket.endpoint/key: MinIO, Ceph RGW. */
+  forcePathStyle: z.boolean().default(false),
+  /** An AWS shared-credentials file ([default] aws_access_key_id, aws_secret_access_key); default: the AWS chain. */
+  credentialsFile: z.string().min(1).optional(),
+});
 
 /** An age public key (X25519 age1..., or a post-quantum age1pq1...), as age-keygen prints it. */
 const ageRecipient = z.string().regex(/^age1(?:pq1|tag1|tagpq1)?[02-9ac-hj-np-z]{50,}$/, {
@@ -59,7 +85,7 @@ const schema = z
       .array(z.strictObject({ name: nameSchema('node'), agent: hostPort }))
       .min(1, { message: 'expected at least one node' })
       .refine((nodes) => new Set(nodes.map((n) => n.name)).size === nodes.length, { message: 'node names must be unique' }),
-    repository: z.discriminatedUnion('type', [z.strictObject({ type: z.literal('local'), path: z.string().min(1) })]),
+    repository: z.discriminatedUnion('type', [z.strictObject({ type: z.literal('local'), path: z.string().min(1) }), s3Repository]),
     /** Stop a stream that sends nothing for this long (seconds). */
     stallTimeout: z.number().int().positive().default(60),
     backup: z
@@ -137,6 +163,7 @@ const schema = z
   });
 
 export type CoordinatorConfig = z.output<typeof schema>;
+export type S3RepositoryConfig = z.output<typeof s3Repository>;
 
 /** Loads kbur.yaml; relative paths in it are relative to the file's own folder. */
 export async function loadCoordinatorConfig(file: string): Promise<CoordinatorConfig> {
@@ -146,7 +173,13 @@ export async function loadCoordinatorConfig(file: string): Promise<CoordinatorCo
   return {
     ...config,
     tls: { ca: abs(config.tls.ca), cert: abs(config.tls.cert), key: abs(config.tls.key) },
-    repository: { ...config.repository, path: abs(config.repository.path) },
+    repository:
+      config.repository.type === 'local'
+        ? { ...config.repository, path: abs(config.repository.path) }
+        : {
+            ...config.repository,
+            ...(config.repository.credentialsFile ? { credentialsFile: abs(config.repository.credentialsFile) } : {}),
+          },
     scratch: {
       ...(config.scratch.etcd ? { etcd: abs(config.scratch.etcd) } : {}),
       ...(config.scratch.restoreTool ? { restoreTool: abs(config.scratch.restoreTool) } : {}),

@@ -36,17 +36,25 @@ export async function loadContext(opts: GlobalOptions, out: NodeJS.WritableStrea
   const configFile = configFileFrom(opts);
   const config = await loadCoordinatorConfig(configFile);
   const signing = config.signing ? await loadSigningKeys(config.signing) : undefined;
-  const repository: Repository = new LocalRepository(config.repository.path);
+  const log = createLogger({ component: 'kbur', stream: 'stderr', level: opts.debug ? 'debug' : (process.env.KBUR_LOG_LEVEL ?? 'warn') });
+  const repository = await openRepository(config, log);
   return {
     config,
     configFile,
     repository: signing ? signedRepository(repository, signing) : repository,
     signing,
     seal: { compression: config.compression, recipients: config.encryption?.recipients ?? [] },
-    log: createLogger({ component: 'kbur', stream: 'stderr', level: opts.debug ? 'debug' : (process.env.KBUR_LOG_LEVEL ?? 'warn') }),
+    log,
     json: Boolean(opts.json),
     out,
   };
+}
+
+async function openRepository(config: CoordinatorConfig, log: Logger): Promise<Repository> {
+  if (config.repository.type === 'local') return new LocalRepository(config.repository.path);
+  // Loaded only for an S3 repository: the AWS SDK is the larger part of the bundle, and every kbur command starts afresh.
+  const { S3Repository } = await import('./repository/s3.js');
+  return S3Repository.open(config.repository, { log, requestTimeoutMs: config.stallTimeout * 1000 });
 }
 
 /** Clients for every node of the config (or of `nodes`, e.g. a restore's plan); the caller closes them. */

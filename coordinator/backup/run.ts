@@ -122,11 +122,23 @@ export async function runBackup(opts: BackupOptions): Promise<Manifest> {
     etcd: snapshot.etcd,
     artifacts,
   };
-  await writer.writeManifest(manifest).catch(async (err: unknown) => {
-    if (!isRepositoryFull(err)) throw err;
-    await opts.repository.deleteBackup(opts.cluster, id).catch(() => undefined);
-    throw await fullError(err);
-  });
+  try {
+    await writer.writeManifest(manifest);
+  } catch (err) {
+    if (isRepositoryFull(err)) {
+      await opts.repository.deleteBackup(opts.cluster, id).catch(() => undefined);
+      throw await fullError(err);
+    }
+    const e = asKburError(err);
+    if (e.code === 'CANCELLED' || opts.signal.aborted) throw e;
+    // No manifest, no backup: whatever was uploaded, this set cannot be restored from.
+    log.error('manifest not written', { error: e.message });
+    return {
+      ...manifest,
+      phase: 'Failed',
+      failures: [...failures, { part: 'manifest', message: `manifest.json not written, so this set is not a backup: ${e.message}` }],
+    };
+  }
   log.info('backup finished', { phase, failures: failures.length, artifacts: artifacts.length });
   return manifest;
 }

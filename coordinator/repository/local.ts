@@ -6,7 +6,7 @@ import type { Readable } from 'node:stream';
 import { KburError } from '../../shared/errors.js';
 import { pathExists } from '../../shared/process.js';
 import { BACKUP_ID, checkId, parseManifest, verificationSchema, type Manifest, type Verification } from '../../shared/manifest.js';
-import { AtomicFile, fsyncDir, writeFileAtomic } from '../../shared/streams.js';
+import { AtomicFile, digestFile, fsyncDir, writeFileAtomic, type FileDigest } from '../../shared/streams.js';
 import { parseLockRecord, type LockHolder } from './lock.js';
 import type { ArtifactWriter, BackupListing, BackupWriter, Repository } from './repository.js';
 
@@ -90,6 +90,14 @@ export class LocalRepository implements Repository {
     }
     // Chunks of a size that suits gRPC messages: artifacts are read to be uploaded to agents.
     return createReadStream(path, { highWaterMark: 256 << 10 });
+  }
+
+  digestArtifact(cluster: string, id: string, relPath: string, opts: { snapshot: boolean; signal: AbortSignal }): Promise<FileDigest> {
+    return digestFile(this.artifactLocation(cluster, id, relPath), opts);
+  }
+
+  localFile(cluster: string, id: string, relPath: string): string {
+    return this.artifactLocation(cluster, id, relPath);
   }
 
   artifactLocation(cluster: string, id: string, relPath: string): string {

@@ -1,6 +1,7 @@
 import type { Readable, Writable } from 'node:stream';
 import type { Manifest, Verification } from '../../shared/manifest.js';
 import type { LockHolder } from './lock.js';
+import type { FileDigest } from '../../shared/streams.js';
 
 /** An artifact being written: it exists under its final name only after commit(). */
 export interface ArtifactWriter {
@@ -27,7 +28,7 @@ export interface BackupListing {
 }
 
 /**
- * A backup repository: a local directory or, later, an S3-compatible bucket, with one layout:
+ * A backup repository: a local directory (local.ts) or an S3-compatible bucket (s3.ts), with one layout:
  * <root>/<cluster>/backups/<id>/{manifest.json, etcd/snapshot.db, nodes/<node>/kubernetes.tar}.
  */
 export interface Repository {
@@ -36,7 +37,14 @@ export interface Repository {
   listBackups(cluster: string): Promise<BackupListing[]>;
   readManifest(cluster: string, id: string): Promise<Manifest>;
   openArtifact(cluster: string, id: string, relPath: string): Promise<Readable>;
-  /** Where an artifact lives, for messages and for tools that read it directly. */
+  /** Rereads an artifact whole: its size and sha256, and with `snapshot` etcd's own integrity hash (DATA_LOSS if it fails). */
+  digestArtifact(cluster: string, id: string, relPath: string, opts: { snapshot: boolean; signal: AbortSignal }): Promise<FileDigest>;
+  /**
+   * The artifact as a file on this machine, for tools that take a file (etcdutl snapshot restore);
+   * undefined where the repository is no filesystem (S3): read it with openArtifact instead.
+   */
+  localFile(cluster: string, id: string, relPath: string): string | undefined;
+  /** Where an artifact lives (a path or an s3:// URL), for messages. */
   artifactLocation(cluster: string, id: string, relPath: string): string;
   writeVerification(cluster: string, id: string, verification: Verification): Promise<void>;
   readVerification(cluster: string, id: string): Promise<Verification | undefined>;
