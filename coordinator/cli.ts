@@ -10,8 +10,10 @@ import * as init from './commands/init.js';
 import * as key from './commands/key.js';
 import * as list from './commands/list.js';
 import * as pki from './commands/pki.js';
+import * as prune from './commands/prune.js';
 import * as restore from './commands/restore.js';
 import * as restoreDump from './commands/restore-dump.js';
+import * as unlock from './commands/unlock.js';
 import * as status from './commands/status.js';
 import * as verify from './commands/verify.js';
 import type { GlobalOptions } from './context.js';
@@ -35,6 +37,10 @@ export async function cli(argv: string[], io: { stderr: NodeJS.WritableStream } 
   const globals = (): GlobalOptions => program.opts<GlobalOptions>();
   const signal = abort.signal;
 
+  const WAIT = [
+    '--wait <duration>',
+    'if another operation holds the repository lock, wait this long for it (90s, 10m, 1h); default: refuse at once',
+  ] as const;
   program
     .command('backup')
     .description("back up etcd and every node's /etc/kubernetes into the repository")
@@ -44,8 +50,24 @@ export async function cli(argv: string[], io: { stderr: NodeJS.WritableStream } 
         'deep',
       ]),
     )
-    .action(async (o: { verify?: 'hashes' | 'deep' }) => {
-      code = await backup.run({ ...globals(), verify: o.verify, signal });
+    .option(...WAIT)
+    .action(async (o: { verify?: 'hashes' | 'deep'; wait?: string }) => {
+      code = await backup.run({ ...globals(), verify: o.verify, wait: o.wait, signal });
+    });
+  program
+    .command('prune')
+    .description("delete the backups kbur.yaml's retention does not keep (never the newest verified one, nor one a restore refers to)")
+    .option('--dry-run', 'say what would be kept and deleted; delete nothing')
+    .option(...WAIT)
+    .action(async (o: { dryRun?: boolean; wait?: string }) => {
+      code = await prune.run({ ...globals(), ...o, signal });
+    });
+  program
+    .command('unlock')
+    .description('show who holds the repository lock; with --force, break a stale one (its holder gone)')
+    .option('--force', 'break the lock if its holder is gone (process not running on this host, or lease expired)')
+    .action(async (o: { force?: boolean }) => {
+      code = await unlock.run({ ...globals(), ...o });
     });
   program
     .command('list')
@@ -73,6 +95,7 @@ export async function cli(argv: string[], io: { stderr: NodeJS.WritableStream } 
     .option('--identity <file>', 'age identity file for an encrypted backup (default: $KBUR_AGE_IDENTITY)')
     .option('--resume <restore-id>', 'continue an interrupted restore')
     .option('--rollback <restore-id>', 'put back the data dirs a restore moved aside, and restart')
+    .option(...WAIT)
     .option('--namespace <ns>', 'only create the keys of this namespace that the running cluster lacks (never overwrites)')
     .option(
       '--resource <list>',
@@ -91,6 +114,7 @@ export async function cli(argv: string[], io: { stderr: NodeJS.WritableStream } 
           identity?: string;
           resume?: string;
           rollback?: string;
+          wait?: string;
           namespace?: string;
           resource?: string;
         },
@@ -107,10 +131,16 @@ export async function cli(argv: string[], io: { stderr: NodeJS.WritableStream } 
     .option('--dry-run', 'check and print the plan; change nothing')
     .option('-y, --yes', 'do not ask for confirmation')
     .option('--identity <file>', 'age identity file for an encrypted backup (default: $KBUR_AGE_IDENTITY)')
+    .option(...WAIT)
     .description('restore an application dump: a safety dump first, then drop, recreate, load')
-    .action(async (id: string, o: { node: string; profile: string; part?: string; dryRun?: boolean; yes?: boolean; identity?: string }) => {
-      code = await restoreDump.run({ ...globals(), ...o, id, signal });
-    });
+    .action(
+      async (
+        id: string,
+        o: { node: string; profile: string; part?: string; dryRun?: boolean; yes?: boolean; identity?: string; wait?: string },
+      ) => {
+        code = await restoreDump.run({ ...globals(), ...o, id, signal });
+      },
+    );
   program
     .command('verify')
     .argument('<id>', 'backup id')

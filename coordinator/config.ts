@@ -9,6 +9,67 @@ const hostPort = z
   .string()
   .regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, { message: 'expected host:port of a kbur-agent, e.g. 10.0.0.11:7443' });
 
+const keep = z.number().int().nonnegative().default(0);
+
+/**
+ * GFS retention: the newest `keepLast` Completed backups, and the newest one of each of the last
+ * `hourly` hours, `daily` days, `weekly` ISO weeks and `monthly` months that have one, counted in
+ * `timeZone` (an IANA name; default UTC).
+ */
+export const retentionSchema = z
+  .strictObject({
+    keepLast: keep,
+    hourly: keep,
+    daily: keep,
+    weekly: keep,
+    monthly: keep,
+    timeZone: z
+      .string()
+      .refine(isTimeZone, {
+        error: (iss) => `"${String(iss.input)}" is not a time zone: expected an IANA name such as UTC or Europe/Berlin`,
+      })
+      .default('UTC'),
+  })
+  .refine((r) => r.keepLast + r.hourly + r.daily + r.weekly + r.monthly > 0, {
+    message: 'expected at least one of keepLast, hourly, daily, weekly, monthly above 0 (else every backup but the last verified one goes)',
+  });
+export type RetentionPolicy = z.output<typeof retentionSchema>;
+
+function isTimeZone(tz: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
+}
+/** An S3-compatible bucket (AWS S3, MinIO, Ceph RGW); see README "S3 repository". */
+const s3Repository = z.strictObject({
+  type: z.literal('s3'),
+  bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, {
+    message: 'expected an S3 bucket name: 3-63 lowercase letters, digits, "." or "-", starting and ending with a letter or digit',
+  }),
+  /** Keys start with it: <prefix>/<cluster>/backups/... Default: the bucket's root. */
+  prefix: z
+    .string()
+    .default('')
+    .refine((p) => /^[A-Za-z0-9._/-]*$/.test(p) && p.split('/').every((seg) => seg !== '.' && seg !== '..'), {
+      message: 'expected a key prefix such as "kbur" or "backups/prod": letters, digits, ".", "_", "-" and "/", no "." or ".." segment',
+    })
+    .transform((p) => p.replace(/^\/+|\/+$/g, '')),
+  /** http(s)://host[:port] of an S3-compatible server; default: AWS S3 of the region. */
+  endpoint: z.url({ protocol: /^https?$/, message: 'expected an http:// or https:// URL, e.g. https://minio.example:9000' }).optional(),
+  /** Default: $AWS_REGION, else us-east-1 (what MinIO and Ceph RGW accept). */
+  region: z
+    .string()
+    .regex(/^[a-z0-9-]{1,40}$/, { message: 'expected a region name such as eu-west-1' })
+    .optional(),
+  /** http://endpoint/bucket/key instead of http://bucket.endpoint/key: MinIO, Ceph RGW. */
+  forcePathStyle: z.boolean().default(false),
+  /** An AWS shared-credentials file ([default] aws_access_key_id, aws_secret_access_key); default: the AWS chain. */
+  credentialsFile: z.string().min(1).optional(),
+});
+
 /** An age public key (X25519 age1..., or a post-quantum age1pq1...), as age-keygen prints it. */
 const ageRecipient = z.string().regex(/^age1(?:pq1|tag1|tagpq1)?[02-9ac-hj-np-z]{50,}$/, {
   message: 'expected an age public key (age1... as age-keygen -y prints it), never the identity',
@@ -24,7 +85,7 @@ const schema = z
       .array(z.strictObject({ name: nameSchema('node'), agent: hostPort }))
       .min(1, { message: 'expected at least one node' })
       .refine((nodes) => new Set(nodes.map((n) => n.name)).size === nodes.length, { message: 'node names must be unique' }),
-    repository: z.discriminatedUnion('type', [z.strictObject({ type: z.literal('local'), path: z.string().min(1) })]),
+    repository: z.discriminatedUnion('type', [z.strictObject({ type: z.literal('local'), path: z.string().min(1) }), s3Repository]),
     /** Stop a stream that sends nothing for this long (seconds). */
     stallTimeout: z.number().int().positive().default(60),
     backup: z
@@ -36,6 +97,8 @@ const schema = z
         copySnapshotToNodes: z.boolean().default(false),
       })
       .default({ copySnapshotToNodes: false }),
+    /** What `kbur prune` keeps: see retentionSchema. Without it, prune refuses. */
+    retention: retentionSchema.optional(),
     /** The etcd kbur starts from a snapshot on this host (verify --deep, restore --namespace, diff, import). */
     scratch: z
       .strictObject({
@@ -100,6 +163,7 @@ const schema = z
   });
 
 export type CoordinatorConfig = z.output<typeof schema>;
+export type S3RepositoryConfig = z.output<typeof s3Repository>;
 
 /** Loads kbur.yaml; relative paths in it are relative to the file's own folder. */
 export async function loadCoordinatorConfig(file: string): Promise<CoordinatorConfig> {
@@ -109,7 +173,13 @@ export async function loadCoordinatorConfig(file: string): Promise<CoordinatorCo
   return {
     ...config,
     tls: { ca: abs(config.tls.ca), cert: abs(config.tls.cert), key: abs(config.tls.key) },
-    repository: { ...config.repository, path: abs(config.repository.path) },
+    repository:
+      config.repository.type === 'local'
+        ? { ...config.repository, path: abs(config.repository.path) }
+        : {
+            ...config.repository,
+            ...(config.repository.credentialsFile ? { credentialsFile: abs(config.repository.credentialsFile) } : {}),
+          },
     scratch: {
       ...(config.scratch.etcd ? { etcd: abs(config.scratch.etcd) } : {}),
       ...(config.scratch.restoreTool ? { restoreTool: abs(config.scratch.restoreTool) } : {}),

@@ -13,6 +13,9 @@ export const ExitCode = {
   PERMISSION_DENIED: 8,
   FAILED_PRECONDITION: 9,
   CANCELLED: 10,
+  LOCKED: 11,
+  LOCK_STALE: 12,
+  REPOSITORY_FULL: 13,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 
@@ -37,5 +40,11 @@ export function exitCodeFor(err: unknown): ExitCode {
       return ExitCode.CANCELLED;
     case 'INTERNAL':
       return ExitCode.INTERNAL;
+    case 'LOCKED':
+      return ExitCode.LOCKED;
+    case 'LOCK_STALE':
+      return ExitCode.LOCK_STALE;
+    case 'RESOURCE_EXHAUSTED':
+      return ExitCode.REPOSITORY_FULL;
   }
 }

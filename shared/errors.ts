@@ -12,7 +12,13 @@ export type ErrorCode =
   | 'UNAVAILABLE'
   | 'DATA_LOSS'
   | 'CANCELLED'
-  | 'INTERNAL';
+  | 'INTERNAL'
+  /** Another kbur operation holds the repository lock. */
+  | 'LOCKED'
+  /** The repository lock's holder is gone: only `kbur unlock --force` breaks it. */
+  | 'LOCK_STALE'
+  /** The repository's disk is full (ENOSPC, EDQUOT). */
+  | 'RESOURCE_EXHAUSTED';
 
 const BRAND = Symbol.for('kbur.KburError');
 

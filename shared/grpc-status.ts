@@ -12,6 +12,9 @@ export const GRPC_CODE: Record<ErrorCode, status> = {
   DATA_LOSS: status.DATA_LOSS,
   CANCELLED: status.CANCELLED,
   INTERNAL: status.INTERNAL,
+  LOCKED: status.ABORTED,
+  LOCK_STALE: status.ABORTED,
+  RESOURCE_EXHAUSTED: status.RESOURCE_EXHAUSTED,
 };
 
 /** Trailing metadata keys that carry what a gRPC status cannot: kbur's own code and the hint. */

@@ -149,12 +149,13 @@ export class AtomicFile {
   /**
    * `mode` 0600 unless said otherwise: what kbur writes is private but for a few reports (metrics).
    * A mode given is set exactly, whatever the umask (kbur-backup.service runs with UMask=0077).
+   * `partPath`: a name of its own for a file that several processes may write at once (a lock).
    */
   constructor(
     readonly path: string,
-    private readonly opts: { mode?: number } = {},
+    private readonly opts: { mode?: number; partPath?: string } = {},
   ) {
-    this.partPath = `${path}.part`;
+    this.partPath = opts.partPath ?? `${path}.part`;
     this.stream = createWriteStream(this.partPath, { mode: opts.mode ?? 0o600, flush: true, highWaterMark: 1 << 20 });
     // Kept, not thrown: a write still in flight when abort() destroys the stream fails, and that
     // must not crash the process; commit() reports any error instead.
@@ -225,9 +226,9 @@ function waitClosed(stream: Writable): Promise<void> {
 export async function writeFileAtomic(
   path: string,
   data: string | Buffer,
-  opts: { noOverwrite?: boolean; mode?: number } = {},
+  opts: { noOverwrite?: boolean; mode?: number; partPath?: string } = {},
 ): Promise<void> {
-  const file = new AtomicFile(path, { mode: opts.mode });
+  const file = new AtomicFile(path, { mode: opts.mode, partPath: opts.partPath });
   try {
     await pipeline(async function* () {
       yield typeof data === 'string' ? Buffer.from(data) : data;

@@ -1,15 +1,13 @@
 import { isAbsolute } from 'node:path';
 import { z } from 'zod';
+import { durationSeconds } from '../../shared/duration.js';
 import { nameSchema } from '../../shared/manifest.js';
 
 const absPath = z.string().refine(isAbsolute, { message: 'expected an absolute path' });
 const dbName = nameSchema('database');
 
 /** "90s", "30m", "1h" or a number of seconds; default one hour. */
-const duration = z
-  .union([z.number().positive(), z.string().regex(/^\d+(\.\d+)?[smh]$/, { message: 'expected a duration such as 90s, 30m or 1h' })])
-  .transform((v) => (typeof v === 'number' ? v : Number(v.slice(0, -1)) * { s: 1, m: 60, h: 3600 }[v.slice(-1) as 's' | 'm' | 'h']))
-  .default(3600);
+const duration = durationSeconds.refine((v) => v > 0, { message: 'expected a duration above 0' }).default(3600);
 
 const common = { timeout: duration, tool: absPath.optional() };
 

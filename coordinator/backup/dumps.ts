@@ -1,12 +1,12 @@
-import { once } from 'node:events';
 import type { DumpPartHeader } from '../../proto/gen/kbur/v1/agent.js';
 import { KburError, asKburError } from '../../shared/errors.js';
 import { checkName, type Artifact, type Manifest } from '../../shared/manifest.js';
 import { StreamDigest } from '../../shared/streams.js';
 import type { AgentClient } from '../agent-client.js';
+import { isRepositoryFull } from '../repository/full.js';
 import type { BackupWriter } from '../repository/repository.js';
 import { createSealed, type SealedArtifact, type SealSettings } from '../repository/seal.js';
-import { commitIfWhole, stallWatch } from './receive.js';
+import { commitIfWhole, stallWatch, writeChunk } from './receive.js';
 
 /** Where a dump part goes in the backup set; the part's name and extension come from the agent, and are checked. */
 export function dumpPath(node: string, profile: string, h: Pick<DumpPartHeader, 'name' | 'extension' | 'compression'>): string {
@@ -52,7 +52,7 @@ export async function runDumpProfile(opts: {
       } else if (kind?.$case === 'data') {
         if (!current) throw new KburError('DATA_LOSS', `dump ${opts.profile} on ${node}: data before a part header`);
         current.digest.update(kind.value);
-        if (!current.writer.stream.write(kind.value)) await once(current.writer.stream, 'drain', { signal });
+        await writeChunk(current.writer.stream, kind.value, signal);
       } else if (kind?.$case === 'partEnd') {
         if (!current) throw new KburError('DATA_LOSS', `dump ${opts.profile} on ${node}: a part trailer without its header`);
         const { header, writer, digest } = current;
@@ -82,6 +82,7 @@ export async function runDumpProfile(opts: {
   } catch (err) {
     await current?.writer.abort();
     await Promise.all(artifacts.map((a) => opts.writer.discard(a.path)));
+    if (isRepositoryFull(err)) throw err;
     const e = stall.reason() ?? asKburError(err);
     if (e.code === 'CANCELLED' && opts.signal.aborted) throw e;
     return { failure: { part: `dump/${node}/${opts.profile}`, message: e.message } };

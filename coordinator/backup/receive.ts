@@ -1,4 +1,5 @@
 import { once } from 'node:events';
+import type { Writable } from 'node:stream';
 import { KburError } from '../../shared/errors.js';
 import { StreamDigest } from '../../shared/streams.js';
 import type { ArtifactWriter } from '../repository/repository.js';
@@ -53,7 +54,7 @@ export async function receiveArtifact<H, T extends Trailer>(opts: {
       } else if (kind.$case === 'data') {
         digest.update(kind.value);
         opts.onBytes?.(kind.value.length);
-        if (!out.write(kind.value)) await once(out, 'drain', { signal });
+        await writeChunk(out, kind.value, signal);
       } else {
         trailer = kind.value;
       }
@@ -75,6 +76,15 @@ export async function receiveArtifact<H, T extends Trailer>(opts: {
   } finally {
     stall.stop();
   }
+}
+
+/**
+ * Writes one chunk with backpressure. A write that failed (a full disk: ENOSPC) is thrown at the
+ * next chunk or while waiting for drain, not found only at commit after the whole stream.
+ */
+export async function writeChunk(out: Writable, chunk: Buffer, signal: AbortSignal): Promise<void> {
+  if (out.errored) throw out.errored;
+  if (!out.write(chunk)) await once(out, 'drain', { signal });
 }
 
 /**

@@ -1,9 +1,11 @@
+import type { WriteStream } from 'node:fs';
 import type { ArchiveTrailer, GetNodeInfoResponse, SnapshotHeader, SnapshotTrailer } from '../../proto/gen/kbur/v1/agent.js';
 import { KburError, asKburError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import { MANIFEST_SCHEMA_VERSION, newBackupId, type Artifact, type BackupPhase, type Manifest } from '../../shared/manifest.js';
 import { KBUR_VERSION } from '../../shared/version.js';
 import type { AgentClient } from '../agent-client.js';
+import { isRepositoryFull, repositoryFullError } from '../repository/full.js';
 import type { BackupWriter, Repository } from '../repository/repository.js';
 import { createSealed, NO_SEAL, type SealSettings } from '../repository/seal.js';
 import { chooseSnapshotMembers } from './choose-member.js';
@@ -39,6 +41,16 @@ export async function runBackup(opts: BackupOptions): Promise<Manifest> {
   const startedAt = new Date();
   const id = newBackupId(startedAt);
   const log = opts.log.child({ backup: id });
+  const usage: WriteUsage = { written: 0 };
+  const fullError = async (err: unknown): Promise<KburError> => {
+    const needed = Math.max(0, ...[...byNode.values()].map((i) => i.etcd?.dbSize ?? 0));
+    return repositoryFullError(err, {
+      location: opts.repository.artifactLocation(opts.cluster, id, 'manifest.json').replace(/\/manifest\.json$/, ''),
+      space: usage.spaceWhenFull ?? (await opts.repository.space(opts.cluster).catch(() => undefined)),
+      written: usage.written,
+      needed,
+    });
+  };
   const infos = await Promise.all(
     opts.agents.map((a) =>
       // No key count: the snapshot's trailer counts them at its revision.
@@ -56,15 +68,40 @@ export async function runBackup(opts: BackupOptions): Promise<Manifest> {
     else failures.push({ part: `node/${node}`, message: r.error.message });
   });
 
-  const writer = await opts.repository.createBackup(opts.cluster, id);
+  const writer = measured(
+    await opts.repository.createBackup(opts.cluster, id).catch(async (err: unknown) => {
+      throw isRepositoryFull(err) ? await fullError(err) : err;
+    }),
+    usage,
+    () => opts.repository.space(opts.cluster),
+  );
   log.info('backup started', { location: writer.location, reachable: [...byNode.keys()] });
   opts.progress?.archivesExpected(byNode.size);
-  const [snapshot, archives, dumps] = await Promise.all([
-    snapshotWithFallback(opts, writer, byNode, log),
-    Promise.all(opts.agents.filter((a) => byNode.has(a.node.name)).map((a) => archiveNode(opts, writer, a))),
-    Promise.all(opts.dumps.map((d) => runDump(opts, writer, d, byNode))),
+  // A full repository stops every stream at once: no other member or node would find room either.
+  const full = new AbortController();
+  const inner: BackupOptions = { ...opts, signal: AbortSignal.any([opts.signal, full.signal]) };
+  const stopIfFull = <T>(p: Promise<T>): Promise<T> =>
+    p.catch((err: unknown) => {
+      if (isRepositoryFull(err)) full.abort(err);
+      throw err;
+    });
+  const settled = await Promise.allSettled([
+    stopIfFull(snapshotWithFallback(inner, writer, byNode, log)),
+    Promise.all(opts.agents.filter((a) => byNode.has(a.node.name)).map((a) => stopIfFull(archiveNode(inner, writer, a)))),
+    Promise.all(opts.dumps.map((d) => stopIfFull(runDump(inner, writer, d, byNode)))),
   ]);
   opts.progress?.stop();
+  if (full.signal.aborted) {
+    // Nothing of this set is usable, and its files hold the room the next backup needs.
+    await opts.repository.deleteBackup(opts.cluster, id).catch(() => undefined);
+    throw await fullError(full.signal.reason);
+  }
+  for (const r of settled) if (r.status === 'rejected') throw r.reason;
+  const [snapshot, archives, dumps] = settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as [
+    Awaited<ReturnType<typeof snapshotWithFallback>>,
+    Awaited<ReturnType<typeof archiveNode>>[],
+    Awaited<ReturnType<typeof runDump>>[],
+  ];
 
   failures.push(...snapshot.failures, ...[...archives, ...dumps].flatMap((a) => ('failure' in a ? [a.failure] : [])));
   const artifacts: Artifact[] = [
@@ -85,9 +122,59 @@ export async function runBackup(opts: BackupOptions): Promise<Manifest> {
     etcd: snapshot.etcd,
     artifacts,
   };
-  await writer.writeManifest(manifest);
+  try {
+    await writer.writeManifest(manifest);
+  } catch (err) {
+    if (isRepositoryFull(err)) {
+      await opts.repository.deleteBackup(opts.cluster, id).catch(() => undefined);
+      throw await fullError(err);
+    }
+    const e = asKburError(err);
+    if (e.code === 'CANCELLED' || opts.signal.aborted) throw e;
+    // No manifest, no backup: whatever was uploaded, this set cannot be restored from.
+    log.error('manifest not written', { error: e.message });
+    return {
+      ...manifest,
+      phase: 'Failed',
+      failures: [...failures, { part: 'manifest', message: `manifest.json not written, so this set is not a backup: ${e.message}` }],
+    };
+  }
   log.info('backup finished', { phase, failures: failures.length, artifacts: artifacts.length });
   return manifest;
+}
+
+interface WriteUsage {
+  /** Bytes this backup wrote to the repository, kept or not. */
+  written: number;
+  /** Free space when a write first failed for want of it (read before that part file goes). */
+  spaceWhenFull?: { free: number; total: number };
+}
+
+/** The backup's writer, counting what it writes, for the figures of a "repository full". */
+function measured(writer: BackupWriter, usage: WriteUsage, space: () => Promise<WriteUsage['spaceWhenFull']>): BackupWriter {
+  return {
+    id: writer.id,
+    location: writer.location,
+    discard: (relPath) => writer.discard(relPath),
+    writeManifest: (m) => writer.writeManifest(m),
+    artifact: async (relPath) => {
+      const a = await writer.artifact(relPath);
+      // fs.WriteStream counts what reached the file; other stores' streams may not say.
+      const bytes = (): number => (a.stream as Partial<WriteStream>).bytesWritten ?? 0;
+      return {
+        stream: a.stream,
+        commit: async () => {
+          await a.commit();
+          usage.written += bytes();
+        },
+        abort: async () => {
+          if (a.stream.errored && isRepositoryFull(a.stream.errored)) usage.spaceWhenFull ??= await space().catch(() => undefined);
+          usage.written += bytes();
+          await a.abort();
+        },
+      };
+    },
+  };
 }
 
 async function snapshotWithFallback(
@@ -134,6 +221,7 @@ async function snapshotWithFallback(
         failures: [],
       };
     } catch (err) {
+      if (isRepositoryFull(err)) throw err;
       const e = asKburError(err);
       if (e.code === 'CANCELLED' || opts.signal.aborted) throw e;
       log.warn('snapshot failed; trying the next member', { node, error: e.message });
@@ -189,6 +277,7 @@ async function archiveNode(
       },
     };
   } catch (err) {
+    if (isRepositoryFull(err)) throw err;
     const e = asKburError(err);
     if (e.code === 'CANCELLED' || opts.signal.aborted) throw e;
     return { failure: { part: `node/${node}`, message: e.message } };

@@ -1,22 +1,34 @@
 import { copySnapshotToNodes } from '../backup/copies.js';
 import { runBackup } from '../backup/run.js';
 import { Progress, mib } from '../backup/progress.js';
-import { connectAgents, loadContext, type GlobalOptions } from '../context.js';
+import { parseDurationFlag } from '../../shared/duration.js';
+import { connectAgents, loadContext, lockRequest, type Context, type GlobalOptions } from '../context.js';
+import { removeLeftovers } from '../prune/leftovers.js';
+import { withLock } from '../repository/lock.js';
 import { asKburError, type KburError } from '../../shared/errors.js';
 import type { Verification } from '../../shared/manifest.js';
 import { ExitCode, exitCodeFor } from '../exit-codes.js';
-import { checkRecipients, loadIdentity, sealNote } from '../repository/seal.js';
+import { checkRecipients, loadIdentity, sealNote, type AgeIdentity } from '../repository/seal.js';
 import { signatureNote } from '../repository/signing.js';
 import { describeVerification, verifyBackup } from './verify.js';
 import { recordBackup } from '../run-metrics.js';
 
 /** kbur backup: one backup set of the whole control plane. */
-export async function run(opts: GlobalOptions & { verify?: 'hashes' | 'deep'; signal: AbortSignal }): Promise<ExitCode> {
+type BackupOptions = GlobalOptions & { verify?: 'hashes' | 'deep'; wait?: string; signal: AbortSignal };
+
+export async function run(opts: BackupOptions): Promise<ExitCode> {
+  const waitMs = parseDurationFlag(opts.wait ?? '0', '--wait');
   const ctx = await loadContext(opts);
   await checkRecipients(ctx.seal.recipients);
-  // Not for the backup itself: for the snapshot copies sent to the nodes, and a verify of an encrypted snapshot.
   // For the snapshot copies sent to the nodes, and a verify that reads an encrypted snapshot ($KBUR_AGE_IDENTITY).
   const identity = ctx.config.backup.copySnapshotToNodes || opts.verify ? await loadIdentity(undefined) : undefined;
+  return withLock(lockRequest(ctx, 'backup', { waitMs, signal: opts.signal }), (signal) => backUp(ctx, opts, identity, signal));
+}
+
+async function backUp(ctx: Context, opts: BackupOptions, identity: AgeIdentity | undefined, signal: AbortSignal): Promise<ExitCode> {
+  // Under the lock: an earlier backup without a manifest is dead, and what it left goes.
+  const leftovers = await removeLeftovers(ctx.repository, ctx.config.cluster, new Date());
+  for (const l of leftovers) ctx.log.warn('removed what an interrupted backup left', { backup: l.id, reason: l.reason });
   const agents = await connectAgents(ctx);
   const progress = ctx.json ? undefined : new Progress(process.stderr);
   const startedAt = Date.now();
@@ -30,23 +42,23 @@ export async function run(opts: GlobalOptions & { verify?: 'hashes' | 'deep'; si
       log: ctx.log,
       progress,
       stallMs: ctx.config.stallTimeout * 1000,
-      signal: opts.signal,
+      signal,
     }).catch(async (err: unknown) => {
       await recordBackup(ctx, { startedAt, endedAt: Date.now() });
       throw err;
     });
     await recordBackup(ctx, { manifest: m, startedAt, endedAt: Date.now() });
     const copies = ctx.config.backup.copySnapshotToNodes
-      ? await copySnapshotToNodes({ manifest: m, agents, repository: ctx.repository, identity, signal: opts.signal })
+      ? await copySnapshotToNodes({ manifest: m, agents, repository: ctx.repository, identity, signal })
       : undefined;
     // A set without a snapshot has nothing to verify beyond what the backup itself just checked.
     let verification: Verification | undefined;
     let verifyError: KburError | undefined;
     try {
-      if (opts.verify && m.etcd) verification = await verifyBackup(ctx, m, { deep: opts.verify === 'deep', identity, signal: opts.signal });
+      if (opts.verify && m.etcd) verification = await verifyBackup(ctx, m, { deep: opts.verify === 'deep', identity, signal });
     } catch (err) {
       // The backup is whole and its id must reach the operator (or the script): the verify's failure is reported beside it.
-      if (opts.signal.aborted) throw err;
+      if (signal.aborted) throw err;
       verifyError = asKburError(err);
     }
     if (ctx.json) {
@@ -57,6 +69,7 @@ export async function run(opts: GlobalOptions & { verify?: 'hashes' | 'deep'; si
             ...m,
             ...signature,
             ...(copies ? { nodeCopies: copies } : {}),
+            ...(leftovers.length ? { leftoversRemoved: leftovers } : {}),
             ...(verification ? { verification } : {}),
             ...(verifyError ? { verificationError: { code: verifyError.code, message: verifyError.message, hint: verifyError.hint } } : {}),
           },
@@ -67,6 +80,7 @@ export async function run(opts: GlobalOptions & { verify?: 'hashes' | 'deep'; si
     } else {
       const size = m.artifacts.reduce((n, a) => n + a.size, 0);
       const lines = [
+        ...leftovers.map((l) => `removed ${l.id}: ${l.reason}`),
         `backup ${m.id}: ${m.phase}`,
         `  location: ${ctx.repository.artifactLocation(m.cluster, m.id, 'manifest.json').replace(/\/manifest\.json$/, '')}`,
       ];

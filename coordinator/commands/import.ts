@@ -2,7 +2,8 @@ import { resolve } from 'node:path';
 import { KburError } from '../../shared/errors.js';
 import { importSnapshot } from '../backup/import.js';
 import { mib } from '../backup/progress.js';
-import { loadContext, type GlobalOptions } from '../context.js';
+import { loadContext, lockRequest, type GlobalOptions } from '../context.js';
+import { withLock } from '../repository/lock.js';
 import { ExitCode } from '../exit-codes.js';
 
 const NODE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
@@ -17,14 +18,17 @@ export async function run(opts: GlobalOptions & { file: string; kubernetesDirArc
   if (dup)
     throw new KburError('INVALID_ARGUMENT', `--kubernetes-dir-archive: node ${dup.node} is given twice`, { hint: 'one archive per node' });
   const ctx = await loadContext(opts);
-  const m = await importSnapshot({
-    repository: ctx.repository,
-    config: ctx.config,
-    file: resolve(opts.file),
-    archives,
-    seal: ctx.seal,
-    signal: opts.signal,
-  });
+  // It writes a backup set: under the lock, so that a backup never takes it for an interrupted one's leftovers.
+  const m = await withLock(lockRequest(ctx, 'import', { waitMs: 0, signal: opts.signal }), (signal) =>
+    importSnapshot({
+      repository: ctx.repository,
+      config: ctx.config,
+      file: resolve(opts.file),
+      archives,
+      seal: ctx.seal,
+      signal,
+    }),
+  );
   if (ctx.json) {
     ctx.out.write(JSON.stringify(m, null, 2) + '\n');
     return ExitCode.OK;

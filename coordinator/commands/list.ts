@@ -23,7 +23,7 @@ export async function run(opts: GlobalOptions): Promise<ExitCode> {
     return ExitCode.OK;
   }
   if (backups.length === 0) {
-    ctx.out.write(`no backups of cluster ${ctx.config.cluster} in ${ctx.config.repository.path}\nnext: kbur backup\n`);
+    ctx.out.write(`no backups of cluster ${ctx.config.cluster} in ${ctx.repository.location}\nnext: kbur backup\n`);
     return ExitCode.OK;
   }
   const rows = [['ID', 'PHASE', 'STARTED', 'DURATION', 'SIZE', 'REVISION', 'VERIFIED']];
@@ -54,6 +54,9 @@ export async function run(opts: GlobalOptions): Promise<ExitCode> {
       )
       .join('\n') + '\n',
   );
+  if (backups.some((b) => !b.manifest)) {
+    ctx.out.write('Incomplete: no manifest: a backup still running, or one interrupted (the next kbur backup or kbur prune removes it)\n');
+  }
   return ExitCode.OK;
 }
 

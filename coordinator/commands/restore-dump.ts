@@ -2,7 +2,9 @@ import { KburError } from '../../shared/errors.js';
 import { newBackupId, type Artifact, type Manifest } from '../../shared/manifest.js';
 import type { AgentClient } from '../agent-client.js';
 import { mib } from '../backup/progress.js';
-import { connectAgents, loadContext, type GlobalOptions } from '../context.js';
+import { parseDurationFlag } from '../../shared/duration.js';
+import { connectAgents, loadContext, lockRequest, type Context, type GlobalOptions } from '../context.js';
+import { withLock } from '../repository/lock.js';
 import { ExitCode } from '../exit-codes.js';
 import { checkArtifact } from '../repository/check.js';
 import type { Repository } from '../repository/repository.js';
@@ -17,6 +19,8 @@ export interface RestoreDumpOptions extends GlobalOptions {
   part?: string;
   yes?: boolean;
   dryRun?: boolean;
+  /** How long to wait for the repository lock; default: refuse at once. */
+  wait?: string;
   /** age identity file for an encrypted backup (else $KBUR_AGE_IDENTITY). */
   identity?: string;
   signal: AbortSignal;
@@ -32,8 +36,20 @@ const PROCEDURE: Record<string, string> = {
 
 /** kbur restore-dump ID --node N --profile P: check, plan, confirm; the agent saves what is there first. */
 export async function run(opts: RestoreDumpOptions): Promise<ExitCode> {
+  const waitMs = parseDurationFlag(opts.wait ?? '0', '--wait');
   const ctx = await loadContext(opts);
   const identity = await loadIdentity(opts.identity);
+  // Under the lock, so that prune never deletes the backup it reads; a dry run changes nothing.
+  if (opts.dryRun) return restoreDump(ctx, opts, identity, opts.signal);
+  return withLock(lockRequest(ctx, 'restore-dump', { waitMs, signal: opts.signal }), (signal) => restoreDump(ctx, opts, identity, signal));
+}
+
+async function restoreDump(
+  ctx: Context,
+  opts: RestoreDumpOptions,
+  identity: AgeIdentity | undefined,
+  signal: AbortSignal,
+): Promise<ExitCode> {
   const manifest = await ctx.repository.readManifest(ctx.config.cluster, opts.id);
   const all = manifest.artifacts.filter((a) => a.kind === 'dump' && a.node === opts.node && a.dump?.profile === opts.profile);
   const parts = opts.part ? all.filter((a) => a.dump!.part === opts.part) : all;
@@ -60,7 +76,7 @@ export async function run(opts: RestoreDumpOptions): Promise<ExitCode> {
       problems.push(locked);
       continue;
     }
-    const { problem } = await checkArtifact(ctx.repository, manifest, a, opts.signal, identity);
+    const { problem } = await checkArtifact(ctx.repository, manifest, a, signal, identity);
     if (problem) problems.push(`${a.path}: ${problem}`);
   }
   const agents = await connectAgents(ctx);
@@ -87,7 +103,7 @@ export async function run(opts: RestoreDumpOptions): Promise<ExitCode> {
     }
     if (!(await confirm(ctx, opts, `replace ${parts.map((p) => p.dump!.part).join(', ')} on ${opts.node} with the backup's dump`)))
       return ExitCode.CANCELLED;
-    await sendDumps({ repository: ctx.repository, manifest, agent, parts, restoreId, identity, say, signal: opts.signal });
+    await sendDumps({ repository: ctx.repository, manifest, agent, parts, restoreId, identity, say, signal });
     say(`restore-dump ${restoreId}: done. The safety dumps are in the agent's state dir on ${opts.node} (restores/${restoreId}/safety/).`);
     return ExitCode.OK;
   } finally {

@@ -1,7 +1,9 @@
 import { KburError } from '../../shared/errors.js';
-import { newBackupId } from '../../shared/manifest.js';
+import { checkId, newBackupId } from '../../shared/manifest.js';
 import type { AgentClient } from '../agent-client.js';
-import { connectAgents, loadContext, type Context, type GlobalOptions } from '../context.js';
+import { parseDurationFlag } from '../../shared/duration.js';
+import { connectAgents, loadContext, lockRequest, type Context, type GlobalOptions } from '../context.js';
+import { withLock } from '../repository/lock.js';
 import { confirm } from '../confirm.js';
 import { sendDumps } from './restore-dump.js';
 import * as restoreNamespace from './restore-namespace.js';
@@ -23,6 +25,8 @@ export interface RestoreOptions extends GlobalOptions {
   withKubernetesDir?: boolean;
   /** After etcd, also restore every application dump of the backup (safety dump first, on each node). */
   dumps?: boolean;
+  /** How long to wait for the repository lock ("90s", "10m"); default: refuse at once. */
+  wait?: string;
   /** --nodes a,b: a cluster of just these nodes of kbur.yaml; the others join it later. */
   nodes?: string;
   /** --to FILE: the backup's nodes come back at new addresses, on the agents the file names. */
@@ -75,8 +79,26 @@ export async function run(opts: RestoreOptions): Promise<ExitCode> {
       { hint: 'kbur restore ID --nodes node-1[,node-2], or kbur restore ID --to FILE' },
     );
   }
+  const waitMs = parseDurationFlag(opts.wait ?? '0', '--wait');
   const ctx = await loadContext(opts);
   const identity = await loadIdentity(opts.identity);
+  const restoreId = opts.id
+    ? newBackupId()
+    : checkId((opts.resume ?? opts.rollback)!, 'restore', 'the restore id was printed when it started');
+  // A dry run changes nothing and needs no lock; anything else is the cluster's one operation.
+  if (opts.dryRun && opts.id) return restore(ctx, opts, restoreId, identity, opts.signal);
+  return withLock(lockRequest(ctx, 'restore', { waitMs, signal: opts.signal, restoreId }), (signal) =>
+    restore(ctx, opts, restoreId, identity, signal),
+  );
+}
+
+async function restore(
+  ctx: Context,
+  opts: RestoreOptions,
+  restoreId: string,
+  identity: AgeIdentity | undefined,
+  signal: AbortSignal,
+): Promise<ExitCode> {
   const known = ctx.config.nodes.map((n) => n.name);
   const only = opts.nodes === undefined ? undefined : nodeList(opts.nodes, known);
   const targets = opts.to === undefined ? undefined : await loadTargets(opts.to);
@@ -89,7 +111,7 @@ export async function run(opts: RestoreOptions): Promise<ExitCode> {
   );
   const say = (line: string): void => void ctx.out.write(`${line}\n`);
   try {
-    const base = { agents, repository: ctx.repository, identity, log: ctx.log, signal: opts.signal, say };
+    const base = { agents, repository: ctx.repository, identity, log: ctx.log, signal, say };
     if (journal) {
       say(describePlan(journal.plan));
       say(`journal: ${journal.data.status}, ${journal.data.entries.filter((e) => e.state === 'done').length} steps done`);
@@ -109,7 +131,6 @@ export async function run(opts: RestoreOptions): Promise<ExitCode> {
       return ExitCode.OK;
     }
 
-    const restoreId = newBackupId();
     const check = await preflight({
       repository: ctx.repository,
       cluster: ctx.config.cluster,
@@ -121,7 +142,7 @@ export async function run(opts: RestoreOptions): Promise<ExitCode> {
       identity,
       dryRun: Boolean(opts.dryRun),
       targets,
-      signal: opts.signal,
+      signal,
     });
     check.plan?.notes.push(signatureNote(ctx.signing));
     if (check.plan) say(describePlan(check.plan));
@@ -147,7 +168,7 @@ export async function run(opts: RestoreOptions): Promise<ExitCode> {
       (r) => recordRestore(ctx, r),
       () => executeRestore({ ...base, journal: created }),
     );
-    if (opts.dumps) await restoreAllDumps(ctx, agents, plan.backupId, restoreId, identity, say, opts.signal);
+    if (opts.dumps) await restoreAllDumps(ctx, agents, plan.backupId, restoreId, identity, say, signal);
     say(
       `restore ${restoreId}: completed and verified. The old data dirs are kept as <dataDir>.kbur-${restoreId}; kbur restore --rollback ${restoreId} puts them back.`,
     );

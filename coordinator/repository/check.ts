@@ -1,6 +1,6 @@
 import { errorMessage } from '../../shared/errors.js';
 import type { Artifact, Manifest } from '../../shared/manifest.js';
-import { digestFile, type FileDigest } from '../../shared/streams.js';
+import type { FileDigest } from '../../shared/streams.js';
 import type { Repository } from './repository.js';
 import { isSealed, readSealed, type AgeIdentity } from './seal.js';
 
@@ -24,10 +24,7 @@ export async function checkArtifact(
   }
   let digest: FileDigest;
   try {
-    digest = await digestFile(repository.artifactLocation(manifest.cluster, manifest.id, a.path), {
-      snapshot: a.kind === 'etcd-snapshot',
-      signal,
-    });
+    digest = await repository.digestArtifact(manifest.cluster, manifest.id, a.path, { snapshot: a.kind === 'etcd-snapshot', signal });
   } catch (err) {
     return { problem: errorMessage(err) };
   }

@@ -1,11 +1,13 @@
 import { createReadStream } from 'node:fs';
-import { mkdir, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { link, mkdir, readFile, readdir, rename, rm, stat, statfs, utimes } from 'node:fs/promises';
 import { dirname, join, normalize, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { KburError } from '../../shared/errors.js';
 import { pathExists } from '../../shared/process.js';
 import { BACKUP_ID, checkId, parseManifest, verificationSchema, type Manifest, type Verification } from '../../shared/manifest.js';
-import { AtomicFile, writeFileAtomic } from '../../shared/streams.js';
+import { AtomicFile, digestFile, fsyncDir, writeFileAtomic, type FileDigest } from '../../shared/streams.js';
+import { parseLockRecord, type LockHolder } from './lock.js';
 import type { ArtifactWriter, BackupListing, BackupWriter, Repository } from './repository.js';
 
 const DIR_MODE = 0o700;
@@ -90,6 +92,14 @@ export class LocalRepository implements Repository {
     return createReadStream(path, { highWaterMark: 256 << 10 });
   }
 
+  digestArtifact(cluster: string, id: string, relPath: string, opts: { snapshot: boolean; signal: AbortSignal }): Promise<FileDigest> {
+    return digestFile(this.artifactLocation(cluster, id, relPath), opts);
+  }
+
+  localFile(cluster: string, id: string, relPath: string): string {
+    return this.artifactLocation(cluster, id, relPath);
+  }
+
   artifactLocation(cluster: string, id: string, relPath: string): string {
     return this.inside(this.backupDir(cluster, id), relPath);
   }
@@ -119,6 +129,113 @@ export class LocalRepository implements Repository {
       if (err.code === 'ENOENT') return undefined;
       throw err;
     });
+  }
+
+  async listRestores(cluster: string): Promise<string[]> {
+    try {
+      const entries = await readdir(join(this.location, cluster, 'restores'), { withFileTypes: true });
+      return entries.filter((e) => e.isDirectory() && BACKUP_ID.test(e.name)).map((e) => e.name);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+  }
+
+  async deleteBackup(cluster: string, id: string): Promise<void> {
+    const dir = this.backupDir(cluster, id);
+    await rm(join(dir, 'manifest.json'), { force: true });
+    await fsyncDir(dir).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err;
+    });
+    await rm(dir, { recursive: true, force: true });
+    await fsyncDir(dirname(dir));
+  }
+
+  async space(cluster: string): Promise<{ free: number; total: number } | undefined> {
+    for (const dir of [join(this.location, cluster), this.location]) {
+      try {
+        const s = await statfs(dir);
+        return { free: s.bavail * s.bsize, total: s.blocks * s.bsize };
+      } catch {
+        // not there yet: ask its parent
+      }
+    }
+    return undefined;
+  }
+
+  async tryLock(cluster: string, holder: LockHolder): Promise<boolean> {
+    const file = this.lockFile(cluster);
+    await mkdir(dirname(file), { recursive: true, mode: DIR_MODE });
+    try {
+      // Written whole under a name of its own, then linked: link() fails with EEXIST if held.
+      await writeFileAtomic(file, JSON.stringify(holder, null, 2) + '\n', { noOverwrite: true, partPath: `${file}.${holder.token}.part` });
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw err;
+    }
+  }
+
+  async readLock(cluster: string): Promise<LockHolder | undefined> {
+    const file = this.lockFile(cluster);
+    let text: string;
+    let mtime: Date;
+    try {
+      [text, { mtime }] = await Promise.all([readFile(file, 'utf8'), stat(file)]);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+    const holder = parseLockRecord(text, file);
+    // The record is never rewritten: renewals move the file's mtime to the new end of the lease.
+    return mtime.getTime() > Date.parse(holder.expiresAt) ? { ...holder, expiresAt: mtime.toISOString() } : holder;
+  }
+
+  async renewLock(cluster: string, holder: LockHolder): Promise<boolean> {
+    const current = await this.readLock(cluster).catch(() => undefined);
+    if (current?.token !== holder.token) return false;
+    // Only the mtime changes: a lock removed meanwhile is not brought back (ENOENT), nor is a
+    // newer holder's record replaced.
+    try {
+      await utimes(this.lockFile(cluster), new Date(), new Date(holder.expiresAt));
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw err;
+    }
+  }
+
+  async removeLock(cluster: string, token: string | undefined): Promise<boolean> {
+    const file = this.lockFile(cluster);
+    // Renamed away first: of two removers of one lock, exactly one gets it.
+    const aside = `${file}.${randomBytes(8).toString('hex')}.removing`;
+    try {
+      await rename(file, aside);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw err;
+    }
+    if (token !== undefined) {
+      let held: string | undefined;
+      try {
+        held = parseLockRecord(await readFile(aside, 'utf8'), file).token;
+      } catch {
+        held = undefined;
+      }
+      if (held !== token) {
+        // Someone else's lock: put it back (unless a new one was taken meanwhile; its holder then sees it lost).
+        await link(aside, file).catch(() => undefined);
+        await rm(aside, { force: true });
+        return false;
+      }
+    }
+    await rm(aside, { force: true });
+    await fsyncDir(dirname(file));
+    return true;
+  }
+
+  private lockFile(cluster: string): string {
+    return join(this.location, cluster, 'kbur.lock');
   }
 
   private backupDir(cluster: string, id: string): string {

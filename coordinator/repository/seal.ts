@@ -214,7 +214,12 @@ export async function openPlain(repository: Repository, m: Manifest, a: Artifact
   const problem = identityProblem(a, identity);
   if (problem) throw new KburError('FAILED_PRECONDITION', problem, { hint: 'kbur describe ID shows how each artifact is stored' });
   const source = await repository.openArtifact(m.cluster, m.id, a.path);
-  if (!isSealed(a)) return source;
+  if (!isSealed(a)) {
+    // Checked as it streams too: size, sha256 and, for a snapshot, etcd's own hash.
+    const checked = new DigestPass({ want: a, what: a.path, snapshot: a.kind === 'etcd-snapshot' });
+    pipeline(source, checked).catch(() => undefined); // surfaces through `checked`
+    return checked;
+  }
   const stored = new DigestPass({ want: a, what: `${a.path} (as stored)` });
   const plain = new DigestPass({ want: plainDigest(a), what: `${a.path} (decrypted)`, snapshot: a.kind === 'etcd-snapshot' });
   const front = pipeline(source, stored);

@@ -35,9 +35,11 @@ export async function openBackupScratch(opts: {
     dir: opts.config.scratch.dir,
     signal: opts.signal,
   };
-  if (isSealed(snapshot)) {
-    // Compressed or encrypted by kbur: its plain bytes go into the scratch folder first, checked on
-    // the way (stored and plain sha256, etcd's hash); a damaged one fails there, before etcd starts.
+  const file = opts.repository.localFile(m.cluster, m.id, snapshot.path);
+  if (isSealed(snapshot) || !file) {
+    // Compressed or encrypted by kbur, or in a repository that is no filesystem (S3): its plain
+    // bytes go into the scratch folder first, checked on the way (stored and plain sha256, etcd's
+    // hash); a damaged one fails there, before etcd starts.
     const problem = identityProblem(snapshot, opts.identity);
     if (problem) throw new KburError('FAILED_PRECONDITION', problem, { hint: 'kbur describe ID shows how the snapshot is stored' });
     return ScratchEtcd.start({
@@ -54,7 +56,7 @@ export async function openBackupScratch(opts: {
       });
     }
   });
-  return ScratchEtcd.start({ ...scratch, snapshot: opts.repository.artifactLocation(m.cluster, m.id, snapshot.path), check });
+  return ScratchEtcd.start({ ...scratch, snapshot: file, check });
 }
 
 /**

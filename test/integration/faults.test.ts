@@ -97,7 +97,7 @@ describe('faults: processes killed or interrupted mid-operation', function () {
     await sandbox.startAgents([victim]);
   });
 
-  it('coordinator SIGKILLed mid-stream: the set has no manifest, lists as Incomplete, and verify and restore refuse it', async function () {
+  it('coordinator SIGKILLed mid-stream: the set has no manifest, lists as Incomplete, its lock is stale until unlock --force, verify and restore refuse it, the next backup removes it', async function () {
     const { child, done } = spawnKbur(['--config', sandbox.coordinatorConfig, 'backup', '--json']);
     const part = await snapshotPartWritten();
     child.kill('SIGKILL');
@@ -111,9 +111,22 @@ describe('faults: processes killed or interrupted mid-operation', function () {
     expect(listed?.phase).to.equal('Incomplete');
     const verify = await kbur('verify', id);
     expect(verify.code).to.equal(EXIT.FAILED_PRECONDITION);
+    const locked = await kbur('restore', id, '--yes');
+    expect(locked.code, locked.stderr).to.equal(EXIT.LOCK_STALE);
+    expect(locked.stderr).to.contain(`locked by backup on host`).and.contain(`pid ${child.pid}`).and.contain('kbur unlock --force');
+    const unlock = await kbur('unlock', '--force');
+    expect(unlock.code, unlock.stderr).to.equal(EXIT.OK);
+    expect(unlock.stdout)
+      .to.contain(`broke the stale lock of backup on host`)
+      .and.contain(`process ${child.pid} no longer runs on this host`);
     const restore = await kbur('restore', id, '--yes');
     expect(restore.code).to.equal(EXIT.FAILED_PRECONDITION);
     expect(await keys()).to.include('/registry/bulk/000000');
+
+    const next = await kbur('backup', '--json');
+    expect(next.code, next.stderr).to.equal(EXIT.OK);
+    expect((JSON.parse(next.stdout) as { leftoversRemoved: { id: string }[] }).leftoversRemoved.map((l) => l.id)).to.deep.equal([id]);
+    expect(await readdir(backupsDir())).to.not.include(id);
   });
 
   // A step's line is printed as it ends on a node; SIGINT follows it at once, and --resume must

@@ -198,6 +198,12 @@ describe('kbur restore on a 3-member TLS etcd', function () {
     const m = await backup();
     const first = await restoreCrashedAfter('stop', m.id);
     const before = await fingerprint();
+    // The crashed restore's lock is stale: only it (--resume/--rollback) may go on under it.
+    const locked = await kbur('restore', m.id, '--yes');
+    expect(locked.code).to.equal(12);
+    expect(locked.stderr).to.contain(`locked by restore ${first} on host`).and.contain('which is stale');
+    // With the lock broken by hand, the agents still refuse it.
+    expect((await kbur('unlock', '--force')).code).to.equal(0);
     const second = await kbur('restore', m.id, '--yes');
     expect(second.code).to.equal(9);
     expect(second.stderr).to.contain(`node-1: restore ${first} is still in progress here`);

@@ -82,7 +82,7 @@ describe('coordinator config', () => {
     );
     const c = await loadCoordinatorConfig(file);
     expect(c.tls.ca).to.equal(join(dir, 'pki/ca.crt'));
-    expect(c.repository.path).to.equal(join(dir, 'repo'));
+    expect(c.repository).to.deep.equal({ type: 'local', path: join(dir, 'repo') });
   });
 
   it('refuses duplicate node names and a node name that would escape the repository', async () => {
