@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what kbur's sandbox, tests and benchmark need on a fresh Debian machine (run as root):
-# Debian's etcd server and client (etcd 3.4 on bookworm), age and zstd, MariaDB and PostgreSQL servers and clients
+# Debian's etcd server and client (etcd 3.4 on bookworm), age, zstd and s3cmd, MariaDB and PostgreSQL servers and clients
 # (the dump tests start their own, see test/sandbox/databases.ts), Prometheus (promtool checks the
 # alert rules), node_exporter and the Pushgateway (the monitoring tests start their own), openssl,
 # and the npm dependencies.
@@ -15,6 +15,8 @@ command -v openssl >/dev/null || need+=(openssl)
 # age and zstd: the tests prove encrypted, compressed sets open with the CLIs, without kbur.
 command -v age >/dev/null || need+=(age)
 command -v zstd >/dev/null || need+=(zstd)
+# s3cmd: the benchmark's s3 scenario times the operator's script (etcdctl, zstd, age, s3cmd put) against kbur.
+command -v s3cmd >/dev/null || need+=(s3cmd)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 # npm run package strips the Node binary it makes the single executables from.
 command -v strip >/dev/null || need+=(binutils)

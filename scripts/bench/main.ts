@@ -8,6 +8,8 @@
  *                median ratio at most 1.15, each process under 150 MiB at every size
  *   scrape       the snapshotting agent's /metrics every 50 ms during `kbur backup` (--size): every
  *                scrape under 100 ms, backup time with a scraper within the runs' spread of without
+ *   s3           `kbur backup` to S3 with zstd and age against etcdctl, zstd, age -r, s3cmd put (--size):
+ *                at most 1.0x, every process under 150 MiB; one kbur backup to S3 at --large-sizes
  *   deep-verify  `kbur verify --deep` against `etcdctl snapshot restore` alone (--size): at most 1.5x
  *   binaries     the single executable (npm run package) against today's bundle: spawn to the
  *                snapshot's first byte, to exit, size (--size); no target
@@ -18,7 +20,7 @@
  *
  *   npm run bench                     every scenario whose prerequisites exist, 5 runs each
  *   node dist/scripts/bench/main.js [--scenarios backup,scrape,...] [--sizes 300,1536|none]
- *        [--restore-sizes 300|none] [--size 300] [--runs 5] [--out bench-results/backup.json]
+ *        [--restore-sizes 300|none] [--size 300] [--large-sizes 1536|none] [--runs 5] [--out bench-results/backup.json]
  *        [--root DIR] [--keep] [--network 127.0.2]
  *   node dist/scripts/bench/main.js --scenarios restore --restore-sizes 300    the restore benchmark alone
  *
@@ -37,7 +39,7 @@
  *   - agent and etcd-member CPU: utime+stime deltas of those long-lived processes around each run.
  *
  * Layout: scenario.ts (what a scenario is), scenarios.ts (the registry), one file per scenario
- * (backup.ts, scrape.ts, deep-verify.ts, binaries.ts, restore.ts with restore-manual/-kbur/-cluster.ts, rebuild.ts)
+ * (backup.ts, scrape.ts, s3.ts, deep-verify.ts, binaries.ts, restore.ts with restore-manual/-kbur/-cluster.ts, rebuild.ts)
  * with its report beside it (*-report.ts), and what they share: proc.ts (measuring a process),
  * etcd.ts (status, fill), sandbox.ts, util.ts (units, logging, tables), report.ts (the whole report).
  */

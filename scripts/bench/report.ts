@@ -10,6 +10,7 @@ import { SCENARIOS } from './scenarios.js';
 import type { BinariesSection } from './binaries.js';
 import type { DeepVerifySection } from './deep-verify.js';
 import type { RebuildSection } from './rebuild.js';
+import type { S3Section } from './s3.js';
 import type { ScrapeSection } from './scrape.js';
 import { ETCDCTL_ENV, GiB, round, run } from './util.js';
 
@@ -28,6 +29,7 @@ export interface Report {
   /** The restore benchmark (RTO); absent when it did not run. */
   restore?: RestoreSection;
   scrape?: ScrapeSection;
+  s3?: S3Section;
   deepVerify?: DeepVerifySection;
   binaries?: BinariesSection;
   rebuild?: RebuildSection;

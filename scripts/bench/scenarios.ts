@@ -13,6 +13,7 @@ import { type Scenario, isFirst } from './scenario.js';
 import { binariesScenario } from './binaries.js';
 import { deepVerifyScenario } from './deep-verify.js';
 import { rebuildScenario } from './rebuild.js';
+import { s3Scenario } from './s3.js';
 import { scrapeScenario } from './scrape.js';
 import { round } from './util.js';
 
@@ -79,6 +80,7 @@ const restoreScenario: Scenario = {
 export const SCENARIOS: readonly Scenario[] = [
   backupScenario,
   scrapeScenario,
+  s3Scenario,
   deepVerifyScenario,
   binariesScenario,
   restoreScenario,

@@ -9,11 +9,23 @@ describe('benchmark: choosing scenarios and sizes', function () {
   });
 
   it('runs the scenarios asked for in registry order, each at its sizes', function () {
-    const opts = options(['--scenarios', 'restore,backup', '--sizes', '40', '--restore-sizes', '50', '--size', '60']);
+    const opts = options([
+      '--scenarios',
+      'restore,backup',
+      '--sizes',
+      '40',
+      '--restore-sizes',
+      '50',
+      '--size',
+      '60',
+      '--large-sizes',
+      '70',
+    ]);
     expect(opts.scenarios).to.deep.equal(['backup', 'restore']);
     expect(SCENARIOS.find((s) => s.name === 'backup')!.sizes(opts)).to.deep.equal([40]);
     expect(SCENARIOS.find((s) => s.name === 'restore')!.sizes(opts)).to.deep.equal([50]);
     expect(SCENARIOS.find((s) => s.name === 'scrape')!.sizes(opts)).to.deep.equal([60]);
+    expect(SCENARIOS.find((s) => s.name === 's3')!.sizes(opts)).to.deep.equal([60, 70]);
   });
 
   it('refuses an unknown scenario, naming the ones it knows', function () {
