@@ -1,5 +1,5 @@
 #!/usr/bin/env -S node --max-semi-space-size=2 --no-memory-reducer --no-incremental-marking
-import { dropIpServernameWarning } from '../shared/process.js';
+import { dropIpServernameWarning } from '../shared/warnings.js';
 import { runAgent } from './main.js';
 
 dropIpServernameWarning();

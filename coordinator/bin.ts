@@ -1,5 +1,6 @@
 #!/usr/bin/env -S node --max-semi-space-size=2
-import { dropIpServernameWarning, survivePipeClose } from '../shared/process.js';
+import { survivePipeClose } from '../shared/pipe-close.js';
+import { dropIpServernameWarning } from '../shared/warnings.js';
 import { cli } from './cli.js';
 
 dropIpServernameWarning();

@@ -10,7 +10,7 @@ import { isIP } from 'node:net';
 import { dirname } from 'node:path';
 import { z } from 'zod';
 import { KburError, errorMessage } from '../shared/errors.js';
-import { pathExists } from '../shared/process.js';
+import { pathExists } from '../shared/path-exists.js';
 import { writeFileAtomic } from '../shared/streams.js';
 import { readTlsFiles, type TlsFiles } from '../shared/tls.js';
 import { AgentClient } from './agent-client.js';

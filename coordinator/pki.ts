@@ -13,7 +13,7 @@ import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { KburError } from '../shared/errors.js';
-import { pathExists } from '../shared/process.js';
+import { pathExists } from '../shared/path-exists.js';
 import { writeFileAtomic } from '../shared/streams.js';
 import { KEY_TYPES, describeCertificate, issue, type CertInfo, type CertTemplate, type KeyType, type PemPair } from '../shared/x509.js';
 

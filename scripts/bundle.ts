@@ -12,7 +12,7 @@ import { execFileSync } from 'node:child_process';
 import { chmod, stat, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
-import { NODE_FLAGS } from '../shared/process.js';
+import { NODE_FLAGS } from '../shared/node-flags.js';
 
 const entry = fileURLToPath(new URL('../coordinator/bin.js', import.meta.url));
 // Beside bin.js, so that paths resolved from import.meta.url (../../package.json) stay the same.

@@ -20,7 +20,7 @@ import { promisify } from 'node:util';
 import { build, type Plugin } from 'esbuild';
 import { inject } from 'postject';
 import protobuf from 'protobufjs';
-import { AGENT_NODE_FLAGS, NODE_FLAGS } from '../shared/process.js';
+import { AGENT_NODE_FLAGS, NODE_FLAGS } from '../shared/node-flags.js';
 
 const run = promisify(execFile);
 const repo = fileURLToPath(new URL('../../', import.meta.url));

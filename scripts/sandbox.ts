@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { createSandbox, waitForEtcdHealthy, type Sandbox } from '../test/sandbox/cluster.js';
 import { startMariaDb, type MariaDb } from '../test/sandbox/databases.js';
-import { NODE_FLAGS } from '../shared/process.js';
+import { NODE_FLAGS } from '../shared/node-flags.js';
 
 const run = promisify(execFile);
 const KBUR = fileURLToPath(new URL('../coordinator/kbur.cjs', import.meta.url));

@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { KburError } from '../../shared/errors.js';
 import { NAME_PATTERNS, NAME_RULES, checkName } from '../../shared/manifest.js';
-import { childEnv, findExecutable } from '../../shared/process.js';
+import { childEnv } from '../../shared/child.js';
+import { findExecutable } from '../../shared/find-executable.js';
 import type { DumpProfile } from './profiles.js';
 
 const run = promisify(execFile);

@@ -5,7 +5,7 @@ import type { AddressChange } from '../../proto/gen/kbur/v1/agent.js';
 import { replaceAddresses } from '../../shared/addresses.js';
 import { KburError } from '../../shared/errors.js';
 import { byCodeUnits } from '../../shared/order.js';
-import { pathExists } from '../../shared/process.js';
+import { pathExists } from '../../shared/path-exists.js';
 import { ipSans, isCa, issuedBy, reissueWithAddresses } from '../../shared/x509.js';
 
 /** Configuration files are small; anything larger is not one kbur rewrites. */

@@ -7,7 +7,7 @@ import { byCodeUnits } from '../../shared/order.js';
 import { digestFile } from '../../shared/streams.js';
 import { KBUR_DIR, kburDir } from '../etcd/discovery.js';
 import { heldDir, holdManifest, manifestsDir } from '../restore/control-plane.js';
-import { pathExists } from '../../shared/process.js';
+import { pathExists } from '../../shared/path-exists.js';
 import { readRecord, writeRecord, type RestoreRecord } from '../restore/record.js';
 import { receiveUpload } from '../restore/stage.js';
 import { readdressTree } from './readdress.js';

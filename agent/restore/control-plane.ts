@@ -4,7 +4,7 @@ import { createServer } from 'node:net';
 import { basename, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { KburError } from '../../shared/errors.js';
-import { pathExists } from '../../shared/process.js';
+import { pathExists } from '../../shared/path-exists.js';
 import { fsyncDir } from '../../shared/streams.js';
 import type { AgentState } from '../state.js';
 import { HELD_PREFIX, kburDir } from '../etcd/discovery.js';

@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import type { RestoreEtcdMemberRequest } from '../../proto/gen/kbur/v1/agent.js';
 import { KburError } from '../../shared/errors.js';
-import { pathExists } from '../../shared/process.js';
+import { pathExists } from '../../shared/path-exists.js';
 import { fsyncDir } from '../../shared/streams.js';
 import { rollbackKubernetesDir } from '../kubernetes/restore.js';
 import type { AgentState } from '../state.js';

@@ -5,7 +5,7 @@ import { promisify } from 'node:util';
 import si from 'systeminformation';
 import type { PrepareRestoreRequest, PrepareRestoreResponse } from '../../proto/gen/kbur/v1/agent.js';
 import { asKburError } from '../../shared/errors.js';
-import { pathExists } from '../../shared/process.js';
+import { pathExists } from '../../shared/path-exists.js';
 import { discoverEtcd, type EtcdSettings } from '../etcd/discovery.js';
 import { checkLocalCopy, listLocalSnapshots } from '../local-snapshots.js';
 import { diskOf } from '../node-info.js';

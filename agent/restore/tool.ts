@@ -2,7 +2,8 @@ import { execFile } from 'node:child_process';
 import { stat } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { KburError } from '../../shared/errors.js';
-import { childEnv, findExecutable } from '../../shared/process.js';
+import { childEnv } from '../../shared/child.js';
+import { findExecutable } from '../../shared/find-executable.js';
 
 const run = promisify(execFile);
 

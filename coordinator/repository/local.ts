@@ -4,7 +4,7 @@ import { link, mkdir, readFile, readdir, rename, rm, stat, statfs, utimes } from
 import { dirname, join, normalize, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { KburError } from '../../shared/errors.js';
-import { pathExists } from '../../shared/process.js';
+import { pathExists } from '../../shared/path-exists.js';
 import { BACKUP_ID, checkId, parseManifest, verificationSchema, type Manifest, type Verification } from '../../shared/manifest.js';
 import { AtomicFile, digestFile, fsyncDir, writeFileAtomic, type FileDigest } from '../../shared/streams.js';
 import { parseLockRecord, type LockHolder } from './lock.js';

@@ -4,7 +4,7 @@ import { text } from 'node:stream/consumers';
 import { z } from 'zod';
 import { KburError, errorMessage } from '../../shared/errors.js';
 import { parseManifest, type Manifest } from '../../shared/manifest.js';
-import { pathExists } from '../../shared/process.js';
+import { pathExists } from '../../shared/path-exists.js';
 import type { BackupWriter, Repository } from './repository.js';
 
 /**

@@ -12,7 +12,8 @@ import type { Etcd3 } from 'etcd3';
 import { findRestoreTool, toolEnv } from '../../agent/restore/tool.js';
 import { KburError, errorMessage } from '../../shared/errors.js';
 import { etcd3 } from '../etcd3.js';
-import { findExecutable, pathExists } from '../../shared/process.js';
+import { findExecutable } from '../../shared/find-executable.js';
+import { pathExists } from '../../shared/path-exists.js';
 import { digestFile } from '../../shared/streams.js';
 
 const run = promisify(execFile);

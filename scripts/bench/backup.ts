@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Manifest } from '../../shared/manifest.js';
 import { KBUR_BIN } from '../../test/helpers/kbur.js';
 import type { Sandbox, SandboxNode } from '../../test/sandbox/cluster.js';
-import { NODE_FLAGS } from '../../shared/process.js';
+import { NODE_FLAGS } from '../../shared/node-flags.js';
 import type { NodeCopy } from '../../coordinator/backup/copies.js';
 import { type EndpointStatus, type Fill, endpointStatus } from './etcd.js';
 import { type Measured, failure, findPid, measure, procCpuSeconds, procStatusKiB } from './proc.js';

@@ -8,7 +8,7 @@ import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parse, stringify } from 'yaml';
-import { NODE_FLAGS } from '../../shared/process.js';
+import { NODE_FLAGS } from '../../shared/node-flags.js';
 import { KBUR_BIN } from '../../test/helpers/kbur.js';
 import { kburBackup } from './backup.js';
 import { DEEP_VERIFY_METHOD, deepVerifyMarkdown, deepVerifyText } from './deep-verify-report.js';

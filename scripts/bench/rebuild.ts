@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Manifest } from '../../shared/manifest.js';
-import { NODE_FLAGS } from '../../shared/process.js';
+import { NODE_FLAGS } from '../../shared/node-flags.js';
 import { KBUR_BIN } from '../../test/helpers/kbur.js';
 import type { Sandbox } from '../../test/sandbox/cluster.js';
 import { kburBackup } from './backup.js';

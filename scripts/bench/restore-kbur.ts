@@ -1,6 +1,6 @@
 import { KBUR_BIN } from '../../test/helpers/kbur.js';
 import type { Sandbox, SandboxNode } from '../../test/sandbox/cluster.js';
-import { NODE_FLAGS } from '../../shared/process.js';
+import { NODE_FLAGS } from '../../shared/node-flags.js';
 import { STEPS } from '../../coordinator/restore/journal.js';
 import { type Measured, failure, measure, procChildrenCpuSeconds, procCpuSeconds, procStatusKiB } from './proc.js';
 import { round } from './util.js';

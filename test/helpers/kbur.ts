@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { NODE_FLAGS } from '../../shared/process.js';
+import { NODE_FLAGS } from '../../shared/node-flags.js';
 
 export const KBUR_BIN = fileURLToPath(new URL('../../coordinator/kbur.cjs', import.meta.url));
 

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { expect } from 'chai';
-import { pathExists } from '../../shared/process.js';
+import { pathExists } from '../../shared/path-exists.js';
 import type { Manifest } from '../../shared/manifest.js';
 import { spawnKbur, type KburRun } from '../helpers/kbur.js';
 import { createSandbox, type Sandbox } from '../sandbox/cluster.js';

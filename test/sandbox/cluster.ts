@@ -14,7 +14,7 @@ import { Etcd3 } from 'etcd3';
 import { parse, stringify } from 'yaml';
 import { Kubelet } from './kubelet.js';
 import { createKburPki, createKubernetesPki, issueAgentCert, issuePem, pair, type KeyPair } from './pki.js';
-import { AGENT_NODE_FLAGS } from '../../shared/process.js';
+import { AGENT_NODE_FLAGS } from '../../shared/node-flags.js';
 
 export interface SandboxOptions {
   /** Absolute; must exist or be creatable. */

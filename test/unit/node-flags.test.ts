@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
-import { AGENT_NODE_FLAGS, NODE_FLAGS } from '../../shared/process.js';
+import { AGENT_NODE_FLAGS, NODE_FLAGS } from '../../shared/node-flags.js';
 
 /** The first line of a source file of this repository (the tests run from dist/test/unit). */
 async function shebang(path: string): Promise<string> {
