@@ -1,13 +1,9 @@
-import { execFile } from 'node:child_process';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { KburError } from '../../shared/errors.js';
 import { NAME_PATTERNS, NAME_RULES, checkName } from '../../shared/manifest.js';
-import { childEnv } from '../../shared/child.js';
+import { childEnv, runTool } from '../../shared/child.js';
 import { findExecutable } from '../../shared/find-executable.js';
 import type { DumpProfile } from './profiles.js';
-
-const run = promisify(execFile);
 
 /** One output of a dump profile: a database, the file set, a command's output. */
 export interface DumpPart {
@@ -129,28 +125,25 @@ export function mongorestoreArgs(tool: string, p: Extract<DumpProfile, { type: '
 
 async function listMariadbDatabases(p: Extract<DumpProfile, { type: 'mariadb' }>): Promise<string[]> {
   const client = await findTool(['mariadb', 'mysql'], 'mariadb-client');
-  try {
-    const { stdout } = await run(client, [...mariadbClientArgs(p), '-N', '-B', '-e', 'SHOW DATABASES'], {
-      env: childEnv(),
-      timeout: 30_000,
-    });
-    const names = stdout.split('\n').filter((d) => d && !MARIADB_SYSTEM.has(d));
-    const unsafe = names.filter((d) => !NAME_PATTERNS.database.test(d));
-    if (unsafe.length) {
-      throw new KburError(
-        'FAILED_PRECONDITION',
-        `the server has databases whose names kbur does not put in a file name or a command line: ${unsafe.map((d) => JSON.stringify(d)).join(', ')}`,
-        { hint: `list the databases to dump under the profile's databases (names of ${NAME_RULES.database}), or rename those databases` },
-      );
-    }
-    return names;
-  } catch (err) {
-    if (KburError.is(err)) throw err;
-    throw new KburError('FAILED_PRECONDITION', `cannot list the databases: ${stderrOf(err)}`, {
-      cause: err,
+  const { stdout } = await runTool(client, [...mariadbClientArgs(p), '-N', '-B', '-e', 'SHOW DATABASES'], {
+    env: childEnv(),
+    timeout: 30_000,
+    failure: {
+      code: 'FAILED_PRECONDITION',
+      what: 'cannot list the databases',
       hint: `check the server and the credentials in ${p.defaultsFile}, or list databases in the profile`,
-    });
+    },
+  });
+  const names = stdout.split('\n').filter((d) => d && !MARIADB_SYSTEM.has(d));
+  const unsafe = names.filter((d) => !NAME_PATTERNS.database.test(d));
+  if (unsafe.length) {
+    throw new KburError(
+      'FAILED_PRECONDITION',
+      `the server has databases whose names kbur does not put in a file name or a command line: ${unsafe.map((d) => JSON.stringify(d)).join(', ')}`,
+      { hint: `list the databases to dump under the profile's databases (names of ${NAME_RULES.database}), or rename those databases` },
+    );
   }
+  return names;
 }
 
 export async function findTool(names: string[], pkg: string): Promise<string> {
@@ -163,14 +156,9 @@ export async function findTool(names: string[], pkg: string): Promise<string> {
 
 async function toolVersion(tool: string): Promise<string> {
   try {
-    const { stdout } = await run(tool, ['--version'], { env: childEnv(), timeout: 10_000 });
+    const { stdout } = await runTool(tool, ['--version'], { env: childEnv(), timeout: 10_000 });
     return stdout.trim().split('\n')[0] ?? '';
   } catch {
     return 'unknown';
   }
-}
-
-export function stderrOf(err: unknown): string {
-  const text = String((err as { stderr?: string }).stderr ?? '').trim();
-  return text.split('\n').slice(-3).join(' | ') || (err as Error).message;
 }

@@ -7,6 +7,7 @@ import { createGunzip } from 'node:zlib';
 import { extract } from 'tar';
 import type { RestoreDumpRequest } from '../../proto/gen/kbur/v1/agent.js';
 import { checkArchive, listEntries } from '../../shared/archive-check.js';
+import { stderrOf } from '../../shared/child.js';
 import { KburError } from '../../shared/errors.js';
 import { NAME_PATTERNS, checkName } from '../../shared/manifest.js';
 import { AtomicFile } from '../../shared/streams.js';
@@ -20,7 +21,6 @@ import {
   mongorestoreArgs,
   planDump,
   postgresClientArgs,
-  stderrOf,
   type DumpPart,
   type DumpPlan,
 } from './commands.js';

@@ -1,16 +1,13 @@
-import { execFile } from 'node:child_process';
 import { mkdir, readFile, readdir, rename, rmdir } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { basename, dirname, join } from 'node:path';
-import { promisify } from 'node:util';
+import { runTool } from '../../shared/child.js';
 import { KburError } from '../../shared/errors.js';
 import { pathExists } from '../../shared/path-exists.js';
 import { fsyncDir } from '../../shared/streams.js';
 import type { AgentState } from '../state.js';
 import { HELD_PREFIX, kburDir } from '../etcd/discovery.js';
 import { readRecord, writeRecord, type RestoreRecord } from './record.js';
-
-const run = promisify(execFile);
 
 /** Stopped first and started last, so that nothing runs on stale or missing etcd data. */
 export const CONTROL_PLANE_MANIFESTS = ['kube-apiserver.yaml', 'kube-controller-manager.yaml', 'kube-scheduler.yaml'];
@@ -231,18 +228,14 @@ async function busyPorts(listens: { host: string; port: number }[]): Promise<str
 }
 
 async function systemctl(verb: 'start' | 'stop', unit: string): Promise<void> {
-  try {
-    await run('systemctl', [verb, unit], { timeout: 120_000 });
-  } catch (err) {
-    throw new KburError(
-      'FAILED_PRECONDITION',
-      `systemctl ${verb} ${unit} failed: ${(err as { stderr?: string }).stderr?.trim() || (err as Error).message}`,
-      {
-        cause: err,
-        hint: `check the unit (systemctl status ${unit}); then kbur restore --resume`,
-      },
-    );
-  }
+  await runTool('systemctl', [verb, unit], {
+    timeout: 120_000,
+    failure: {
+      code: 'FAILED_PRECONDITION',
+      what: `systemctl ${verb} ${unit} failed`,
+      hint: `check the unit (systemctl status ${unit}); then kbur restore --resume`,
+    },
+  });
 }
 
 /** How often a restore step looks whether etcd stopped or answers: the control plane is down meanwhile. */

@@ -1,8 +1,7 @@
-import { execFile } from 'node:child_process';
 import { chmod, chown, readdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { promisify } from 'node:util';
 import type { RestoreEtcdMemberRequest } from '../../proto/gen/kbur/v1/agent.js';
+import { runTool } from '../../shared/child.js';
 import { KburError } from '../../shared/errors.js';
 import { pathExists } from '../../shared/path-exists.js';
 import { fsyncDir } from '../../shared/streams.js';
@@ -21,8 +20,6 @@ import {
 } from './control-plane.js';
 import { readRecord, restoreDir, writeRecord, type RestoreRecord } from './record.js';
 import { findRestoreTool, toolEnv } from './tool.js';
-
-const run = promisify(execFile);
 
 /** Where the old data dir goes: beside it, named after the restore, never deleted by kbur. */
 export const asideDir = (dataDir: string, restoreId: string): string => `${dataDir}.kbur-${restoreId}`;
@@ -76,18 +73,19 @@ export async function restoreMember(s: AgentState, req: RestoreEtcdMemberRequest
     args.push('--bump-revision', String(req.bumpRevision), '--mark-compacted');
   }
   try {
-    await run(tool.path, args, { env: toolEnv(), timeout: 30 * 60_000, maxBuffer: 16 << 20 });
+    await runTool(tool.path, args, {
+      env: toolEnv(),
+      timeout: 30 * 60_000,
+      maxBuffer: 16 << 20,
+      failure: {
+        what: `${tool.kind} snapshot restore failed`,
+        lines: 5,
+        hint: 'nothing was changed on this node yet; read the error, fix it, then kbur restore --resume',
+      },
+    });
   } catch (err) {
     await rm(work, { recursive: true, force: true });
-    const stderr = String((err as { stderr?: string }).stderr ?? '')
-      .trim()
-      .split('\n')
-      .slice(-5)
-      .join(' | ');
-    throw new KburError('INTERNAL', `${tool.kind} snapshot restore failed: ${stderr || (err as Error).message}`, {
-      cause: err,
-      hint: 'nothing was changed on this node yet; read the error, fix it, then kbur restore --resume',
-    });
+    throw err;
   }
 
   const done = [`restored the snapshot with ${tool.kind} ${tool.version} into ${work}`];

@@ -1,9 +1,8 @@
-import { execFile } from 'node:child_process';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import si from 'systeminformation';
 import type { PrepareRestoreRequest, PrepareRestoreResponse } from '../../proto/gen/kbur/v1/agent.js';
+import { runTool } from '../../shared/child.js';
 import { asKburError } from '../../shared/errors.js';
 import { pathExists } from '../../shared/path-exists.js';
 import { discoverEtcd, type EtcdSettings } from '../etcd/discovery.js';
@@ -14,7 +13,6 @@ import { assertRestoreId } from './record.js';
 import { etcdMode, presentManifests, restoreInProgress } from './control-plane.js';
 import { findRestoreTool } from './tool.js';
 
-const run = promisify(execFile);
 /** A restored member's WAL and snap files on top of the db. */
 const WAL_ALLOWANCE = 128 << 20;
 
@@ -136,7 +134,7 @@ async function findLocalCopy(s: AgentState, req: PrepareRestoreRequest): Promise
 
 async function duBytes(path: string): Promise<number> {
   try {
-    const { stdout } = await run('du', ['-sb', path], { timeout: 30_000 });
+    const { stdout } = await runTool('du', ['-sb', path], { timeout: 30_000 });
     return Number(stdout.split('\t')[0]) || 0;
   } catch {
     return 0;

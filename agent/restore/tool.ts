@@ -1,11 +1,7 @@
-import { execFile } from 'node:child_process';
 import { stat } from 'node:fs/promises';
-import { promisify } from 'node:util';
 import { KburError } from '../../shared/errors.js';
-import { childEnv } from '../../shared/child.js';
+import { childEnv, runTool } from '../../shared/child.js';
 import { findExecutable } from '../../shared/find-executable.js';
-
-const run = promisify(execFile);
 
 export interface RestoreTool {
   kind: 'etcdutl' | 'etcdctl';
@@ -51,20 +47,20 @@ const probed = new Map<string, { id: string; tool: Promise<RestoreTool> }>();
 
 async function probe(path: string): Promise<RestoreTool> {
   const kind = path.endsWith('etcdutl') ? 'etcdutl' : 'etcdctl';
-  let version: string;
-  try {
-    const { stdout } = await run(path, ['version'], { env: toolEnv(), timeout: 10_000 });
-    version = /(?:etcdutl|etcdctl) version:\s*(\S+)/.exec(stdout)?.[1] ?? stdout.trim().split('\n')[0] ?? '';
-  } catch (err) {
-    throw new KburError('FAILED_PRECONDITION', `${path} does not run: ${(err as Error).message}`, {
-      cause: err,
+  const { stdout } = await runTool(path, ['version'], {
+    env: toolEnv(),
+    timeout: 10_000,
+    failure: {
+      code: 'FAILED_PRECONDITION',
+      what: `${path} does not run`,
       hint: 'check the etcd restore tool on this node, or set etcd.restoreTool in the agent config',
-    });
-  }
+    },
+  });
+  const version = /(?:etcdutl|etcdctl) version:\s*(\S+)/.exec(stdout)?.[1] ?? stdout.trim().split('\n')[0] ?? '';
   // Asked of the tool itself rather than guessed from its version (the flags came to 3.5 in a patch release).
   const help =
     kind === 'etcdutl'
-      ? await run(path, ['snapshot', 'restore', '--help'], { env: toolEnv(), timeout: 10_000 }).catch(() => ({ stdout: '' }))
+      ? await runTool(path, ['snapshot', 'restore', '--help'], { env: toolEnv(), timeout: 10_000 }).catch(() => ({ stdout: '' }))
       : { stdout: '' };
   const canBumpRevision = /--bump-revision/.test(help.stdout) && /--mark-compacted/.test(help.stdout);
   return { kind, path, version, canBumpRevision };

@@ -1,4 +1,4 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { constants, createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -6,17 +6,15 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { promisify } from 'node:util';
 import { noop } from 'cockatiel';
 import type { Etcd3 } from 'etcd3';
 import { findRestoreTool, toolEnv } from '../../agent/restore/tool.js';
+import { lastLines, runTool } from '../../shared/child.js';
 import { KburError, errorMessage } from '../../shared/errors.js';
 import { etcd3 } from '../etcd3.js';
 import { findExecutable } from '../../shared/find-executable.js';
 import { pathExists } from '../../shared/path-exists.js';
 import { digestFile } from '../../shared/streams.js';
-
-const run = promisify(execFile);
 
 /** Where the scratch etcd's files go: its own folder, named so that a leftover is recognised. */
 export const SCRATCH_PREFIX = 'kbur-scratch-';
@@ -280,18 +278,12 @@ async function restoreSnapshot(tool: string, snapshot: string, dataDir: string, 
     '--initial-cluster-token',
     'kbur-scratch',
   ];
-  try {
-    await run(tool, args, { env: toolEnv(), signal, maxBuffer: 16 << 20 });
-  } catch (err) {
-    if (signal.aborted) throw signal.reason;
-    throw new KburError(
-      'DATA_LOSS',
-      `${tool} snapshot restore refused the snapshot: ${lastLines(String((err as { stderr?: string }).stderr ?? errorMessage(err)))}`,
-      {
-        cause: err,
-      },
-    );
-  }
+  await runTool(tool, args, {
+    env: toolEnv(),
+    signal,
+    maxBuffer: 16 << 20,
+    failure: { code: 'DATA_LOSS', what: `${tool} snapshot restore refused the snapshot` },
+  });
 }
 
 async function waitReady(client: Etcd3, signal: AbortSignal): Promise<void> {
@@ -325,10 +317,6 @@ async function freePorts(n: number): Promise<number[]> {
   const ports = servers.map((s) => (s.address() as { port: number }).port);
   await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
   return ports;
-}
-
-function lastLines(text: string): string {
-  return text.trim().split('\n').slice(-3).join(' | ');
 }
 
 /**
