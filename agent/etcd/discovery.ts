@@ -3,6 +3,7 @@ import { basename, dirname, join } from 'node:path';
 import { parse } from 'yaml';
 import { KburError } from '../../shared/errors.js';
 import { pathExists } from '../../shared/path-exists.js';
+import { heldRestoreId } from '../../shared/restore-names.js';
 import type { AgentConfig } from '../config.js';
 
 /** How to reach and identify the local etcd member. */
@@ -79,25 +80,11 @@ export function etcdManifestPath(config: AgentConfig): string {
   return config.etcd.manifest ?? join(config.kubernetesDir, 'manifests/etcd.yaml');
 }
 
-/** Held by kbur in the middle of a restore: the manifest then sits in a kbur-held-<id> folder beside manifests/. */
-export const HELD_PREFIX = 'kbur-held-';
-
-/**
- * kbur's own folders inside the kubernetes dir, one per restore: manifests it holds, files it
- * replaced, an archive being unpacked, what a rollback took out. Inside it, so that moves are
- * renames and the agent's unit needs only that dir writable. Never archived, never restored.
- */
-export type KburDirKind = 'held' | 'aside' | 'unpack' | 'restored';
-export const KBUR_DIR = /^kbur-(held|aside|unpack|restored)-/;
-export function kburDir(kubernetesDir: string, kind: KburDirKind, restoreId: string): string {
-  return join(kubernetesDir, `kbur-${kind}-${restoreId}`);
-}
-
 /** The manifest where it is, or the copy a restore holds; undefined when there is neither. */
 export async function findManifest(manifest: string): Promise<string | undefined> {
   if (await pathExists(manifest)) return manifest;
   const kubernetesDir = dirname(dirname(manifest));
-  const held = (await readdir(kubernetesDir).catch(() => [] as string[])).filter((d) => d.startsWith(HELD_PREFIX)).sort();
+  const held = (await readdir(kubernetesDir).catch(() => [] as string[])).filter((d) => heldRestoreId(d) !== undefined).sort();
   for (const dir of held.reverse()) {
     const candidate = join(kubernetesDir, dir, basename(manifest));
     if (await pathExists(candidate)) return candidate;

@@ -4,7 +4,7 @@ import { join, relative } from 'node:path';
 import { Readable } from 'node:stream';
 import { create } from 'tar';
 import { KburError } from '../../shared/errors.js';
-import { KBUR_DIR } from '../etcd/discovery.js';
+import { KBUR_DIR } from '../../shared/restore-names.js';
 
 export interface KubernetesArchive {
   /** The tar stream: modes, owners and mtimes kept; symlinks stored as links. */

@@ -4,9 +4,9 @@ import { basename, dirname, join } from 'node:path';
 import { runTool } from '../../shared/child.js';
 import { KburError } from '../../shared/errors.js';
 import { pathExists } from '../../shared/path-exists.js';
+import { heldRestoreId, kburDir } from '../../shared/restore-names.js';
 import { fsyncDir } from '../../shared/streams.js';
 import type { AgentState } from '../state.js';
-import { HELD_PREFIX, kburDir } from '../etcd/discovery.js';
 import { readRecord, writeRecord, type RestoreRecord } from './record.js';
 
 /** Stopped first and started last, so that nothing runs on stale or missing etcd data. */
@@ -98,7 +98,7 @@ export async function startControlPlane(s: AgentState, restoreId: string): Promi
 /** Another restore that stopped this node and has not started it again: it still holds manifests, or its unit. */
 export async function restoreInProgress(s: AgentState, restoreId: string): Promise<string | undefined> {
   for (const entry of await readdir(s.config.kubernetesDir).catch(() => [] as string[])) {
-    const id = entry.startsWith(HELD_PREFIX) ? entry.slice(HELD_PREFIX.length) : undefined;
+    const id = heldRestoreId(entry);
     if (id && id !== restoreId && (await readdir(join(s.config.kubernetesDir, entry)).catch(() => [])).length > 0) return id;
   }
   for (const id of await readdir(join(s.config.stateDir, 'restores')).catch(() => [] as string[])) {

@@ -4,6 +4,7 @@ import type { RestoreEtcdMemberRequest } from '../../proto/gen/kbur/v1/agent.js'
 import { runTool } from '../../shared/child.js';
 import { KburError } from '../../shared/errors.js';
 import { pathExists } from '../../shared/path-exists.js';
+import { asideDataDir, restoredDataDir, workDataDir } from '../../shared/restore-names.js';
 import { fsyncDir } from '../../shared/streams.js';
 import { rollbackKubernetesDir } from '../kubernetes/restore.js';
 import type { AgentState } from '../state.js';
@@ -20,10 +21,6 @@ import {
 } from './control-plane.js';
 import { readRecord, restoreDir, writeRecord, type RestoreRecord } from './record.js';
 import { findRestoreTool, toolEnv } from './tool.js';
-
-/** Where the old data dir goes: beside it, named after the restore, never deleted by kbur. */
-export const asideDir = (dataDir: string, restoreId: string): string => `${dataDir}.kbur-${restoreId}`;
-const workDir = (dataDir: string, restoreId: string): string => `${dataDir}.kbur-restore-${restoreId}`;
 
 /**
  * Restores the staged snapshot into a new dir with the new cluster's membership and token, then
@@ -46,7 +43,7 @@ export async function restoreMember(s: AgentState, req: RestoreEtcdMemberRequest
   }
   await waitEtcdStopped(s);
   const tool = await findRestoreTool(s.config.etcd.restoreTool);
-  const work = workDir(dataDir, req.restoreId);
+  const work = workDataDir(dataDir, req.restoreId);
   // Our own output of an interrupted attempt; never the user's data (that is dataDir or the aside dir).
   await rm(work, { recursive: true, force: true });
   const args = [
@@ -89,7 +86,7 @@ export async function restoreMember(s: AgentState, req: RestoreEtcdMemberRequest
   }
 
   const done = [`restored the snapshot with ${tool.kind} ${tool.version} into ${work}`];
-  const aside = asideDir(dataDir, req.restoreId);
+  const aside = asideDataDir(dataDir, req.restoreId);
   const owner = (await stat(dataDir).catch(() => undefined)) ?? (await stat(dirname(dataDir)));
   if (!record.dataDirAside && (await pathExists(dataDir))) {
     record.dataDirAside = aside;
@@ -134,7 +131,7 @@ async function rollbackDataDir(s: AgentState, record: RestoreRecord, done: strin
   const dataDir = s.etcd.settings.dataDir;
   await waitEtcdStopped(s);
   if (record.restored && (await pathExists(dataDir))) {
-    const restoredAside = `${asideDir(dataDir, record.restoreId)}-restored`;
+    const restoredAside = restoredDataDir(dataDir, record.restoreId);
     await rename(dataDir, restoredAside);
     done.push(`moved the restored data dir aside to ${restoredAside}`);
   }

@@ -2,6 +2,7 @@ import { KburError } from '../../shared/errors.js';
 import { checkId, newBackupId } from '../../shared/manifest.js';
 import type { AgentClient } from '../agent-client.js';
 import { parseDurationFlag } from '../../shared/duration.js';
+import { asideDataDir, restoredDataDir } from '../../shared/restore-names.js';
 import { connectAgents, loadContext, lockRequest, type Context, type GlobalOptions } from '../context.js';
 import { withLock } from '../repository/lock.js';
 import { confirm } from '../confirm.js';
@@ -121,11 +122,13 @@ async function restore(
           (r) => recordRestore(ctx, r),
           () => executeRestore({ ...base, journal }),
         );
-        say(`restore ${journal.plan.restoreId}: completed. The old data dirs are kept as <dataDir>.kbur-${journal.plan.restoreId}.`);
+        say(
+          `restore ${journal.plan.restoreId}: completed. The old data dirs are kept as ${asideDataDir('<dataDir>', journal.plan.restoreId)}.`,
+        );
       } else {
         await executeRollback({ ...base, journal });
         say(
-          `restore ${journal.plan.restoreId}: rolled back; the restored data dirs are kept as <dataDir>.kbur-${journal.plan.restoreId}-restored.`,
+          `restore ${journal.plan.restoreId}: rolled back; the restored data dirs are kept as ${restoredDataDir('<dataDir>', journal.plan.restoreId)}.`,
         );
       }
       return ExitCode.OK;
@@ -170,7 +173,7 @@ async function restore(
     );
     if (opts.dumps) await restoreAllDumps(ctx, agents, plan.backupId, restoreId, identity, say, signal);
     say(
-      `restore ${restoreId}: completed and verified. The old data dirs are kept as <dataDir>.kbur-${restoreId}; kbur restore --rollback ${restoreId} puts them back.`,
+      `restore ${restoreId}: completed and verified. The old data dirs are kept as ${asideDataDir('<dataDir>', restoreId)}; kbur restore --rollback ${restoreId} puts them back.`,
     );
     return ExitCode.OK;
   } finally {

@@ -8,6 +8,7 @@ import { mib } from '../backup/progress.js';
 import { checkArtifact } from '../repository/check.js';
 import type { Repository } from '../repository/repository.js';
 import { replaceAddresses } from '../../shared/addresses.js';
+import { asideDataDir, kburDir } from '../../shared/restore-names.js';
 import type { Target } from './targets.js';
 import { ARCHIVED_ETCD_MANIFEST, readNodeArchive, type NodeArchiveRead } from './node-archive.js';
 import { identityProblem, plainDigest, type AgeIdentity } from '../repository/seal.js';
@@ -333,10 +334,10 @@ export function describePlan(plan: RestorePlan, manifest?: Pick<Manifest, 'start
     '    2. stop: move out of manifests/ the control plane, then etcd (or stop the etcd unit); wait until etcd is gone',
     ...(plan.nodes.some((n) => n.restoreKubernetesDir)
       ? [
-          "    3. where said below: put back /etc/kubernetes from the node's archive, its static pod manifests held back; files it replaces are moved aside to <kubernetesDir>/kbur-aside-<restore-id>/",
+          `    3. where said below: put back /etc/kubernetes from the node's archive, its static pod manifests held back; files it replaces are moved aside to ${kburDir('<kubernetesDir>', 'aside', '<restore-id>')}/`,
         ]
       : []),
-    '    4. restore the member from the snapshot into a new dir; move the data dir aside as <dataDir>.kbur-<restore-id> (never deleted); put the restored one in place',
+    `    4. restore the member from the snapshot into a new dir; move the data dir aside as ${asideDataDir('<dataDir>', '<restore-id>')} (never deleted); put the restored one in place`,
     '    5. start etcd (etcd.yaml into manifests/: the kubelet starts it); wait for quorum; verify revision, key count and member list',
     '    6. put the control-plane manifests back',
     '  nodes:',
@@ -345,7 +346,7 @@ export function describePlan(plan: RestorePlan, manifest?: Pick<Manifest, 'start
     lines.push(
       `    ${n.node} (${n.agent}): member ${n.memberName}, peers ${n.peerUrls.join(',')}, ${n.etcdMode}, tool ${n.restoreTool}`,
       `      snapshot: ${n.snapshotSource === 'local-copy' ? 'the copy this node keeps' : 'uploaded from the repository'}`,
-      `      data dir ${n.dataDir} -> moved aside to ${n.dataDir}.kbur-${plan.restoreId}`,
+      `      data dir ${n.dataDir} -> moved aside to ${asideDataDir(n.dataDir, plan.restoreId)}`,
       `      stopped and started: ${n.manifests.join(', ') || (n.etcdMode === 'systemd' ? '(etcd unit)' : 'nothing runs here')}`,
     );
     if (n.found.length) lines.push(`      found: ${n.found.join('; ')}`);
