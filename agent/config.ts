@@ -1,17 +1,15 @@
 import { hostname } from 'node:os';
-import { isAbsolute } from 'node:path';
 import { z } from 'zod';
 import { loadConfigFile } from '../shared/config-file.js';
 import { dumpProfileSchema } from './dumps/profiles.js';
 import { nameSchema } from '../shared/manifest.js';
+import { absPathSchema, hostPortSchema } from '../shared/schemas.js';
 
 export const DEFAULT_AGENT_CONFIG = '/etc/kbur/agent.yaml';
 
 export const ROLES = ['admin', 'operator', 'monitor'] as const;
 export type Role = (typeof ROLES)[number];
 
-const absPath = z.string().refine(isAbsolute, { message: 'expected an absolute path' });
-const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, { message: 'expected host:port, e.g. 127.0.0.1:7443' });
 const url = z.string().regex(/^https?:\/\/\S+$/, { message: 'expected a URL such as https://127.0.0.1:2379' });
 
 const schema = z.strictObject({
@@ -21,25 +19,25 @@ const schema = z.strictObject({
     .min(1)
     .default(() => hostname()),
   /** gRPC listen address; mTLS only. */
-  listen: hostPort,
-  tls: z.strictObject({ ca: absPath, cert: absPath, key: absPath }),
+  listen: hostPortSchema('127.0.0.1:7443'),
+  tls: z.strictObject({ ca: absPathSchema, cert: absPathSchema, key: absPathSchema }),
   /** Client certificate CN -> role. A CN not listed here is refused. */
   clients: z.record(z.string().min(1), z.enum(ROLES)).refine((c) => Object.keys(c).length > 0, {
     message: 'expected at least one client CN mapped to a role (admin, operator or monitor)',
   }),
-  kubernetesDir: absPath.default('/etc/kubernetes'),
+  kubernetesDir: absPathSchema.default('/etc/kubernetes'),
   /**
    * The local etcd member. Everything is discovered from the static pod manifest (default
    * <kubernetesDir>/manifests/etcd.yaml); each value can be set by hand instead (external etcd, systemd unit).
    */
   etcd: z
     .strictObject({
-      manifest: absPath.optional(),
+      manifest: absPathSchema.optional(),
       endpoints: z.array(url).min(1).optional(),
-      ca: absPath.optional(),
-      cert: absPath.optional(),
-      key: absPath.optional(),
-      dataDir: absPath.optional(),
+      ca: absPathSchema.optional(),
+      cert: absPathSchema.optional(),
+      key: absPathSchema.optional(),
+      dataDir: absPathSchema.optional(),
       name: z.string().min(1).optional(),
       /** etcd run as a systemd unit instead of a static pod: the unit a restore stops and starts. */
       unit: z
@@ -47,12 +45,12 @@ const schema = z.strictObject({
         .regex(/^[\w@.:-]+$/, { message: 'expected a systemd unit name, e.g. etcd.service' })
         .optional(),
       /** The restore tool; default: etcdutl on PATH, else etcdctl (etcd 3.4). */
-      restoreTool: absPath.optional(),
+      restoreTool: absPathSchema.optional(),
       /** Seconds a restore waits for etcd to stop or start. */
       stopTimeout: z.number().int().positive().default(60),
     })
     .default({ stopTimeout: 60 }),
-  stateDir: absPath.default('/var/lib/kbur'),
+  stateDir: absPathSchema.default('/var/lib/kbur'),
   /**
    * Snapshot copies this node keeps in <stateDir>/snapshots when the coordinator sends them
    * (backup.copySnapshotToNodes), so that a restore starts without moving the snapshot: the
@@ -60,7 +58,7 @@ const schema = z.strictObject({
    */
   localSnapshots: z.strictObject({ keep: z.number().int().min(0).default(1) }).default({ keep: 1 }),
   /** HTTP /healthz and /readyz; plain HTTP, so keep it on loopback or a management network. */
-  health: hostPort.default('127.0.0.1:9443'),
+  health: hostPortSchema('127.0.0.1:7443').default('127.0.0.1:9443'),
   logLevel: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
   /** Application dumps this node can run, by name. A request can only name one of these. */
   dumps: z.record(nameSchema('profile'), dumpProfileSchema).default({}),

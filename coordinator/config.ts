@@ -2,12 +2,9 @@ import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
 import { loadConfigFile } from '../shared/config-file.js';
 import { nameSchema } from '../shared/manifest.js';
+import { agentAddressSchema } from '../shared/schemas.js';
 
 export const DEFAULT_COORDINATOR_CONFIG = './kbur.yaml';
-
-const hostPort = z
-  .string()
-  .regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, { message: 'expected host:port of a kbur-agent, e.g. 10.0.0.11:7443' });
 
 const keep = z.number().int().nonnegative().default(0);
 
@@ -82,7 +79,7 @@ const schema = z
     /** The coordinator's client certificate; its CN must map to a role in every agent's clients. */
     tls: z.strictObject({ ca: z.string().min(1), cert: z.string().min(1), key: z.string().min(1) }),
     nodes: z
-      .array(z.strictObject({ name: nameSchema('node'), agent: hostPort }))
+      .array(z.strictObject({ name: nameSchema('node'), agent: agentAddressSchema }))
       .min(1, { message: 'expected at least one node' })
       .refine((nodes) => new Set(nodes.map((n) => n.name)).size === nodes.length, { message: 'node names must be unique' }),
     repository: z.discriminatedUnion('type', [z.strictObject({ type: z.literal('local'), path: z.string().min(1) }), s3Repository]),

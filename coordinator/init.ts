@@ -11,19 +11,17 @@ import { dirname } from 'node:path';
 import { z } from 'zod';
 import { KburError, errorMessage } from '../shared/errors.js';
 import { pathExists } from '../shared/path-exists.js';
+import { agentAddressSchema } from '../shared/schemas.js';
 import { writeFileAtomic } from '../shared/streams.js';
 import { readTlsFiles, type TlsFiles } from '../shared/tls.js';
 import { AgentClient } from './agent-client.js';
 
-const hostPort = z
-  .string()
-  .regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, { message: 'expected host:port of a kbur-agent, e.g. 10.0.0.11:7443' });
 const safeName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, {
   message: 'expected a name of letters, digits, ".", "_" or "-" (max 63), starting with a letter or digit',
 });
 
 export const initRequestSchema = z.strictObject({
-  agent: hostPort,
+  agent: agentAddressSchema,
   output: z.string().min(1),
   cluster: safeName,
   repository: z.string().min(1),

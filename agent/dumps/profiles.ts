@@ -2,21 +2,21 @@ import { isAbsolute } from 'node:path';
 import { z } from 'zod';
 import { durationSeconds } from '../../shared/duration.js';
 import { nameSchema } from '../../shared/manifest.js';
+import { absPathSchema } from '../../shared/schemas.js';
 
-const absPath = z.string().refine(isAbsolute, { message: 'expected an absolute path' });
 const dbName = nameSchema('database');
 
 /** "90s", "30m", "1h" or a number of seconds; default one hour. */
 const duration = durationSeconds.refine((v) => v > 0, { message: 'expected a duration above 0' }).default(3600);
 
-const common = { timeout: duration, tool: absPath.optional() };
+const common = { timeout: duration, tool: absPathSchema.optional() };
 
 export const dumpProfileSchema = z.discriminatedUnion('type', [
   z.strictObject({
     type: z.literal('mariadb'),
     /** [client] options file with user and password (and socket/host); passed as --defaults-extra-file. */
-    defaultsFile: absPath,
-    socket: absPath.optional(),
+    defaultsFile: absPathSchema,
+    socket: absPathSchema.optional(),
     host: z.string().optional(),
     port: z.number().int().positive().optional(),
     /** Default: every database but the server's own schemas. */
@@ -30,7 +30,7 @@ export const dumpProfileSchema = z.discriminatedUnion('type', [
     port: z.number().int().positive().default(5432),
     user: z.string().min(1),
     /** A PGPASSFILE with the user's password. */
-    passFile: absPath,
+    passFile: absPathSchema,
     databases: z.array(dbName).min(1),
     /** Also pg_dumpall --globals-only (roles, tablespaces). */
     globals: z.boolean().default(false),
@@ -39,13 +39,13 @@ export const dumpProfileSchema = z.discriminatedUnion('type', [
   z.strictObject({
     type: z.literal('mongodb'),
     /** mongodump/mongorestore --config file holding the URI with its password. */
-    configFile: absPath,
+    configFile: absPathSchema,
     db: dbName.optional(),
     ...common,
   }),
   z.strictObject({
     type: z.literal('files'),
-    paths: z.array(absPath).min(1),
+    paths: z.array(absPathSchema).min(1),
     ...common,
   }),
   z.strictObject({

@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { loadConfigFile } from '../../shared/config-file.js';
+import { hostPortSchema } from '../../shared/schemas.js';
 
 const schema = z.strictObject({
   /** One entry per node of the backup that moves: where its control plane comes back. */
@@ -14,7 +15,7 @@ const schema = z.strictObject({
         /** Its new address: it replaces the old one in etcd's URLs, certificates and configs. */
         address: z.string().refine((a) => isIP(a) !== 0, { message: 'expected an IP address, e.g. 10.0.1.11' }),
         /** Its new agent, host:port. */
-        agent: z.string().regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, { message: 'expected host:port, e.g. 10.0.1.11:7443' }),
+        agent: hostPortSchema('10.0.1.11:7443'),
       }),
     )
     .min(1, { message: 'expected at least one node' })
