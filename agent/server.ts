@@ -15,7 +15,7 @@ import { AgentService } from '../shared/agent-service.js';
 import { startControlPlane, startEtcd, stopControlPlane } from './restore/control-plane.js';
 import { restoreDump } from './dumps/restore.js';
 import { profileNamed, runDumpMessages } from './dumps/run.js';
-import { restoreKubernetesDir } from './kubernetes/restore.js';
+import { restoreKubernetesDir } from './restore/kubernetes-dir.js';
 import { restoreMember, rollbackMember } from './restore/member.js';
 import { RestoreLock } from './restore/exclusive.js';
 import { prepareRestore } from './restore/prepare.js';

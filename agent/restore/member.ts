@@ -6,7 +6,7 @@ import { KburError } from '../../shared/errors.js';
 import { pathExists } from '../../shared/path-exists.js';
 import { asideDataDir, restoredDataDir, workDataDir } from '../../shared/restore-names.js';
 import { fsyncDir } from '../../shared/streams.js';
-import { rollbackKubernetesDir } from '../kubernetes/restore.js';
+import { rollbackKubernetesDir } from './kubernetes-dir.js';
 import type { AgentState } from '../state.js';
 import {
   CONTROL_PLANE_MANIFESTS,

@@ -5,12 +5,12 @@ import type { StageSnapshotRequest } from '../../proto/gen/kbur/v1/agent.js';
 import { checkArchive } from '../../shared/archive-check.js';
 import { byCodeUnits } from '../../shared/order.js';
 import { digestFile } from '../../shared/streams.js';
-import { heldDir, holdManifest, manifestsDir } from '../restore/control-plane.js';
+import { heldDir, holdManifest, manifestsDir } from './control-plane.js';
 import { pathExists } from '../../shared/path-exists.js';
 import { KBUR_DIR, kburDir } from '../../shared/restore-names.js';
-import { readRecord, writeRecord, type RestoreRecord } from '../restore/record.js';
-import { receiveUpload } from '../restore/stage.js';
-import { readdressTree } from './readdress.js';
+import { readRecord, writeRecord, type RestoreRecord } from './record.js';
+import { receiveUpload } from './stage.js';
+import { readdressTree } from '../kubernetes/readdress.js';
 import type { AgentState } from '../state.js';
 
 /**
