@@ -13,6 +13,7 @@ import { NAME_PATTERNS, checkName } from '../../shared/manifest.js';
 import { AtomicFile } from '../../shared/streams.js';
 import { receiveFile, uploadHeader } from '../upload.js';
 import { restoreDir } from '../restore/record.js';
+import { stepDone, type StepResult } from '../restore/step.js';
 import type { AgentState } from '../state.js';
 import {
   findTool,
@@ -31,11 +32,7 @@ import { profileNamed, startPart, watchChild } from './run.js';
  * Restores one part of a dump profile: the dump is received and checked, a safety dump of what is
  * there now goes to the state dir, then the tool's own procedure runs: drop, recreate, load.
  */
-export async function restoreDump(
-  s: AgentState,
-  messages: AsyncIterable<RestoreDumpRequest>,
-  signal: AbortSignal,
-): Promise<{ done: string[]; alreadyDone: boolean }> {
+export async function restoreDump(s: AgentState, messages: AsyncIterable<RestoreDumpRequest>, signal: AbortSignal): Promise<StepResult> {
   const { header, rest } = await uploadHeader(messages, 'RestoreDump (restore id, profile, part, size, sha256)');
   const profile = profileNamed(s.config.dumps, header.profile, s.config.node);
   checkName('part', header.part);
@@ -53,7 +50,7 @@ export async function restoreDump(
   const done: string[] = [`received ${header.part} of ${header.profile} (${upload.size} bytes, sha256 checked)`];
   done.push(await safetyDump(s, header.restoreId, header.profile, profile, plan, part, signal));
   done.push(...(await load(profile, plan, part, upload.path, header.compression, signal)));
-  return { done, alreadyDone: false };
+  return stepDone(done);
 }
 
 /** MariaDB without a database list dumps every database; a restore may name any of them. */

@@ -8,6 +8,7 @@ import { heldRestoreId, kburDir } from '../../shared/restore-names.js';
 import { fsyncDir } from '../../shared/streams.js';
 import type { AgentState } from '../state.js';
 import { readRecord, writeRecord, type RestoreRecord } from './record.js';
+import { stepDone, stepDoneUnlessEmpty, type StepResult } from './step.js';
 
 /** Stopped first and started last, so that nothing runs on stale or missing etcd data. */
 export const CONTROL_PLANE_MANIFESTS = ['kube-apiserver.yaml', 'kube-controller-manager.yaml', 'kube-scheduler.yaml'];
@@ -34,7 +35,7 @@ export async function presentManifests(s: AgentState, restoreId: string): Promis
 }
 
 /** Moves the control plane's manifests out (etcd's last) or stops the etcd unit, then waits until etcd is gone. */
-export async function stopControlPlane(s: AgentState, restoreId: string): Promise<{ done: string[]; alreadyDone: boolean }> {
+export async function stopControlPlane(s: AgentState, restoreId: string): Promise<StepResult> {
   const other = await restoreInProgress(s, restoreId);
   if (other) {
     throw new KburError('FAILED_PRECONDITION', `restore ${other} is still in progress on this node: it holds its control plane stopped`, {
@@ -49,9 +50,9 @@ export async function stopControlPlane(s: AgentState, restoreId: string): Promis
   }
   if (await stopEtcdUnit(s, record)) done.push(`stopped ${s.config.etcd.unit}`);
   // A node without a member (reset) has nothing to stop; its restore step waits on the member its archive describes.
-  if (s.etcd.missing) return { done: [...done, 'no etcd member here (a reset node): nothing to stop'], alreadyDone: false };
+  if (s.etcd.missing) return stepDone([...done, 'no etcd member here (a reset node): nothing to stop']);
   await waitEtcdStopped(s);
-  return { done, alreadyDone: done.length === 0 };
+  return stepDoneUnlessEmpty(done);
 }
 
 /** systemd mode: stops the etcd unit, recorded so that startEtcd starts it again; false when there is none or it is stopped already. */
@@ -64,7 +65,7 @@ export async function stopEtcdUnit(s: AgentState, record: RestoreRecord): Promis
 }
 
 /** Puts etcd's manifest back (or starts the unit) and waits until the local member answers. */
-export async function startEtcd(s: AgentState, restoreId: string): Promise<{ done: string[]; alreadyDone: boolean }> {
+export async function startEtcd(s: AgentState, restoreId: string): Promise<StepResult> {
   const record = await readRecord(s.config.stateDir, restoreId);
   const done: string[] = [];
   if (etcdMode(s) === 'systemd') {
@@ -78,10 +79,10 @@ export async function startEtcd(s: AgentState, restoreId: string): Promise<{ don
     done.push(`moved ${ETCD_MANIFEST} back into ${manifestsDir(s)}`);
   }
   await waitEtcdAnswers(s, restoreId);
-  return { done, alreadyDone: done.length === 0 };
+  return stepDoneUnlessEmpty(done);
 }
 
-export async function startControlPlane(s: AgentState, restoreId: string): Promise<{ done: string[]; alreadyDone: boolean }> {
+export async function startControlPlane(s: AgentState, restoreId: string): Promise<StepResult> {
   const record = await readRecord(s.config.stateDir, restoreId);
   const done: string[] = [];
   // Every manifest this restore holds but etcd's: the control plane's, and any other static pod its archive had.
@@ -92,7 +93,7 @@ export async function startControlPlane(s: AgentState, restoreId: string): Promi
   }
   // The held folder is kbur's own; once empty it has no reason to stay.
   await rmdir(heldDir(s, restoreId)).catch(() => undefined);
-  return { done, alreadyDone: done.length === 0 };
+  return stepDoneUnlessEmpty(done);
 }
 
 /** Another restore that stopped this node and has not started it again: it still holds manifests, or its unit. */

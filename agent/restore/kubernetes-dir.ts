@@ -10,6 +10,7 @@ import { pathExists } from '../../shared/path-exists.js';
 import { KBUR_DIR, kburDir } from '../../shared/restore-names.js';
 import { readRecord, writeRecord, type RestoreRecord } from './record.js';
 import { receiveUpload } from './stage.js';
+import { stepAlreadyDone, stepDone, type StepResult } from './step.js';
 import { readdressTree } from '../kubernetes/readdress.js';
 import type { AgentState } from '../state.js';
 
@@ -24,10 +25,10 @@ export async function restoreKubernetesDir(
   s: AgentState,
   messages: AsyncIterable<StageSnapshotRequest>,
   signal: AbortSignal,
-): Promise<{ done: string[]; alreadyDone: boolean }> {
+): Promise<StepResult> {
   const upload = await receiveUpload(s, messages, { name: 'kubernetes.tar', snapshot: false, signal });
   const record = await readRecord(s.config.stateDir, upload.restoreId);
-  if (record.kubernetes?.done) return { done: [], alreadyDone: true };
+  if (record.kubernetes?.done) return stepAlreadyDone();
   await checkArchive(upload.path);
 
   const dir = s.config.kubernetesDir;
@@ -83,14 +84,11 @@ export async function restoreKubernetesDir(
   await writeRecord(s.config.stateDir, record);
   const { replaced, added, aside } = record.kubernetes;
   const held = record.held.map((h) => h.name);
-  return {
-    done: [
-      `restored ${dir} from its archive: ${replaced.length} files replaced${replaced.length ? ` (the old ones are in ${aside})` : ''}, ${added.length} added, ${unchanged} unchanged` +
-        (held.length ? `; static pod manifests held back until etcd's data is in place: ${held.join(', ')}` : ''),
-      ...readdressed,
-    ],
-    alreadyDone: false,
-  };
+  return stepDone([
+    `restored ${dir} from its archive: ${replaced.length} files replaced${replaced.length ? ` (the old ones are in ${aside})` : ''}, ${added.length} added, ${unchanged} unchanged` +
+      (held.length ? `; static pod manifests held back until etcd's data is in place: ${held.join(', ')}` : ''),
+    ...readdressed,
+  ]);
 }
 
 /**

@@ -20,17 +20,18 @@ import {
   waitEtcdStopped,
 } from './control-plane.js';
 import { readRecord, restoreDir, writeRecord, type RestoreRecord } from './record.js';
+import { stepAlreadyDone, stepDone, type StepResult } from './step.js';
 import { findRestoreTool, toolEnv } from './tool.js';
 
 /**
  * Restores the staged snapshot into a new dir with the new cluster's membership and token, then
  * moves the data dir aside and puts the restored one in its place, owned and moded as the old one.
  */
-export async function restoreMember(s: AgentState, req: RestoreEtcdMemberRequest): Promise<{ done: string[]; alreadyDone: boolean }> {
+export async function restoreMember(s: AgentState, req: RestoreEtcdMemberRequest): Promise<StepResult> {
   const { stateDir } = s.config;
   const dataDir = s.etcd.settings.dataDir;
   const record = await readRecord(stateDir, req.restoreId);
-  if (record.restored) return { done: [], alreadyDone: true };
+  if (record.restored) return stepAlreadyDone();
   if (s.etcd.missing) {
     throw new KburError('FAILED_PRECONDITION', `cannot restore the member: ${s.etcd.missing}`, {
       hint: `its archive must be unpacked first (the restore-kubernetes step of kbur restore --resume ${req.restoreId})`,
@@ -101,16 +102,16 @@ export async function restoreMember(s: AgentState, req: RestoreEtcdMemberRequest
   record.restored = true;
   await writeRecord(stateDir, record);
   done.push(`put the restored data dir in place at ${dataDir}`);
-  return { done, alreadyDone: false };
+  return stepDone(done);
 }
 
 /** Puts this node back as it was before the restore: the old data dir in place, etcd and the control plane started. */
-export async function rollbackMember(s: AgentState, restoreId: string): Promise<{ done: string[]; alreadyDone: boolean }> {
+export async function rollbackMember(s: AgentState, restoreId: string): Promise<StepResult> {
   const { stateDir } = s.config;
   // A restore that changed anything here recorded it first: without a record there is nothing to put back (nor to stop).
-  if (!(await pathExists(join(restoreDir(stateDir, restoreId), 'record.json')))) return { done: [], alreadyDone: true };
+  if (!(await pathExists(join(restoreDir(stateDir, restoreId), 'record.json')))) return stepAlreadyDone();
   const record = await readRecord(stateDir, restoreId);
-  if (record.rolledBack) return { done: [], alreadyDone: true };
+  if (record.rolledBack) return stepAlreadyDone();
   const done: string[] = [];
   const names = [...CONTROL_PLANE_MANIFESTS, ...(etcdMode(s) === 'static-pod' ? ['etcd.yaml'] : [])];
   for (const name of names) if (await holdManifest(s, record, name)) done.push(`moved ${name} out to stop it`);
@@ -124,7 +125,7 @@ export async function rollbackMember(s: AgentState, restoreId: string): Promise<
   done.push(...(await startControlPlane(s, restoreId)).done);
   record.rolledBack = true;
   await writeRecord(stateDir, record);
-  return { done, alreadyDone: false };
+  return stepDone(done);
 }
 
 async function rollbackDataDir(s: AgentState, record: RestoreRecord, done: string[]): Promise<void> {
