@@ -40,7 +40,7 @@ export function stderrOf(err: unknown, lines = 3): string {
   return lastLines(String((err as { stderr?: unknown }).stderr ?? ''), lines) || errorMessage(err);
 }
 
-/** The last `lines` lines of a tool's output, joined on one line for a message. */
+/** The last `lines` non-empty lines of a tool's output, joined on one line for a message. */
 export function lastLines(text: string, lines = 3): string {
-  return text.trim().split('\n').slice(-lines).join(' | ');
+  return text.trim().split('\n').filter(Boolean).slice(-lines).join(' | ');
 }

@@ -3,6 +3,7 @@ import { PassThrough, Readable } from 'node:stream';
 import { createGzip } from 'node:zlib';
 import { create } from 'tar';
 import type { RunDumpResponse } from '../../proto/gen/kbur/v1/agent.js';
+import { lastLines } from '../../shared/child.js';
 import { KburError } from '../../shared/errors.js';
 import { StreamDigest, rechunk } from '../../shared/streams.js';
 import { planDump, type DumpPart, type DumpPlan } from './commands.js';
@@ -120,7 +121,7 @@ export function watchChild(
   const done = exited.then(({ code, sig, error }) => {
     clearTimeout(timer);
     signal.removeEventListener('abort', kill);
-    const tail = lastLine(stderr);
+    const tail = lastLines(stderr, 2);
     if (error) throw new KburError('FAILED_PRECONDITION', `${what} could not start: ${error.message}`, { cause: error });
     if (timedOut)
       throw new KburError('UNAVAILABLE', `${what} timed out after ${timeoutSec} s and was killed`, {
@@ -162,8 +163,4 @@ function archivePart(part: DumpPart, signal: AbortSignal): RunningPart {
   });
   done.catch(() => undefined);
   return { output, done, rawBytes: () => raw, stderrTail: () => '', stop: () => tar.destroy() };
-}
-
-function lastLine(text: string): string {
-  return text.trim().split('\n').filter(Boolean).slice(-2).join(' | ');
 }
