@@ -34,6 +34,7 @@ import { archiveMessages } from './kubernetes/messages.js';
 import { keepSnapshot } from './local-snapshots.js';
 import type { UploadMessage } from './upload.js';
 import { nodeInfo } from './node-info.js';
+import { widenSessionWindows, widenStreamWindows } from './grpc-receive-window.js';
 
 export const AGENT_SERVICE_NAME = 'kbur.v1.AgentService';
 
@@ -64,7 +65,7 @@ function capped(text: string): string {
  * `state()` is read per call, so a reloaded config applies to the next call.
  */
 export class AgentServer {
-  private readonly server = withStreamWindow(new Server({ 'grpc.max_send_message_length': 8 << 20 }));
+  private readonly server = widenStreamWindows(new Server({ 'grpc.max_send_message_length': 8 << 20 }));
   readonly health = new HealthImplementation({ '': 'SERVING', [AGENT_SERVICE_NAME]: 'NOT_SERVING' });
   private readonly shutdown = new AbortController();
   private readonly restoreLock = new RestoreLock();
@@ -117,7 +118,7 @@ export class AgentServer {
             }),
           );
         } else {
-          widenReceiveWindows(this.server);
+          widenSessionWindows(this.server);
           resolve(port);
         }
       });
@@ -311,36 +312,6 @@ export class AgentServer {
     };
   }
 }
-
-/** Bytes a client may send before the agent acknowledges them (HTTP/2 defaults to 64 KiB). */
-const RECEIVE_WINDOW = 8 << 20;
-
-/**
- * Uploads (a staged snapshot, a node archive, a dump) cross 64 KiB HTTP/2 windows one round trip
- * at a time: several times slower than the disk. grpc-js has a client option for the window but
- * none for its server, so this reaches into its http2 servers. If a grpc-js release renames
- * them, uploads only get slower again; nothing else changes.
- */
-/** The per-stream half of the same: the initial window every stream is opened with. */
-function withStreamWindow(server: Server): Server {
-  const options = (server as unknown as { commonServerOptions?: { settings?: Record<string, number> } }).commonServerOptions;
-  if (options) options.settings = { ...options.settings, initialWindowSize: RECEIVE_WINDOW };
-  return server;
-}
-
-function widenReceiveWindows(server: Server): void {
-  const servers = (server as unknown as { http2Servers?: Map<NodeEventEmitter, unknown> }).http2Servers;
-  if (!(servers instanceof Map)) return;
-  for (const http2Server of servers.keys()) {
-    http2Server.on('session', (session: { setLocalWindowSize?(n: number): void; on(e: string, f: () => void): void }) => {
-      const widen = (): void => session.setLocalWindowSize?.(RECEIVE_WINDOW);
-      session.on('connect', widen);
-      widen();
-    });
-  }
-}
-
-type NodeEventEmitter = { on(event: string, listener: (...args: never[]) => void): unknown };
 
 const READ_ONLY = new Set<AgentMethod>(['GetNodeInfo', 'SnapshotEtcd', 'ArchiveKubernetes', 'PrepareRestore', 'VerifyStagedSnapshot']);
 

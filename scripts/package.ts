@@ -8,7 +8,7 @@
  *
  * Each executable carries its esbuild bundle and V8's code cache for it (SEA's useCodeCache), so
  * neither parses nor compiles its JavaScript at start: the SEA path needs no code-cache loader
- * (coordinator/kbur.cts stays for the npm-run path). The V8 flags the shebangs give (NODE_FLAGS,
+ * (coordinator/code-cache.cts serves the npm-run path). The V8 flags the shebangs give (NODE_FLAGS,
  * AGENT_NODE_FLAGS) are the SEA's execArgv, and the code cache is made under the same flags, which
  * V8 requires to accept it.
  */

@@ -135,7 +135,8 @@ const SYNC_CHECK_MS = 100;
  * removes the part file. Nothing else ever sees a half-written file under the final name.
  *
  * While it is written, every SYNC_EVERY bytes are flushed to disk in the background, so that the
- * fsync of commit() finds little left to write (on a 300 MiB snapshot: 30 ms instead of 150).
+ * fsync of commit() finds little left to write. Figure: at the end of a 300 MiB snapshot 30 ms instead
+ * of 150 (backup ratio 1.38 -> 1.30). Guarded by test/unit/library-assumptions.test.ts (WriteStream.fd).
  */
 export class AtomicFile {
   readonly partPath: string;

@@ -3,7 +3,8 @@ import { expect } from 'chai';
 import { ArchiveKubernetesResponse, SnapshotEtcdResponse, StageSnapshotRequest } from '../../proto/gen/kbur/v1/agent.js';
 import { BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
 import { decodeSnapshotResponse } from '../../agent/etcd/snapshot-stream.js';
-import { AgentService, bytesField, bytesFieldInPlace, onlyBytesField } from '../../shared/agent-service.js';
+import { AgentService } from '../../shared/agent-service.js';
+import { decodeDataMessage, encodeDataMessage } from '../../shared/data-message-codec.js';
 
 describe('the fast path for artifact data messages', () => {
   for (const size of [0, 1, 127, 128, 16_383, 16_384, 256 << 10, 2_097_153]) {
@@ -43,8 +44,8 @@ describe('the fast path for artifact data messages', () => {
   });
 
   it('does not take a message with more than the bytes field for a data message', () => {
-    const msg = Buffer.concat([bytesField(2, Buffer.from('abc')), Buffer.from([0x18, 0x01])]);
-    expect(onlyBytesField(2, msg)).to.equal(undefined);
+    const msg = Buffer.concat([encodeDataMessage(2, Buffer.from('abc')), Buffer.from([0x18, 0x01])]);
+    expect(decodeDataMessage(2, msg)).to.equal(undefined);
   });
 
   /** etcd's SnapshotResponse as etcd sends it: header (revision), remaining_bytes, blob. */
@@ -55,30 +56,16 @@ describe('the fast path for artifact data messages', () => {
   }
 
   for (const size of [1, 200, 32 << 10]) {
-    it(`forwards an etcd snapshot piece of ${size} bytes as the generated encoder would, without copying it`, () => {
+    it(`forwards an etcd snapshot piece of ${size} bytes as the generated encoder would, leaving etcd's message as it came`, () => {
       const blob = randomBytes(size);
-      const piece = decodeSnapshotResponse(etcdPiece(blob, 77));
+      const received = etcdPiece(blob, 77);
+      const before = Buffer.from(received);
+      const piece = decodeSnapshotResponse(received);
       expect(piece.revision).to.equal(77);
       expect(piece.blob.equals(blob)).to.equal(true);
       const sent = AgentService.snapshotEtcd.responseSerialize({ kind: { $case: 'data', value: piece.blob } });
       expect(sent.equals(Buffer.from(SnapshotEtcdResponse.encode({ kind: { $case: 'data', value: blob } }).finish()))).to.equal(true);
-      // A view over the received message, ending where the blob ends: no copy.
-      expect(sent.buffer).to.equal(piece.blob.buffer);
-      expect(sent.byteOffset + sent.length).to.equal(piece.blob.byteOffset + piece.blob.length);
+      expect(received.equals(before)).to.equal(true);
     });
   }
-
-  it('copies when the bytes before the data are not its tag and length, and sends the same bytes either way', () => {
-    const memory = Buffer.alloc(20, 0xff);
-    const data = memory.subarray(5, 15);
-    const copied = bytesFieldInPlace(2, data);
-    expect(copied.buffer).to.not.equal(memory.buffer);
-    expect(copied.equals(bytesField(2, data))).to.equal(true);
-    memory[3] = 0x12; // tag of field 2, length-delimited
-    memory[4] = 10; // the length
-    const inPlace = bytesFieldInPlace(2, data);
-    expect(inPlace.buffer).to.equal(memory.buffer);
-    expect(inPlace.equals(bytesField(2, data))).to.equal(true);
-    expect(bytesFieldInPlace(2, memory.subarray(0, 4)).equals(bytesField(2, memory.subarray(0, 4)))).to.equal(true);
-  });
 });
