@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { posix } from 'node:path';
-import { PassThrough, Readable, Writable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   AbortMultipartUploadCommand,
@@ -21,7 +20,9 @@ import { BACKUP_ID, checkId, parseManifest, verificationSchema, type Manifest, t
 import { StreamDigest, type FileDigest } from '../../shared/streams.js';
 import type { S3RepositoryConfig } from '../config.js';
 import { parseLockRecord, type LockHolder } from './lock.js';
-import type { ArtifactWriter, BackupListing, BackupWriter, Repository } from './repository.js';
+import type { BackupListing, BackupWriter, Repository } from './repository.js';
+import { readCredentialsFile } from './s3-credentials.js';
+import { S3ArtifactWriter } from './s3-writer.js';
 
 /**
  * Multipart part size. lib-storage holds at most queueSize + 1 parts of an artifact in memory,
@@ -36,12 +37,6 @@ const LIST_CONCURRENCY = 8;
 const ABORT_ATTEMPTS = 3;
 /** Lease-object locks (servers without conditional PUT): how long a taker waits before it rereads the record. */
 const LEASE_SETTLE_MS = 2000;
-
-interface Credentials {
-  accessKeyId: string;
-  secretAccessKey: string;
-  sessionToken?: string;
-}
 
 /**
  * A repository in an S3-compatible bucket (AWS S3, MinIO, Ceph RGW) with the local repository's
@@ -511,115 +506,6 @@ export class S3Repository implements Repository {
     }
     return Buffer.concat(chunks).toString('utf8');
   }
-}
-
-/**
- * An artifact uploaded as it is written: bytes go through a bounded pipe into a multipart upload
- * that completes on commit(). A failed upload errors the stream at once (the writer stops), and
- * its multipart upload is aborted.
- */
-class S3ArtifactWriter implements ArtifactWriter {
-  /** What the writer writes to: it fails, with the upload's error, as soon as the upload does. */
-  readonly stream: Writable;
-  /** What the upload reads. */
-  private readonly body = new PassThrough({ highWaterMark: 1 << 20 });
-  private readonly upload: Upload;
-  private readonly settled: Promise<void>;
-  private failure: KburError | undefined;
-  private cleaned = false;
-
-  constructor(
-    private readonly repo: S3Repository,
-    private readonly key: string,
-  ) {
-    this.stream = new Writable({
-      highWaterMark: 1 << 20,
-      write: (chunk: Buffer, _enc, done) => {
-        if (this.failure) return done(this.failure);
-        if (this.body.write(chunk)) return done();
-        this.body.once('drain', () => done());
-      },
-      final: (done) => {
-        this.body.end();
-        done();
-      },
-    });
-    // Errors are reported by commit() and by the writer's next write; none may go unhandled.
-    this.stream.on('error', () => undefined);
-    this.body.on('error', () => undefined);
-    this.upload = repo.uploadTo(key, this.body);
-    this.settled = this.upload.done().then(
-      () => undefined,
-      (err: unknown) => this.fail(repo.toKburError(err, `upload of ${repo.url(key)} failed`)),
-    );
-  }
-
-  async commit(): Promise<void> {
-    this.stream.end();
-    await this.settled;
-    if (this.failure) {
-      await this.cleanup();
-      throw this.failure;
-    }
-    this.cleaned = true;
-  }
-
-  async abort(): Promise<void> {
-    this.fail(new KburError('CANCELLED', `upload of ${this.repo.url(this.key)} abandoned`));
-    await this.settled;
-    await this.cleanup();
-  }
-
-  private fail(err: KburError): void {
-    this.failure ??= err;
-    this.stream.destroy(this.failure);
-    this.body.destroy(this.failure);
-  }
-
-  private async cleanup(): Promise<void> {
-    if (this.cleaned) return;
-    this.cleaned = true;
-    if (this.upload.uploadId) await this.repo.abortMultipart(this.key, this.upload.uploadId);
-  }
-}
-
-/** An AWS shared-credentials file: the [default] profile (or $AWS_PROFILE's). Values never reach a message. */
-export async function readCredentialsFile(file: string): Promise<Credentials> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    throw new KburError('INVALID_CONFIG', `repository.credentialsFile ${file} cannot be read (${(err as NodeJS.ErrnoException).code})`, {
-      cause: err,
-      hint: 'point repository.credentialsFile to an AWS credentials file ([default] aws_access_key_id = ..., aws_secret_access_key = ...), readable by this user',
-    });
-  }
-  const profile = process.env.AWS_PROFILE ?? 'default';
-  const sections = new Map<string, Map<string, string>>();
-  let current: Map<string, string> | undefined;
-  for (const raw of text.split(/\r?\n/)) {
-    const line = raw.trim();
-    if (!line || line.startsWith('#') || line.startsWith(';')) continue;
-    const section = /^\[\s*(?:profile\s+)?([^\]]+?)\s*\]$/.exec(line);
-    if (section) {
-      current = new Map();
-      sections.set(section[1]!, current);
-      continue;
-    }
-    const kv = /^([A-Za-z0-9_]+)\s*=\s*(.*)$/.exec(line);
-    if (kv && current) current.set(kv[1]!.toLowerCase(), kv[2]!.trim());
-  }
-  const values = sections.get(profile);
-  const hint = `the file needs a [${profile}] section with aws_access_key_id and aws_secret_access_key`;
-  if (!values) throw new KburError('INVALID_CONFIG', `repository.credentialsFile ${file} has no [${profile}] profile`, { hint });
-  const accessKeyId = values.get('aws_access_key_id');
-  const secretAccessKey = values.get('aws_secret_access_key');
-  const missing = [...(accessKeyId ? [] : ['aws_access_key_id']), ...(secretAccessKey ? [] : ['aws_secret_access_key'])];
-  if (missing.length) {
-    throw new KburError('INVALID_CONFIG', `repository.credentialsFile ${file}: [${profile}] has no ${missing.join(' and no ')}`, { hint });
-  }
-  const sessionToken = values.get('aws_session_token');
-  return { accessKeyId: accessKeyId!, secretAccessKey: secretAccessKey!, ...(sessionToken ? { sessionToken } : {}) };
 }
 
 /** 412: the key exists (If-None-Match: *); 409: another conditional write of it is in flight (AWS). */

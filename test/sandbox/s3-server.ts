@@ -16,7 +16,7 @@ import net from 'node:net';
 import { parseArgs } from 'node:util';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { startFauxqs } from 'fauxqs';
-import { readCredentialsFile } from '../../coordinator/repository/s3.js';
+import { readCredentialsFile } from '../../coordinator/repository/s3-credentials.js';
 
 const { values } = parseArgs({
   options: {

@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { loadCoordinatorConfig, type S3RepositoryConfig } from '../../coordinator/config.js';
-import { S3Repository, readCredentialsFile } from '../../coordinator/repository/s3.js';
+import { S3Repository } from '../../coordinator/repository/s3.js';
+import { readCredentialsFile } from '../../coordinator/repository/s3-credentials.js';
 import { KburError } from '../../shared/errors.js';
 import { createLogger } from '../../shared/log.js';
 
