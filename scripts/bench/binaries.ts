@@ -13,7 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { KBUR_BIN } from '../../test/helpers/kbur.js';
 import { KBUR_COMMAND, kburBackup } from './backup.js';
 import { BINARIES_METHOD, binariesMarkdown, binariesText } from './binaries-report.js';
-import type { Context, Scenario } from './scenario.js';
+import { type Context, type Scenario, measureInto } from './scenario.js';
 import { log, median, round } from './util.js';
 
 /** What `npm run package` makes (scripts/package.ts), beside the tsc output. */
@@ -175,14 +175,7 @@ export const binariesScenario: Scenario = {
       max: undefined,
     };
     section.results.push(r);
-    try {
-      await benchBinaries(ctx, r);
-    } catch (err) {
-      r.error = (err as Error).message;
-      throw err;
-    } finally {
-      finish(r);
-    }
+    await measureInto(r, () => benchBinaries(ctx, r), finish);
   },
   text: (report) => (report.binaries ? binariesText(report) : []),
   markdown: (report) => (report.binaries ? binariesMarkdown(report) : []),

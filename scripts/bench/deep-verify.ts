@@ -13,7 +13,7 @@ import { KBUR_BIN } from '../../test/helpers/kbur.js';
 import { kburBackup } from './backup.js';
 import { DEEP_VERIFY_METHOD, deepVerifyMarkdown, deepVerifyText } from './deep-verify-report.js';
 import { failure, measure } from './proc.js';
-import type { Context, Scenario } from './scenario.js';
+import { type Context, type Scenario, measureInto } from './scenario.js';
 import { ETCDCTL_ENV, log, median, round, toMiB } from './util.js';
 
 export const DEEP_VERIFY_TARGETS = { ratioMax: 1.5, rssMaxMiB: 150 } as const;
@@ -143,14 +143,7 @@ export const deepVerifyScenario: Scenario = {
       pass: { ratio: false, rss: false },
     };
     section.results.push(r);
-    try {
-      await benchDeepVerify(ctx, r);
-    } catch (err) {
-      r.error = (err as Error).message;
-      throw err;
-    } finally {
-      finish(r);
-    }
+    await measureInto(r, () => benchDeepVerify(ctx, r), finish);
   },
   text: (report) => (report.deepVerify ? deepVerifyText(report) : []),
   markdown: (report) => (report.deepVerify ? deepVerifyMarkdown(report) : []),

@@ -20,7 +20,7 @@ import { clusterIdentity, keyCounts, waitHealthy } from './etcd.js';
 import { failure, measure } from './proc.js';
 import { REBUILD_METHOD, rebuildMarkdown, rebuildText } from './rebuild-report.js';
 import { checkRestored, removeLeftovers } from './restore-cluster.js';
-import type { Context, Scenario } from './scenario.js';
+import { type Context, type Scenario, measureInto } from './scenario.js';
 import { ETCDCTL_ENV, log, median, round, toMiB } from './util.js';
 
 export const REBUILD_TARGETS = { ratioMax: 1.3 } as const;
@@ -270,14 +270,7 @@ export const rebuildScenario: Scenario = {
       pass: { ratio: false, checks: false },
     };
     section.results.push(r);
-    try {
-      await benchRebuild(ctx, r);
-    } catch (err) {
-      r.error = (err as Error).message;
-      throw err;
-    } finally {
-      finish(r);
-    }
+    await measureInto(r, () => benchRebuild(ctx, r), finish);
   },
   text: (report) => (report.rebuild ? rebuildText(report) : []),
   markdown: (report) => (report.rebuild ? rebuildMarkdown(report) : []),

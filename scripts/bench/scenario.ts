@@ -43,3 +43,18 @@ export const isFirst = (report: Report, name: ScenarioName): boolean => report.s
 /** Opens a scenario's part of the Markdown report: a top heading unless the report's title is its own. */
 export const markdownHead = (report: Report, name: ScenarioName, heading: string): string[] =>
   isFirst(report, name) ? [] : [`# ${heading}`, ''];
+
+/**
+ * Runs a scenario's measurement into its result: an error is recorded in `r.error` and rethrown,
+ * and `finish` fills in the medians and verdicts in every case (the runs measured so far count).
+ */
+export async function measureInto<R extends { error?: string }>(r: R, bench: () => Promise<void>, finish: (r: R) => void): Promise<void> {
+  try {
+    await bench();
+  } catch (err) {
+    r.error = (err as Error).message;
+    throw err;
+  } finally {
+    finish(r);
+  }
+}

@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { scrapeLatencies } from '../../test/sandbox/prometheus.js';
 import { kburBackup } from './backup.js';
 import { SCRAPE_METHOD, scrapeMarkdown, scrapeText } from './scrape-report.js';
-import type { Context, Scenario } from './scenario.js';
+import { type Context, type Scenario, measureInto } from './scenario.js';
 import { log, median, round } from './util.js';
 
 export const SCRAPE_TARGETS = { scrapeMaxMs: 100, everyMs: 1000, stressEveryMs: 50 } as const;
@@ -175,14 +175,11 @@ export const scrapeScenario: Scenario = {
     };
     section.results.push(r);
     const all: number[] = [];
-    try {
-      await benchScrape(ctx, r, all);
-    } catch (err) {
-      r.error = (err as Error).message;
-      throw err;
-    } finally {
-      finishScrapeResult(r, all);
-    }
+    await measureInto(
+      r,
+      () => benchScrape(ctx, r, all),
+      (x) => finishScrapeResult(x, all),
+    );
   },
   text: (report) => (report.scrape ? scrapeText(report) : []),
   markdown: (report) => (report.scrape ? scrapeMarkdown(report) : []),
