@@ -132,7 +132,13 @@ export async function preflight(opts: {
     }
     return archives.get(node)!;
   };
-  if (opts.withKubernetesDir) for (const a of opts.agents) void archiveOf(archiveFrom(a.node.name));
+  // With --with-kubernetes-dir every archive is read anyway: each agent gets its archive's etcd
+  // manifest with its first question, and a reset node needs no second one.
+  const firstManifest = async (a: AgentClient): Promise<string> => {
+    if (!opts.withKubernetesDir) return '';
+    const archive = await archiveOf(archiveFrom(a.node.name));
+    return archive && !archive.read.problem ? (archive.read.etcdManifest ?? '') : '';
+  };
   const prepare = (a: AgentClient, archivedEtcdManifest = ''): Promise<PrepareRestoreResponse | KburError> =>
     a
       .prepareRestore({
@@ -144,7 +150,13 @@ export async function preflight(opts: {
         archivedEtcdManifest,
       })
       .catch((err: unknown) => asKburError(err));
-  const prepared = await Promise.all(opts.agents.map((a) => prepare(a)));
+  const sent: string[] = opts.agents.map(() => '');
+  const prepared = await Promise.all(
+    opts.agents.map(async (a, i) => {
+      sent[i] = await firstManifest(a);
+      return prepare(a, sent[i]);
+    }),
+  );
   // The repository's copy is read only when a node keeps no copy of its own (a dry run checks both):
   // the agents' first answers say, and nothing reads it meanwhile.
   const everyNodeHasCopy = prepared.every((p) => !(p instanceof Error) && p.hasLocalCopy);
@@ -174,7 +186,7 @@ export async function preflight(opts: {
         return [
           `${node}: no etcd member here, and its archive ${archive.artifact.path} has no ${ARCHIVED_ETCD_MANIFEST} to rebuild it from`,
         ];
-      prepared[i] = await prepare(agent, archive.read.etcdManifest);
+      if (sent[i] !== archive.read.etcdManifest) prepared[i] = await prepare(agent, archive.read.etcdManifest);
       return [];
     }),
   );
