@@ -235,6 +235,43 @@ describe('hardening: crafted requests and races against one agent', function () 
     }
   });
 
+  it('refuses a dump restore of another restore while a restore step runs, and restores nothing', async function () {
+    const admin = await client('kbur-admin');
+    // A whole, valid restore of the file set: without the lock it would put kbur-race.txt there.
+    const tar = gzipSync(tarArchive([{ path: `${relative('/', join(fileset, 'app'))}/kbur-race.txt`, body: 'from a dump restore\n' }]));
+    const stopping = step(admin, 'stopControlPlane', '20261130T120000Z-0005');
+    const upload = new Promise<Outcome>((resolve) => {
+      const call = admin.restoreDump(new Metadata(), deadline(), (err) => resolve(outcomeOf(err)));
+      call.write({
+        kind: {
+          $case: 'header',
+          value: {
+            restoreId: '20261130T120000Z-0006',
+            profile: 'app',
+            part: 'files',
+            compression: 'gzip',
+            size: tar.length,
+            sha256: sha256(tar),
+          },
+        },
+      });
+      call.write({ kind: { $case: 'data', value: tar } });
+      call.end();
+    });
+    const [stopped, uploaded] = await Promise.all([stopping, upload]);
+    try {
+      expect(stopped.outcome.code, stopped.outcome.details).to.equal(status.OK);
+      expect(uploaded.code, uploaded.details).to.equal(status.FAILED_PRECONDITION);
+      expect(uploaded.details).to.contain('restore 20261130T120000Z-0005 is running StopControlPlane');
+      expect(await lstat(join(fileset, 'app', 'kbur-race.txt')).catch(() => undefined)).to.equal(undefined);
+    } finally {
+      for (const method of ['startEtcd', 'startControlPlane'] as const) {
+        const r = await step(admin, method, '20261130T120000Z-0005');
+        expect(r.outcome.code, r.outcome.details).to.equal(status.OK);
+      }
+    }
+  });
+
   it('changes nothing for a rollback of a restore this node never saw', async function () {
     const admin = await client('kbur-admin');
     const pid = sb().kubelet.pid(node.name, 'etcd');
@@ -525,15 +562,35 @@ describe('hardening: crafted requests and races against one agent', function () 
       add('truncated or oversized upload', 'KeepSnapshot: bytes that are not an etcd snapshot', status.DATA_LOSS, () =>
         upload(admin, 'keepSnapshot', whole({ backupId: '20261130T150000Z-0002' }, bytes)),
       );
-      add('truncated or oversized upload', 'RestoreEtcdMember with nothing staged and option-like names', status.FAILED_PRECONDITION, () =>
-        unary(admin, 'restoreEtcdMember', {
-          restoreId: freshId(),
-          name: '--data-dir=/etc',
-          initialCluster: '-x',
-          initialClusterToken: '\u0000',
-          initialAdvertisePeerUrls: ['--force'],
-        }),
-      );
+      // What etcdutl would get as arguments: refused before the tool runs, whether or not anything is staged.
+      const member = {
+        name: 'node-1',
+        initialCluster: 'node-1=https://10.0.0.11:2380',
+        initialClusterToken: 'kbur-x',
+        initialAdvertisePeerUrls: ['https://10.0.0.11:2380'],
+      };
+      const craftedMembers: [string, object][] = [
+        [
+          'option-like names',
+          { name: '--data-dir=/etc', initialCluster: '-x', initialClusterToken: '\u0000', initialAdvertisePeerUrls: ['--force'] },
+        ],
+        ['a name that is an option', { name: '--data-dir=/etc', initialCluster: '--data-dir=/etc=https://10.0.0.11:2380' }],
+        ['a token with a newline', { initialClusterToken: 'kbur\n--force-new-cluster' }],
+        ['an empty token', { initialClusterToken: '' }],
+        [
+          'a peer URL with a path',
+          { initialCluster: 'node-1=https://10.0.0.11:2380/x', initialAdvertisePeerUrls: ['https://10.0.0.11:2380/x'] },
+        ],
+        ['a file: peer URL', { initialCluster: 'node-1=file:///etc/passwd', initialAdvertisePeerUrls: ['file:///etc/passwd'] }],
+        ['no peer URL', { initialAdvertisePeerUrls: [] }],
+        ['an initial cluster without the member', { initialCluster: 'node-2=https://10.0.0.12:2380' }],
+        ['an initial cluster entry without =', { initialCluster: 'node-1=https://10.0.0.11:2380,--force-new-cluster' }],
+        ['a name of 100,000 bytes', { name: 'n'.repeat(100_000) }],
+      ];
+      for (const [what, fields] of craftedMembers)
+        add('crafted etcd membership', `RestoreEtcdMember with ${what}`, status.INVALID_ARGUMENT, () =>
+          unary(admin, 'restoreEtcdMember', { restoreId: freshId(), ...member, ...fields }),
+        );
       const garbage: [string, Buffer][] = [
         ['0xff bytes', Buffer.alloc(64, 0xff)],
         ['a length that runs past the message', Buffer.from([0x0a, 0xff, 0xff, 0xff, 0x0f, 0x41])],
