@@ -128,8 +128,8 @@ export async function preflight(opts: {
   const addressMap = new Map(readdress.map((r) => [r.from, r.to]));
   const archiveFrom = (node: string): string => opts.targets?.find((t) => t.name === node)?.from ?? node;
 
-  // Node archives are read once each (sha256 checked, the etcd manifest kept), only for the nodes that need theirs;
-  // with --with-kubernetes-dir every node's, read while the agents answer.
+  // Node archives are read once each (sha256 checked, the etcd manifest kept): with
+  // --with-kubernetes-dir every node's, before its agent is asked; else only those the answers call for.
   const archives = new Map<string, Promise<{ artifact: Artifact; read: NodeArchiveRead } | undefined>>();
   const archiveOf = (node: string): Promise<{ artifact: Artifact; read: NodeArchiveRead } | undefined> => {
     if (!archives.has(node)) {
