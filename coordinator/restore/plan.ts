@@ -8,51 +8,65 @@ import { mib } from '../backup/progress.js';
 import { checkArtifact } from '../repository/check.js';
 import type { Repository } from '../repository/repository.js';
 import { replaceAddresses } from '../../shared/addresses.js';
+import { memberRestoreProblem } from '../../shared/etcd-membership.js';
 import { asideDataDir, kburDir } from '../../shared/restore-names.js';
 import type { Target } from './targets.js';
 import { ARCHIVED_ETCD_MANIFEST, readNodeArchive, type NodeArchiveRead } from './node-archive.js';
 import { identityProblem, plainDigest, type AgeIdentity } from '../repository/seal.js';
 
-export const planSchema = z.object({
-  restoreId: z.string(),
-  backupId: z.string(),
-  cluster: z.string(),
-  token: z.string(),
-  initialCluster: z.string(),
-  bumpRevision: z.number().int(),
-  /** Also put each node's /etc/kubernetes back from its archive. */
-  withKubernetesDir: z.boolean(),
-  snapshot: z.object({ path: z.string(), size: z.number(), sha256: z.string(), revision: z.number(), keyCount: z.number() }),
-  nodes: z.array(
-    z.object({
-      node: z.string(),
-      agent: z.string(),
-      memberName: z.string(),
-      peerUrls: z.array(z.string()),
-      dataDir: z.string(),
-      etcdMode: z.string(),
-      restoreTool: z.string(),
-      manifests: z.array(z.string()),
-      /** Where the staged snapshot comes from: the copy the node keeps, or an upload from the repository. */
-      snapshotSource: z.enum(['local-copy', 'upload']).default('upload'),
-      /** The node had no etcd member of its own (reset, or new): it is rebuilt from its archive. */
-      rebuild: z.boolean().default(false),
-      /** Its /etc/kubernetes is put back from its archive (--with-kubernetes-dir, or a rebuild). */
-      restoreKubernetesDir: z.boolean().default(false),
-      /** What the agent found there before the restore, and where the member's settings came from. */
-      found: z.array(z.string()).default([]),
-      settingsFrom: z.string().default(''),
-      /** --to: the backup node whose archive and member this node gets, and what changes in its archive. */
-      archiveFrom: z.string().default(''),
-      changes: z.array(z.string()).default([]),
-    }),
-  ),
-  notes: z.array(z.string()),
-  /** Members of the backup this restore leaves out (--nodes, or no node in kbur.yaml): they join later. */
-  leftOut: z.array(z.string()).default([]),
-  /** --to: old node address -> new, in etcd's URLs, certificates and configuration files. */
-  readdress: z.array(z.object({ from: z.string(), to: z.string() })).default([]),
-});
+export const planSchema = z
+  .object({
+    restoreId: z.string(),
+    backupId: z.string(),
+    cluster: z.string(),
+    token: z.string(),
+    initialCluster: z.string(),
+    bumpRevision: z.number().int(),
+    /** Also put each node's /etc/kubernetes back from its archive. */
+    withKubernetesDir: z.boolean(),
+    snapshot: z.object({ path: z.string(), size: z.number(), sha256: z.string(), revision: z.number(), keyCount: z.number() }),
+    nodes: z.array(
+      z.object({
+        node: z.string(),
+        agent: z.string(),
+        memberName: z.string(),
+        peerUrls: z.array(z.string()),
+        dataDir: z.string(),
+        etcdMode: z.string(),
+        restoreTool: z.string(),
+        manifests: z.array(z.string()),
+        /** Where the staged snapshot comes from: the copy the node keeps, or an upload from the repository. */
+        snapshotSource: z.enum(['local-copy', 'upload']).default('upload'),
+        /** The node had no etcd member of its own (reset, or new): it is rebuilt from its archive. */
+        rebuild: z.boolean().default(false),
+        /** Its /etc/kubernetes is put back from its archive (--with-kubernetes-dir, or a rebuild). */
+        restoreKubernetesDir: z.boolean().default(false),
+        /** What the agent found there before the restore, and where the member's settings came from. */
+        found: z.array(z.string()).default([]),
+        settingsFrom: z.string().default(''),
+        /** --to: the backup node whose archive and member this node gets, and what changes in its archive. */
+        archiveFrom: z.string().default(''),
+        changes: z.array(z.string()).default([]),
+      }),
+    ),
+    notes: z.array(z.string()),
+    /** Members of the backup this restore leaves out (--nodes, or no node in kbur.yaml): they join later. */
+    leftOut: z.array(z.string()).default([]),
+    /** --to: old node address -> new, in etcd's URLs, certificates and configuration files. */
+    readdress: z.array(z.object({ from: z.string(), to: z.string() })).default([]),
+  })
+  .superRefine((plan, ctx) => {
+    // The plan is read back from the repository on --resume: what goes to etcdutl is checked here, before any step.
+    for (const n of plan.nodes) {
+      const message = memberRestoreProblem({
+        name: n.memberName,
+        initialCluster: plan.initialCluster,
+        initialClusterToken: plan.token,
+        initialAdvertisePeerUrls: n.peerUrls,
+      });
+      if (message) ctx.addIssue({ code: 'custom', path: ['nodes', n.node], message });
+    }
+  });
 export type RestorePlan = z.infer<typeof planSchema>;
 
 /** Added to the revision after restore (etcd's recovery guide for Kubernetes) where the tool can. */
@@ -114,37 +128,8 @@ export async function preflight(opts: {
   const addressMap = new Map(readdress.map((r) => [r.from, r.to]));
   const archiveFrom = (node: string): string => opts.targets?.find((t) => t.name === node)?.from ?? node;
 
-  // The repository's copy is read only for nodes that keep no copy of their own: when every node
-  // has one, the check stops as soon as the agents say so (a dry run checks both).
-  const skipRepository = new AbortController();
-  let checkedBeforeSkip = false;
-  // A sealed snapshot is decrypted and decompressed once, when it is staged: that stream checks
-  // its plaintext sha256 and etcd's hash, and the node its sha256, before anything is stopped.
-  // Here its stored bytes and its age header (the identity opens it) are enough; a dry run checks all.
-  const repositoryCheck = checkArtifact(
-    opts.repository,
-    manifest,
-    snapshot,
-    AbortSignal.any([opts.signal, skipRepository.signal]),
-    opts.identity,
-    { payload: opts.dryRun },
-  ).then((r) => {
-    checkedBeforeSkip = !skipRepository.signal.aborted;
-    return r;
-  });
-  const prepare = (a: AgentClient, archivedEtcdManifest = ''): Promise<PrepareRestoreResponse | KburError> =>
-    a
-      .prepareRestore({
-        restoreId: opts.restoreId,
-        snapshotSize: plain.size,
-        backupId: manifest.id,
-        snapshotSha256: plain.sha256,
-        checkLocalCopy: opts.dryRun,
-        archivedEtcdManifest,
-      })
-      .catch((err: unknown) => asKburError(err));
-  const prepared = await Promise.all(opts.agents.map((a) => prepare(a)));
-  // Node archives are read once each (sha256 checked, the etcd manifest kept), only for the nodes that need theirs.
+  // Node archives are read once each (sha256 checked, the etcd manifest kept): with
+  // --with-kubernetes-dir every node's, before its agent is asked; else only those the answers call for.
   const archives = new Map<string, Promise<{ artifact: Artifact; read: NodeArchiveRead } | undefined>>();
   const archiveOf = (node: string): Promise<{ artifact: Artifact; read: NodeArchiveRead } | undefined> => {
     if (!archives.has(node)) {
@@ -161,6 +146,41 @@ export async function preflight(opts: {
     }
     return archives.get(node)!;
   };
+  // With --with-kubernetes-dir every archive is read anyway: each agent gets its archive's etcd
+  // manifest with its first question, and a reset node needs no second one.
+  const firstManifest = async (a: AgentClient): Promise<string> => {
+    if (!opts.withKubernetesDir) return '';
+    const archive = await archiveOf(archiveFrom(a.node.name));
+    return archive && !archive.read.problem ? (archive.read.etcdManifest ?? '') : '';
+  };
+  const prepare = (a: AgentClient, archivedEtcdManifest = ''): Promise<PrepareRestoreResponse | KburError> =>
+    a
+      .prepareRestore({
+        restoreId: opts.restoreId,
+        snapshotSize: plain.size,
+        backupId: manifest.id,
+        snapshotSha256: plain.sha256,
+        checkLocalCopy: opts.dryRun,
+        archivedEtcdManifest,
+      })
+      .catch((err: unknown) => asKburError(err));
+  const sent: string[] = opts.agents.map(() => '');
+  const prepared = await Promise.all(
+    opts.agents.map(async (a, i) => {
+      sent[i] = await firstManifest(a);
+      return prepare(a, sent[i]);
+    }),
+  );
+  // The repository's copy is read only when a node keeps no copy of its own (a dry run checks both):
+  // the agents' first answers say, and nothing reads it meanwhile.
+  const everyNodeHasCopy = prepared.every((p) => !(p instanceof Error) && p.hasLocalCopy);
+  // A sealed snapshot is decrypted and decompressed once, when it is staged: that stream checks
+  // its plaintext sha256 and etcd's hash, and the node its sha256, before anything is stopped.
+  // Here its stored bytes and its age header (the identity opens it) are enough; a dry run checks all.
+  const repositoryCheck =
+    everyNodeHasCopy && !opts.dryRun
+      ? undefined
+      : checkArtifact(opts.repository, manifest, snapshot, opts.signal, opts.identity, { payload: opts.dryRun });
   const rebuildProblems = await Promise.all(
     prepared.map(async (p, i) => {
       const agent = opts.agents[i]!;
@@ -180,21 +200,14 @@ export async function preflight(opts: {
         return [
           `${node}: no etcd member here, and its archive ${archive.artifact.path} has no ${ARCHIVED_ETCD_MANIFEST} to rebuild it from`,
         ];
-      prepared[i] = await prepare(agent, archive.read.etcdManifest);
+      if (sent[i] !== archive.read.etcdManifest) prepared[i] = await prepare(agent, archive.read.etcdManifest);
       return [];
     }),
   );
   problems.push(...rebuildProblems.flat());
-  const everyNodeHasCopy = prepared.every((p) => !(p instanceof Error) && p.hasLocalCopy);
-  if (everyNodeHasCopy && !opts.dryRun) skipRepository.abort();
   const snapshotCheck = await repositoryCheck;
   const notes: string[] = [];
-  if (snapshotCheck.problem && !skipRepository.signal.aborted) problems.push(`snapshot ${snapshot.path}: ${snapshotCheck.problem}`);
-  // Found before the agents answered: not needed by this restore, but worth knowing.
-  else if (snapshotCheck.problem && checkedBeforeSkip)
-    notes.push(
-      `the repository's copy of the snapshot is damaged (${snapshotCheck.problem}); this restore uses the nodes' copies and does not need it; kbur verify ${manifest.id} records it`,
-    );
+  if (snapshotCheck?.problem) problems.push(`snapshot ${snapshot.path}: ${snapshotCheck.problem}`);
 
   if (opts.withKubernetesDir)
     problems.push(
@@ -256,14 +269,26 @@ export async function preflight(opts: {
       `the revision will not be bumped nor marked compacted (needs etcdutl >= 3.5.10 on every node; ${tools.join(', ')}): clients that watch may see revisions go back; restart controllers and kubelets after the restore, as etcd's recovery guide advises`,
     );
   }
+  const token = `kbur-${opts.restoreId}`;
+  const initialCluster = nodes.map((n) => n.peerUrls.map((u) => `${n.memberName}=${u}`).join(',')).join(',');
+  // Member names and peer URLs come from the backup and the agents: refused here, before any node is touched.
+  for (const n of nodes) {
+    const problem = memberRestoreProblem({
+      name: n.memberName,
+      initialCluster,
+      initialClusterToken: token,
+      initialAdvertisePeerUrls: n.peerUrls,
+    });
+    if (problem) problems.push(`${n.node}: ${problem}`);
+  }
   return {
     problems,
     plan: {
       restoreId: opts.restoreId,
       backupId: manifest.id,
       cluster: opts.cluster,
-      token: `kbur-${opts.restoreId}`,
-      initialCluster: nodes.map((n) => n.peerUrls.map((u) => `${n.memberName}=${u}`).join(',')).join(','),
+      token,
+      initialCluster,
       bumpRevision: canBump ? REVISION_BUMP : 0,
       withKubernetesDir: opts.withKubernetesDir,
       // What the agents stage and check: the snapshot as etcd wrote it, decrypted and decompressed.
