@@ -1,14 +1,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { constants, createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { noop } from 'cockatiel';
 import type { Etcd3 } from 'etcd3';
-import { findRestoreTool, toolEnv } from '../../agent/restore/tool.js';
+import { locateRestoreTool, toolEnv } from '../../agent/restore/tool.js';
 import { lastLines, runTool } from '../../shared/child.js';
 import { KburError, errorMessage } from '../../shared/errors.js';
 import { etcd3 } from '../etcd3.js';
@@ -65,20 +65,25 @@ export class ScratchEtcd {
     // Its failure is reported below, or made moot by an earlier one: never an unhandled rejection.
     opts.check?.catch(() => undefined);
     opts.signal.throwIfAborted();
-    const etcd = await findEtcd(opts.etcdBinary);
-    const tool = await findRestoreTool(opts.restoreTool).catch((err: unknown) => {
-      throw new KburError('FAILED_PRECONDITION', `no etcd restore tool on this host: ${errorMessage(err)}`, {
-        cause: err,
-        hint: 'install etcdutl (etcd >= 3.5) or etcdctl (Debian: apt-get install etcd-client)',
-      });
-    });
+    const [etcd, tool] = await Promise.all([
+      findEtcd(opts.etcdBinary),
+      locateRestoreTool(opts.restoreTool).catch((err: unknown) => {
+        throw new KburError('FAILED_PRECONDITION', `no etcd restore tool on this host: ${errorMessage(err)}`, {
+          cause: err,
+          hint: 'install etcdutl (etcd >= 3.5) or etcdctl (Debian: apt-get install etcd-client), or set scratch.restoreTool in kbur.yaml to its path',
+        });
+      }),
+    ]);
+    const ports = freePorts(2);
+    // Awaited below once the folder is made; a failure to make it is the one reported.
+    ports.catch(() => undefined);
     const parent = resolve(opts.dir ?? tmpdir());
     await mkdir(parent, { recursive: true, mode: 0o700 });
     await removeOrphans(parent);
     const folder = await mkdtemp(join(parent, SCRATCH_PREFIX));
     await writeFile(join(folder, OWNER_FILE), `${process.pid}\n`, { mode: 0o600 });
     try {
-      const [clientPort, peerPort] = await freePorts(2);
+      const [clientPort, peerPort] = await ports;
       const peerUrl = `http://${HOST}:${peerPort}`;
       const dataDir = join(folder, 'data');
       let snapshot = opts.snapshot;
@@ -89,13 +94,16 @@ export class ScratchEtcd {
       // A damaged or truncated snapshot fails here, before etcd starts; the restore tool, run meanwhile, would refuse it too.
       const check = opts.plain ? Promise.resolve() : (opts.check ?? digestFile(snapshot, { snapshot: true, signal: opts.signal }));
       const stopRestore = new AbortController();
-      const [checked, restored] = await Promise.allSettled([
+      const restoring = Promise.allSettled([
         check.catch((err: unknown) => {
           stopRestore.abort(err);
           throw err;
         }),
-        restoreSnapshot(tool.path, snapshot, dataDir, peerUrl, AbortSignal.any([opts.signal, stopRestore.signal])),
+        restoreSnapshot(tool, snapshot, dataDir, peerUrl, AbortSignal.any([opts.signal, stopRestore.signal])),
       ]);
+      // The client library loads (~0.1 s of CPU) while the restore tool runs, rather than while etcd starts.
+      etcd3();
+      const [checked, restored] = await restoring;
       if (checked.status === 'rejected') throw checked.reason;
       if (restored.status === 'rejected') throw restored.reason;
       // A port found free can be taken before etcd binds it (others' etcds run on this machine): new ones, then.
@@ -173,7 +181,7 @@ export class ScratchEtcd {
     opts.signal.addEventListener('abort', scratch.onAbort, { once: true });
     try {
       await Promise.race([
-        waitReady(client, opts.signal),
+        waitReady(client, opts.ports.client, opts.signal),
         spawnError,
         exited.then(() => {
           const said = stderr.join('');
@@ -205,8 +213,16 @@ export class ScratchEtcd {
 
   /** Stops etcd and removes the scratch folder. Safe to call more than once. */
   close(): Promise<void> {
-    this.closing ??= this.stop().then(() => rm(this.folder, { recursive: true, force: true }));
+    this.closing ??= this.stopAndRemove();
     return this.closing;
+  }
+
+  /** The folder goes while the killed etcd is torn down; once it is gone, whatever it wrote as it died goes too. */
+  private async stopAndRemove(): Promise<void> {
+    const stopped = this.stop();
+    const removing = rm(this.folder, { recursive: true, force: true }).catch(() => undefined);
+    await Promise.all([stopped, removing]);
+    await rm(this.folder, { recursive: true, force: true });
   }
 }
 
@@ -283,11 +299,28 @@ async function restoreSnapshot(tool: string, snapshot: string, dataDir: string, 
     signal,
     maxBuffer: 16 << 20,
     failure: { code: 'DATA_LOSS', what: `${tool} snapshot restore refused the snapshot` },
+  }).catch((err: unknown) => {
+    // A tool that cannot be run at all says nothing of the snapshot.
+    const cause = KburError.is(err) ? (err.cause as NodeJS.ErrnoException | undefined) : undefined;
+    if (!cause?.syscall?.startsWith('spawn')) throw err;
+    throw new KburError('FAILED_PRECONDITION', `cannot run the etcd restore tool ${tool}: ${cause.message}`, {
+      cause: err,
+      hint: 'install etcdutl (etcd >= 3.5) or etcdctl (Debian: apt-get install etcd-client), or fix scratch.restoreTool in kbur.yaml',
+    });
   });
 }
 
-async function waitReady(client: Etcd3, signal: AbortSignal): Promise<void> {
+/**
+ * Until etcd answers. Its client port is polled first, every few ms: etcd listens before it serves
+ * and holds the calls that come meanwhile, whereas a call before it listens would set the client's
+ * reconnect backoff (100 ms and more) going.
+ */
+async function waitReady(client: Etcd3, port: number, signal: AbortSignal): Promise<void> {
   const deadline = Date.now() + READY_TIMEOUT_MS;
+  while (!(await accepts(port)) && Date.now() < deadline) {
+    signal.throwIfAborted();
+    await new Promise((r) => setTimeout(r, 5));
+  }
   for (;;) {
     signal.throwIfAborted();
     try {
@@ -299,6 +332,18 @@ async function waitReady(client: Etcd3, signal: AbortSignal): Promise<void> {
       await new Promise((r) => setTimeout(r, 100));
     }
   }
+}
+
+/** Whether something accepts a TCP connection on the loopback port. */
+function accepts(port: number): Promise<boolean> {
+  return new Promise((res) => {
+    const socket = connect(port, HOST);
+    socket.once('connect', () => {
+      socket.destroy();
+      res(true);
+    });
+    socket.once('error', () => res(false));
+  });
 }
 
 /** Free TCP ports on the loopback, asked of the kernel; all held at once so that they differ. */
