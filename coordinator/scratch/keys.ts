@@ -107,12 +107,13 @@ export async function summarizeKeys(client: Etcd3, signal?: AbortSignal): Promis
   const namespaceObjects = new Set<string>();
   const status = await client.maintenance.status();
   const revision = Number(status.header.revision);
-  const [before, after] = await Promise.all([
+  const outside = Promise.all([
     countKeys(client, Buffer.from([0]), REGISTRY, revision),
     countKeys(client, prefixEnd(REGISTRY), Buffer.from([0]), revision),
   ]);
-  let keyCount = before + after;
-  if (keyCount) byResource.set('(other)', keyCount);
+  // Reported where it is awaited, after the pages.
+  outside.catch(() => undefined);
+  let keyCount = 0;
   for await (const e of pageKeys(client, { prefix: REGISTRY, revision, signal })) {
     keyCount++;
     const k = parseKey(e.key.toString('latin1'));
@@ -120,6 +121,9 @@ export async function summarizeKeys(client: Etcd3, signal?: AbortSignal): Promis
     if (k.namespace !== undefined) byNamespace.set(k.namespace, (byNamespace.get(k.namespace) ?? 0) + 1);
     if (k.resource === 'namespaces' && k.namespace === undefined) namespaceObjects.add(k.name);
   }
+  const other = (await outside).reduce((a, b) => a + b, 0);
+  keyCount += other;
+  if (other) byResource.set('(other)', (byResource.get('(other)') ?? 0) + other);
   return {
     revision,
     keyCount,
