@@ -20,6 +20,7 @@ import { restoreMember, rollbackMember } from './restore/member.js';
 import { RestoreLock } from './restore/exclusive.js';
 import { prepareRestore } from './restore/prepare.js';
 import { assertRestoreId } from './restore/record.js';
+import { checkMemberRestore } from '../shared/etcd-membership.js';
 import { stageSnapshot, verifyStaged } from './restore/stage.js';
 import { KburError, asKburError } from '../shared/errors.js';
 import { GRPC_CODE, META_CODE, META_HINT, Metadata, status, toMetadataText } from '../shared/grpc-status.js';
@@ -90,12 +91,16 @@ export class AgentServer {
         runDumpMessages(profileNamed(s.config.dumps, req.profile, s.config.node), signal),
       ),
       keepSnapshot: this.clientStream('KeepSnapshot', keepSnapshot),
-      restoreDump: this.clientStream('RestoreDump', restoreDump),
+      // It changes the node (a database, a file set): one restore at a time, as the etcd restore steps.
+      restoreDump: this.restoreUpload('RestoreDump', restoreDump),
       prepareRestore: this.unary('PrepareRestore', prepareRestore),
       stageSnapshot: this.restoreUpload('StageSnapshot', stageSnapshot),
       verifyStagedSnapshot: this.unary('VerifyStagedSnapshot', (s, req) => verifyStaged(s, req.restoreId)),
       stopControlPlane: this.restoreStep('StopControlPlane', (s, req) => stopControlPlane(s, req.restoreId)),
-      restoreEtcdMember: this.restoreStep('RestoreEtcdMember', (s, req) => restoreMember(s, req)),
+      restoreEtcdMember: this.restoreStep('RestoreEtcdMember', (s, req) => {
+        checkMemberRestore(req);
+        return restoreMember(s, req);
+      }),
       restoreKubernetesDir: this.restoreUpload('RestoreKubernetesDir', restoreKubernetesDir),
       startEtcd: this.restoreStep('StartEtcd', (s, req) => startEtcd(s, req.restoreId)),
       startControlPlane: this.restoreStep('StartControlPlane', (s, req) => startControlPlane(s, req.restoreId)),

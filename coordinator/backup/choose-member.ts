@@ -7,6 +7,8 @@ export const MAX_RAFT_LAG = 1000;
 export interface MemberView {
   node: string;
   etcd: EtcdMemberStatus | undefined;
+  /** Why the node's agent gave no status (its GetNodeInfo error), when it gave none. */
+  agentError?: string;
 }
 
 export interface SnapshotChoice {
@@ -23,7 +25,7 @@ export interface SnapshotChoice {
 export function chooseSnapshotMembers(views: MemberView[]): SnapshotChoice {
   const skipped: SnapshotChoice['skipped'] = [];
   const healthy = views.filter((v) => {
-    if (!v.etcd) skipped.push({ node: v.node, reason: 'agent not reachable' });
+    if (!v.etcd) skipped.push({ node: v.node, reason: v.agentError ?? 'agent gave no etcd status' });
     else if (!v.etcd.reachable) skipped.push({ node: v.node, reason: `etcd member not reachable: ${v.etcd.error}` });
     else if (!v.etcd.leaderId || v.etcd.leaderId === '0') skipped.push({ node: v.node, reason: 'etcd member has no leader' });
     else return true;

@@ -62,10 +62,15 @@ export async function runBackup(opts: BackupOptions): Promise<Manifest> {
   );
   const failures: Failure[] = [];
   const byNode = new Map<string, GetNodeInfoResponse>();
+  // Why a node gave no info (not reachable, another wire version...): said again where it is left out.
+  const agentErrors = new Map<string, string>();
   infos.forEach((r, i) => {
     const node = opts.agents[i]!.node.name;
     if ('info' in r) byNode.set(node, r.info);
-    else failures.push({ part: `node/${node}`, message: r.error.message });
+    else {
+      failures.push({ part: `node/${node}`, message: r.error.message });
+      agentErrors.set(node, r.error.message);
+    }
   });
 
   const writer = measured(
@@ -86,9 +91,9 @@ export async function runBackup(opts: BackupOptions): Promise<Manifest> {
       throw err;
     });
   const settled = await Promise.allSettled([
-    stopIfFull(snapshotWithFallback(inner, writer, byNode, log)),
+    stopIfFull(snapshotWithFallback(inner, writer, byNode, agentErrors, log)),
     Promise.all(opts.agents.filter((a) => byNode.has(a.node.name)).map((a) => stopIfFull(archiveNode(inner, writer, a)))),
-    Promise.all(opts.dumps.map((d) => stopIfFull(runDump(inner, writer, d, byNode)))),
+    Promise.all(opts.dumps.map((d) => stopIfFull(runDump(inner, writer, d, agentErrors)))),
   ]);
   opts.progress?.stop();
   if (full.signal.aborted) {
@@ -181,9 +186,12 @@ async function snapshotWithFallback(
   opts: BackupOptions,
   writer: BackupWriter,
   byNode: Map<string, GetNodeInfoResponse>,
+  agentErrors: Map<string, string>,
   log: Logger,
 ): Promise<{ artifact?: Artifact; etcd: Manifest['etcd']; failures: Failure[] }> {
-  const choice = chooseSnapshotMembers(opts.agents.map((a) => ({ node: a.node.name, etcd: byNode.get(a.node.name)?.etcd })));
+  const choice = chooseSnapshotMembers(
+    opts.agents.map((a) => ({ node: a.node.name, etcd: byNode.get(a.node.name)?.etcd, agentError: agentErrors.get(a.node.name) })),
+  );
   for (const s of choice.skipped) log.info('member not used for the snapshot', s);
   const fallbacks: { node: string; error: string }[] = [];
   for (const node of choice.order) {
@@ -241,11 +249,11 @@ function runDump(
   opts: BackupOptions,
   writer: BackupWriter,
   d: { node: string; profile: string },
-  byNode: Map<string, GetNodeInfoResponse>,
+  agentErrors: Map<string, string>,
 ): Promise<{ artifacts: Artifact[] } | { failure: Failure }> {
   const agent = opts.agents.find((a) => a.node.name === d.node)!;
-  if (!byNode.has(d.node))
-    return Promise.resolve({ failure: { part: `dump/${d.node}/${d.profile}`, message: `${d.node}: agent not reachable` } });
+  const agentError = agentErrors.get(d.node);
+  if (agentError !== undefined) return Promise.resolve({ failure: { part: `dump/${d.node}/${d.profile}`, message: agentError } });
   return runDumpProfile({ agent, profile: d.profile, writer, seal: opts.seal ?? NO_SEAL, stallMs: opts.stallMs, signal: opts.signal });
 }
 

@@ -84,7 +84,9 @@ export class Journal {
       parsed = undefined;
     }
     if (!parsed?.success) {
-      throw new KburError('DATA_LOSS', `journal of restore ${restoreId} is not readable`, {
+      const issue = parsed?.error.issues[0];
+      const why = issue ? `: ${issue.path.join('.')}: ${issue.message}` : ': not JSON';
+      throw new KburError('DATA_LOSS', `journal of restore ${restoreId} is not readable${why}`, {
         hint: 'inspect it by hand; do not resume blindly',
       });
     }

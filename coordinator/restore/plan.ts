@@ -8,51 +8,65 @@ import { mib } from '../backup/progress.js';
 import { checkArtifact } from '../repository/check.js';
 import type { Repository } from '../repository/repository.js';
 import { replaceAddresses } from '../../shared/addresses.js';
+import { memberRestoreProblem } from '../../shared/etcd-membership.js';
 import { asideDataDir, kburDir } from '../../shared/restore-names.js';
 import type { Target } from './targets.js';
 import { ARCHIVED_ETCD_MANIFEST, readNodeArchive, type NodeArchiveRead } from './node-archive.js';
 import { identityProblem, plainDigest, type AgeIdentity } from '../repository/seal.js';
 
-export const planSchema = z.object({
-  restoreId: z.string(),
-  backupId: z.string(),
-  cluster: z.string(),
-  token: z.string(),
-  initialCluster: z.string(),
-  bumpRevision: z.number().int(),
-  /** Also put each node's /etc/kubernetes back from its archive. */
-  withKubernetesDir: z.boolean(),
-  snapshot: z.object({ path: z.string(), size: z.number(), sha256: z.string(), revision: z.number(), keyCount: z.number() }),
-  nodes: z.array(
-    z.object({
-      node: z.string(),
-      agent: z.string(),
-      memberName: z.string(),
-      peerUrls: z.array(z.string()),
-      dataDir: z.string(),
-      etcdMode: z.string(),
-      restoreTool: z.string(),
-      manifests: z.array(z.string()),
-      /** Where the staged snapshot comes from: the copy the node keeps, or an upload from the repository. */
-      snapshotSource: z.enum(['local-copy', 'upload']).default('upload'),
-      /** The node had no etcd member of its own (reset, or new): it is rebuilt from its archive. */
-      rebuild: z.boolean().default(false),
-      /** Its /etc/kubernetes is put back from its archive (--with-kubernetes-dir, or a rebuild). */
-      restoreKubernetesDir: z.boolean().default(false),
-      /** What the agent found there before the restore, and where the member's settings came from. */
-      found: z.array(z.string()).default([]),
-      settingsFrom: z.string().default(''),
-      /** --to: the backup node whose archive and member this node gets, and what changes in its archive. */
-      archiveFrom: z.string().default(''),
-      changes: z.array(z.string()).default([]),
-    }),
-  ),
-  notes: z.array(z.string()),
-  /** Members of the backup this restore leaves out (--nodes, or no node in kbur.yaml): they join later. */
-  leftOut: z.array(z.string()).default([]),
-  /** --to: old node address -> new, in etcd's URLs, certificates and configuration files. */
-  readdress: z.array(z.object({ from: z.string(), to: z.string() })).default([]),
-});
+export const planSchema = z
+  .object({
+    restoreId: z.string(),
+    backupId: z.string(),
+    cluster: z.string(),
+    token: z.string(),
+    initialCluster: z.string(),
+    bumpRevision: z.number().int(),
+    /** Also put each node's /etc/kubernetes back from its archive. */
+    withKubernetesDir: z.boolean(),
+    snapshot: z.object({ path: z.string(), size: z.number(), sha256: z.string(), revision: z.number(), keyCount: z.number() }),
+    nodes: z.array(
+      z.object({
+        node: z.string(),
+        agent: z.string(),
+        memberName: z.string(),
+        peerUrls: z.array(z.string()),
+        dataDir: z.string(),
+        etcdMode: z.string(),
+        restoreTool: z.string(),
+        manifests: z.array(z.string()),
+        /** Where the staged snapshot comes from: the copy the node keeps, or an upload from the repository. */
+        snapshotSource: z.enum(['local-copy', 'upload']).default('upload'),
+        /** The node had no etcd member of its own (reset, or new): it is rebuilt from its archive. */
+        rebuild: z.boolean().default(false),
+        /** Its /etc/kubernetes is put back from its archive (--with-kubernetes-dir, or a rebuild). */
+        restoreKubernetesDir: z.boolean().default(false),
+        /** What the agent found there before the restore, and where the member's settings came from. */
+        found: z.array(z.string()).default([]),
+        settingsFrom: z.string().default(''),
+        /** --to: the backup node whose archive and member this node gets, and what changes in its archive. */
+        archiveFrom: z.string().default(''),
+        changes: z.array(z.string()).default([]),
+      }),
+    ),
+    notes: z.array(z.string()),
+    /** Members of the backup this restore leaves out (--nodes, or no node in kbur.yaml): they join later. */
+    leftOut: z.array(z.string()).default([]),
+    /** --to: old node address -> new, in etcd's URLs, certificates and configuration files. */
+    readdress: z.array(z.object({ from: z.string(), to: z.string() })).default([]),
+  })
+  .superRefine((plan, ctx) => {
+    // The plan is read back from the repository on --resume: what goes to etcdutl is checked here, before any step.
+    for (const n of plan.nodes) {
+      const message = memberRestoreProblem({
+        name: n.memberName,
+        initialCluster: plan.initialCluster,
+        initialClusterToken: plan.token,
+        initialAdvertisePeerUrls: n.peerUrls,
+      });
+      if (message) ctx.addIssue({ code: 'custom', path: ['nodes', n.node], message });
+    }
+  });
 export type RestorePlan = z.infer<typeof planSchema>;
 
 /** Added to the revision after restore (etcd's recovery guide for Kubernetes) where the tool can. */
@@ -256,14 +270,26 @@ export async function preflight(opts: {
       `the revision will not be bumped nor marked compacted (needs etcdutl >= 3.5.10 on every node; ${tools.join(', ')}): clients that watch may see revisions go back; restart controllers and kubelets after the restore, as etcd's recovery guide advises`,
     );
   }
+  const token = `kbur-${opts.restoreId}`;
+  const initialCluster = nodes.map((n) => n.peerUrls.map((u) => `${n.memberName}=${u}`).join(',')).join(',');
+  // Member names and peer URLs come from the backup and the agents: refused here, before any node is touched.
+  for (const n of nodes) {
+    const problem = memberRestoreProblem({
+      name: n.memberName,
+      initialCluster,
+      initialClusterToken: token,
+      initialAdvertisePeerUrls: n.peerUrls,
+    });
+    if (problem) problems.push(`${n.node}: ${problem}`);
+  }
   return {
     problems,
     plan: {
       restoreId: opts.restoreId,
       backupId: manifest.id,
       cluster: opts.cluster,
-      token: `kbur-${opts.restoreId}`,
-      initialCluster: nodes.map((n) => n.peerUrls.map((u) => `${n.memberName}=${u}`).join(',')).join(','),
+      token,
+      initialCluster,
       bumpRevision: canBump ? REVISION_BUMP : 0,
       withKubernetesDir: opts.withKubernetesDir,
       // What the agents stage and check: the snapshot as etcd wrote it, decrypted and decompressed.

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { Metadata, credentials, status, type Client, type ServiceError } from '@grpc/grpc-js';
+import { Metadata, credentials, status, type Client, type ClientWritableStream, type ServiceError } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import fc from 'fast-check';
 import {
@@ -82,6 +82,24 @@ describe('hardening: crafted requests and races against one agent', function () 
     return new Promise<{ outcome: Outcome; res?: RestoreStepResponse }>((resolve) =>
       c[method]({ restoreId }, new Metadata(), deadline(), (err, res) => resolve({ outcome: outcomeOf(err), res })),
     );
+  }
+
+  /** A client-stream upload: its header (restoreId and the rest), with the size and sha256 of `bytes`, then the bytes. */
+  function uploadTo<H>(
+    open: (
+      md: Metadata,
+      opts: { deadline: number },
+      cb: (err: ServiceError | null) => void,
+    ) => ClientWritableStream<{ kind?: { $case: 'header'; value: H } | { $case: 'data'; value: Buffer } }>,
+    header: Omit<H, 'size' | 'sha256'>,
+    bytes: Buffer,
+  ): Promise<Outcome> {
+    return new Promise((resolve) => {
+      const call = open(new Metadata(), deadline(), (err) => resolve(outcomeOf(err)));
+      call.write({ kind: { $case: 'header', value: { ...header, size: bytes.length, sha256: sha256(bytes) } as H } });
+      call.write({ kind: { $case: 'data', value: bytes } });
+      call.end();
+    });
   }
 
   function nodeInfo(c: AgentServiceClient, countKeys: boolean): Promise<Outcome> {
@@ -206,33 +224,43 @@ describe('hardening: crafted requests and races against one agent', function () 
     ]);
   });
 
-  it("refuses another restore's kubernetes dir upload while a restore step runs", async function () {
-    const admin = await client('kbur-admin');
-    const tar = tarArchive([{ path: 'kbur-race.txt', body: 'from another restore\n' }]);
-    const stopping = step(admin, 'stopControlPlane', '20261130T120000Z-0003');
-    const upload = new Promise<Outcome>((resolve) => {
-      const call = admin.restoreKubernetesDir(new Metadata(), deadline(), (err) => resolve(outcomeOf(err)));
-      call.write({
-        kind: {
-          $case: 'header',
-          value: { restoreId: '20261130T120000Z-0004', size: tar.length, sha256: sha256(tar), localCopy: '', readdress: [] },
-        },
-      });
-      call.write({ kind: { $case: 'data', value: tar } });
-      call.end();
-    });
-    const [stopped, uploaded] = await Promise.all([stopping, upload]);
-    try {
-      expect(stopped.outcome.code, stopped.outcome.details).to.equal(status.OK);
-      expect(uploaded.code, uploaded.details).to.equal(status.FAILED_PRECONDITION);
-      expect(uploaded.details).to.contain('restore 20261130T120000Z-0003 is running StopControlPlane');
-      expect(await lstat(join(node.kubernetesDir, 'kbur-race.txt')).catch(() => undefined)).to.equal(undefined);
-    } finally {
-      for (const method of ['startEtcd', 'startControlPlane'] as const) {
-        const r = await step(admin, method, '20261130T120000Z-0003');
-        expect(r.outcome.code, r.outcome.details).to.equal(status.OK);
+  // Uploads that change the node, each sent by another restore while StopControlPlane runs: each
+  // would be whole and valid on its own, and would leave `left` behind without the restore lock.
+  const races: { what: string; left: () => string; send: (admin: AgentServiceClient, restoreId: string) => Promise<Outcome> }[] = [
+    {
+      what: 'kubernetes dir upload',
+      left: () => join(node.kubernetesDir, 'kbur-race.txt'),
+      send: (admin, restoreId) => {
+        const tar = tarArchive([{ path: 'kbur-race.txt', body: 'from another restore\n' }]);
+        return uploadTo(admin.restoreKubernetesDir.bind(admin), { restoreId, localCopy: '', readdress: [] }, tar);
+      },
+    },
+    {
+      what: 'dump restore',
+      left: () => join(fileset, 'app', 'kbur-race.txt'),
+      send: (admin, restoreId) => {
+        const tar = gzipSync(tarArchive([{ path: `${relative('/', join(fileset, 'app'))}/kbur-race.txt`, body: 'from a dump restore\n' }]));
+        return uploadTo(admin.restoreDump.bind(admin), { restoreId, profile: 'app', part: 'files', compression: 'gzip' }, tar);
+      },
+    },
+  ];
+  races.forEach(({ what, left, send }, i) => {
+    it(`refuses another restore's ${what} while a restore step runs, and changes nothing`, async function () {
+      const admin = await client('kbur-admin');
+      const holder = `20261130T120000Z-00${(2 * i + 3).toString().padStart(2, '0')}`;
+      const [stopped, uploaded] = await Promise.all([step(admin, 'stopControlPlane', holder), send(admin, `20261130T120000Z-009${i}`)]);
+      try {
+        expect(stopped.outcome.code, stopped.outcome.details).to.equal(status.OK);
+        expect(uploaded.code, uploaded.details).to.equal(status.FAILED_PRECONDITION);
+        expect(uploaded.details).to.contain(`restore ${holder} is running StopControlPlane`);
+        expect(await lstat(left()).catch(() => undefined)).to.equal(undefined);
+      } finally {
+        for (const method of ['startEtcd', 'startControlPlane'] as const) {
+          const r = await step(admin, method, holder);
+          expect(r.outcome.code, r.outcome.details).to.equal(status.OK);
+        }
       }
-    }
+    });
   });
 
   it('changes nothing for a rollback of a restore this node never saw', async function () {
@@ -525,15 +553,35 @@ describe('hardening: crafted requests and races against one agent', function () 
       add('truncated or oversized upload', 'KeepSnapshot: bytes that are not an etcd snapshot', status.DATA_LOSS, () =>
         upload(admin, 'keepSnapshot', whole({ backupId: '20261130T150000Z-0002' }, bytes)),
       );
-      add('truncated or oversized upload', 'RestoreEtcdMember with nothing staged and option-like names', status.FAILED_PRECONDITION, () =>
-        unary(admin, 'restoreEtcdMember', {
-          restoreId: freshId(),
-          name: '--data-dir=/etc',
-          initialCluster: '-x',
-          initialClusterToken: '\u0000',
-          initialAdvertisePeerUrls: ['--force'],
-        }),
-      );
+      // What etcdutl would get as arguments: refused before the tool runs, whether or not anything is staged.
+      const member = {
+        name: 'node-1',
+        initialCluster: 'node-1=https://10.0.0.11:2380',
+        initialClusterToken: 'kbur-x',
+        initialAdvertisePeerUrls: ['https://10.0.0.11:2380'],
+      };
+      const craftedMembers: [string, object][] = [
+        [
+          'option-like names',
+          { name: '--data-dir=/etc', initialCluster: '-x', initialClusterToken: '\u0000', initialAdvertisePeerUrls: ['--force'] },
+        ],
+        ['a name that is an option', { name: '--data-dir=/etc', initialCluster: '--data-dir=/etc=https://10.0.0.11:2380' }],
+        ['a token with a newline', { initialClusterToken: 'kbur\n--force-new-cluster' }],
+        ['an empty token', { initialClusterToken: '' }],
+        [
+          'a peer URL with a path',
+          { initialCluster: 'node-1=https://10.0.0.11:2380/x', initialAdvertisePeerUrls: ['https://10.0.0.11:2380/x'] },
+        ],
+        ['a file: peer URL', { initialCluster: 'node-1=file:///etc/passwd', initialAdvertisePeerUrls: ['file:///etc/passwd'] }],
+        ['no peer URL', { initialAdvertisePeerUrls: [] }],
+        ['an initial cluster without the member', { initialCluster: 'node-2=https://10.0.0.12:2380' }],
+        ['an initial cluster entry without =', { initialCluster: 'node-1=https://10.0.0.11:2380,--force-new-cluster' }],
+        ['a name of 100,000 bytes', { name: 'n'.repeat(100_000) }],
+      ];
+      for (const [what, fields] of craftedMembers)
+        add('crafted etcd membership', `RestoreEtcdMember with ${what}`, status.INVALID_ARGUMENT, () =>
+          unary(admin, 'restoreEtcdMember', { restoreId: freshId(), ...member, ...fields }),
+        );
       const garbage: [string, Buffer][] = [
         ['0xff bytes', Buffer.alloc(64, 0xff)],
         ['a length that runs past the message', Buffer.from([0x0a, 0xff, 0xff, 0xff, 0x0f, 0x41])],

@@ -246,6 +246,10 @@ describe('installing kbur: kbur pki, kbur init, kbur-agent --print-config, versi
         expect(backup.code, backup.stderr + backup.stdout).to.equal(4);
         expect(backup.stdout).to.include(`kbur ${KBUR_VERSION} (wire contract ${WIRE_VERSION})`);
         expect(backup.stdout).to.include(`kbur-agent on node-1 is kbur 9.9.9 (wire contract ${WIRE_VERSION + 1})`);
+        // The etcd line gives the same reason, not "not reachable": the agent answered.
+        const etcdLine = backup.stdout.split('\n').find((l) => l.includes('no etcd member gave a whole snapshot'));
+        expect(etcdLine, backup.stdout).to.include('wire contract');
+        expect(etcdLine).not.to.match(/not reachable/);
       } finally {
         server.forceShutdown();
       }

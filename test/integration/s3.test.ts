@@ -49,6 +49,19 @@ describe('kbur with an S3 repository (a real S3-compatible server on loopback)',
     return JSON.parse(run.stdout) as Manifest;
   }
 
+  /** Two backups started at once: one runs, the other is refused (11) naming the holder. What both logged. */
+  async function twoBackupsTogether(file: string): Promise<string> {
+    const env = { AWS_EC2_METADATA_DISABLED: 'true', KBUR_LOG_LEVEL: 'info' };
+    const [a, b] = await Promise.all([
+      runKbur(['--config', file, 'backup', '--json'], env),
+      runKbur(['--config', file, 'backup', '--json'], env),
+    ]);
+    printed.push(a.stdout, a.stderr, b.stdout, b.stderr);
+    expect([a.code, b.code].sort(), a.stderr + b.stderr).to.deep.equal([0, 11]);
+    expect((a.code === 11 ? a : b).stderr).to.match(/the repository of cluster sandbox is locked by backup on host \S+, pid \d+/);
+    return a.stderr + b.stderr;
+  }
+
   const objectKey = (id: string, path: string): string => `kbur/sandbox/backups/${id}/${path}`;
   async function object(key: string): Promise<Buffer | undefined> {
     const found = (await s3.objects()).find((o) => o.key === key);
@@ -272,20 +285,46 @@ describe('kbur with an S3 repository (a real S3-compatible server on loopback)',
   });
 
   it('runs one of two backups started together and refuses the other; the lock is a lease object on a server without conditional PUT', async function () {
-    const env = { AWS_EC2_METADATA_DISABLED: 'true', KBUR_LOG_LEVEL: 'info' };
-    const [a, b] = await Promise.all([
-      runKbur(['--config', config, 'backup', '--json'], env),
-      runKbur(['--config', config, 'backup', '--json'], env),
-    ]);
-    printed.push(a.stdout, a.stderr, b.stdout, b.stderr);
-    expect([a.code, b.code].sort(), a.stderr + b.stderr).to.deep.equal([0, 11]);
-    const refused = a.code === 11 ? a : b;
-    expect(refused.stderr).to.match(/the repository of cluster sandbox is locked by backup on host \S+, pid \d+/);
-    expect(a.stderr + b.stderr).to.contain('S3 lock: lease object (the server ignores If-None-Match)');
+    const said = await twoBackupsTogether(config);
+    expect(said).to.contain('S3 lock: lease object (the server ignores If-None-Match)');
     expect(
       (await s3.objects()).some((o) => o.key === 'kbur/sandbox/kbur.lock'),
       'released',
     ).to.equal(false);
+  });
+
+  it('takes the lock with a conditional PUT where the server honours If-None-Match: one of two backups runs, the other is refused', async function () {
+    const strict = await startS3Server({ dir: join(root, 's3-conditional'), conditionalPuts: true });
+    try {
+      // The server itself: a second conditional PUT of one key is refused with S3's 412.
+      const client = new S3Client({
+        endpoint: strict.endpoint,
+        region: 'us-east-1',
+        forcePathStyle: true,
+        credentials: strict.credentials,
+      });
+      const put = (): Promise<unknown> =>
+        client.send(new PutObjectCommand({ Bucket: strict.bucket, Key: 'probe/once', Body: 'x', IfNoneMatch: '*' }));
+      await put();
+      const second = await put().then(
+        () => undefined,
+        (e: { $metadata?: { httpStatusCode?: number } }) => e.$metadata?.httpStatusCode,
+      );
+      expect(second).to.equal(412);
+      client.destroy();
+
+      const said = await twoBackupsTogether(await configWith('s3-conditional', { repository: s3Repository(strict) }));
+      expect(said).to.contain('S3 lock: conditional PUT (If-None-Match: *)');
+      expect(said).not.to.contain('lease object');
+      const keys = (await strict.objects()).map((o) => o.key);
+      expect(keys, 'released').not.to.include('kbur/sandbox/kbur.lock');
+      expect(
+        keys.filter((k) => k.endsWith('/manifest.json')),
+        'exactly one backup written',
+      ).to.have.length(1);
+    } finally {
+      await strict.stop();
+    }
   });
 
   it('prunes the bucket by the retention policy and leaves a foreign object alone', async function () {

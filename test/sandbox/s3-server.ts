@@ -5,14 +5,19 @@
  * credentials file) every request must be signed (SigV4) with those keys, as on a real server:
  * anything else gets 403 InvalidAccessKeyId or SignatureDoesNotMatch.
  *
- *   node dist/test/sandbox/s3-server.js --host 127.0.0.20 --port 0 --dir DIR --bucket NAME [--credentials FILE]
+ *   node dist/test/sandbox/s3-server.js --host 127.0.0.20 --port 0 --dir DIR --bucket NAME [--credentials FILE] [--conditional-puts]
+ *
+ * fauxqs ignores If-None-Match on PUT; with --conditional-puts the server honours `If-None-Match: *`
+ * as AWS S3 does: 412 when the key exists, 409 while another conditional PUT of it is in flight.
  *
  * Prints one JSON line {"listening": PORT} on stdout when it accepts requests; fauxqs's own
  * request log (JSON lines, no headers) follows on stdout.
  */
 import { createHash, createHmac, type Hash, type Hmac } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { startFauxqs } from 'fauxqs';
@@ -25,10 +30,12 @@ const { values } = parseArgs({
     dir: { type: 'string' },
     bucket: { type: 'string' },
     credentials: { type: 'string' },
+    'conditional-puts': { type: 'boolean', default: false },
   },
 });
 const host = values.host;
-if (!host || !values.dir) throw new Error('usage: s3-server --host ADDR [--port N] --dir DIR [--bucket NAME]');
+if (!host || !values.dir)
+  throw new Error('usage: s3-server --host ADDR [--port N] --dir DIR [--bucket NAME] [--credentials FILE] [--conditional-puts]');
 
 // fauxqs listens on 0.0.0.0 whatever its options say; the sandbox keeps to its own loopback address.
 const listen = net.Server.prototype.listen;
@@ -38,6 +45,8 @@ net.Server.prototype.listen = function (this: net.Server, ...args: unknown[]) {
   return (listen as (...a: unknown[]) => net.Server).apply(this, args);
 } as typeof listen;
 
+// Installed first, so that it runs after the signature check.
+if (values['conditional-puts']) honourIfNoneMatch(values.dir);
 if (values.credentials) requireSignatures(await readCredentialsFile(values.credentials));
 
 const server = await startFauxqs({ host, port: Number(values.port), logger: true, s3StorageDir: values.dir });
@@ -47,6 +56,39 @@ const stop = (): void => void server.stop().finally(() => process.exit(0));
 process.once('SIGTERM', stop);
 process.once('SIGINT', stop);
 
+/** S3's error answer, before fauxqs sees the request. */
+function refuse(req: http.IncomingMessage, res: http.ServerResponse, status: number, code: string): void {
+  res.writeHead(status, { 'content-type': 'application/xml' });
+  res.end(`<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${code}</Message></Error>`);
+  req.resume();
+}
+
+/** PUT If-None-Match: * of a key that exists gets 412; of a key another such PUT is writing, 409. */
+function honourIfNoneMatch(storeDir: string): void {
+  const writing = new Set<string>();
+  const emit = http.Server.prototype.emit as (this: http.Server, event: string, ...args: unknown[]) => boolean;
+  http.Server.prototype.emit = function (this: http.Server, event: string, ...args: unknown[]) {
+    const [req, res] = args as [http.IncomingMessage, http.ServerResponse];
+    if (event !== 'request' || req.method !== 'PUT' || req.headers['if-none-match'] !== '*') return emit.call(this, event, ...args);
+    const url = new URL(req.url ?? '/', 'http://placeholder');
+    // Path style: /<bucket>/<key>; a part upload (uploadId) is not a conditional write.
+    const [, bucket, ...key] = url.pathname.split('/').map(decodeURIComponent);
+    if (url.searchParams.has('uploadId') || !bucket || key.length === 0) return emit.call(this, event, ...args);
+    const id = `${bucket}/${key.join('/')}`;
+    if (writing.has(id)) {
+      refuse(req, res, 409, 'ConditionalRequestConflict');
+      return true;
+    }
+    if (existsSync(join(storeDir, 'buckets', bucket, 'objects', `${key.join('/')}.data`))) {
+      refuse(req, res, 412, 'PreconditionFailed');
+      return true;
+    }
+    writing.add(id);
+    res.once('close', () => writing.delete(id));
+    return emit.call(this, event, ...args);
+  } as typeof http.Server.prototype.emit;
+}
+
 /** Answers every request not signed with `keys` with S3's 403, before fauxqs sees it. */
 function requireSignatures(keys: { accessKeyId: string; secretAccessKey: string }): void {
   const emit = http.Server.prototype.emit as (this: http.Server, event: string, ...args: unknown[]) => boolean;
@@ -55,9 +97,7 @@ function requireSignatures(keys: { accessKeyId: string; secretAccessKey: string 
     const [req, res] = args as [http.IncomingMessage, http.ServerResponse];
     void signatureProblem(req, keys).then((problem) => {
       if (!problem) return emit.call(this, event, ...args);
-      res.writeHead(403, { 'content-type': 'application/xml' });
-      res.end(`<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${problem}</Code><Message>${problem}</Message></Error>`);
-      req.resume();
+      refuse(req, res, 403, problem);
     });
     return true;
   } as typeof http.Server.prototype.emit;

@@ -44,7 +44,13 @@ export interface S3Server {
   stop(): Promise<void>;
 }
 
-export async function startS3Server(opts: { dir: string; bucket?: string; network?: string }): Promise<S3Server> {
+export async function startS3Server(opts: {
+  dir: string;
+  bucket?: string;
+  network?: string;
+  /** Honour PUT If-None-Match: * as AWS S3 does (fauxqs alone ignores it). */
+  conditionalPuts?: boolean;
+}): Promise<S3Server> {
   const network = opts.network ?? process.env.KBUR_SANDBOX_NETWORK ?? '127.0.0';
   const host = `${network}.20`;
   const bucket = opts.bucket ?? 'kbur-backups';
@@ -67,7 +73,10 @@ export async function startS3Server(opts: { dir: string; bucket?: string; networ
   const waiters = new Set<() => void>();
 
   async function start(port: number): Promise<number> {
-    const args = ['--host', host, '--port', String(port), '--dir', storeDir, '--bucket', bucket, '--credentials', credentialsFile];
+    const args = [
+      ...['--host', host, '--port', String(port), '--dir', storeDir, '--bucket', bucket, '--credentials', credentialsFile],
+      ...(opts.conditionalPuts ? ['--conditional-puts'] : []),
+    ];
     const c = spawn(process.execPath, [SERVER_BIN, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -48,6 +48,15 @@ describe('chooseSnapshotMembers', () => {
     expect(choice.skipped.find((s) => s.node === 'n2')!.reason).to.match(/behind the leader/);
   });
 
+  it('gives, for a node whose agent answered with an error, that error as the reason it was left out', () => {
+    const refused = 'node-2: kbur-agent on node-2 is kbur 9.9.9 (wire contract 3)';
+    const choice = chooseSnapshotMembers([
+      { node: 'n1', etcd: member('a') },
+      { node: 'n2', etcd: undefined, agentError: refused },
+    ]);
+    expect(choice.skipped).to.deep.equal([{ node: 'n2', reason: refused }]);
+  });
+
   it('breaks a tie between followers by node name in code-unit order, the same under every locale', () => {
     const choice = chooseSnapshotMembers([
       { node: 'cp-a', etcd: member('a') },

@@ -1,22 +1,9 @@
 import { expect } from 'chai';
 import { Journal } from '../../coordinator/restore/journal.js';
-import type { RestorePlan } from '../../coordinator/restore/plan.js';
 import type { Repository } from '../../coordinator/repository/repository.js';
+import { EMPTY_PLAN } from '../helpers/restore-plan.js';
 
-const plan: RestorePlan = {
-  restoreId: '20261126T030000Z-abcd',
-  backupId: '20261126T020000Z-0123',
-  cluster: 'demo',
-  token: 'kbur-20261126T030000Z-abcd',
-  initialCluster: 'node-1=https://10.0.0.11:2380',
-  bumpRevision: 0,
-  withKubernetesDir: false,
-  snapshot: { path: 'etcd/snapshot.db', size: 1, sha256: 'ab', revision: 1, keyCount: 1 },
-  nodes: [],
-  notes: [],
-  leftOut: [],
-  readdress: [],
-};
+const plan = EMPTY_PLAN;
 
 /** A repository that only keeps journals, each write taking a while, and records what was written when. */
 function slowRepository(): { repo: Repository; writes: string[]; failNext(): void } {
