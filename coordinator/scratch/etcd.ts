@@ -157,11 +157,12 @@ export class ScratchEtcd {
         // Nothing is written to it: no snapshots of the raft log.
         '--snapshot-count',
         '1000000',
-        // One member on the loopback: it need not wait a second to elect itself.
+        // One member on the loopback elects itself 1 to 5 random ticks after it started, with the least
+        // election timeout etcd takes (5 ticks): at 2 ms a tick, 2-10 ms (at 10 ms and 100 ms, 10-100 ms).
         '--heartbeat-interval',
-        '10',
+        '2',
         '--election-timeout',
-        '100',
+        '10',
         ...opts.tuning.flags,
       ],
       { env: { ...toolEnv(), ...opts.tuning.env }, stdio: ['ignore', 'ignore', 'pipe'] },
