@@ -79,6 +79,15 @@ function lastMountTable(): Promise<si.Systeminformation.FsSizeData[]> {
   return mounts ? Promise.resolve(mounts.table) : readMounts();
 }
 
+/**
+ * The mount table read at most `maxAgeMs` ago, else read now: a restore's preflight asks each
+ * agent once or twice within a second, and a second read (processes spawned, one synchronously)
+ * would only find the same mounts.
+ */
+export function recentMountTable(maxAgeMs: number): Promise<si.Systeminformation.FsSizeData[]> {
+  return mounts && Date.now() - mounts.readAt <= maxAgeMs ? Promise.resolve(mounts.table) : readMounts();
+}
+
 /** A failed read is tried again by a later call. */
 function rereadOldMountTable(): void {
   if (!mounts || rereadScheduled || Date.now() - mounts.readAt <= MOUNTS_MAX_AGE_MS) return;

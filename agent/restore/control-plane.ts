@@ -147,13 +147,14 @@ export async function waitEtcdStopped(s: AgentState): Promise<void> {
   const dataDir = s.etcd.settings.dataDir;
   for (;;) {
     let pids = await etcdPids(dataDir);
+    const waited = pids.length > 0;
     // The processes found are watched closely (one small read each) until they are gone; then the
-    // whole process table and the ports are looked at again.
+    // whole process table is looked at again (a table read just now needs no second look), and the ports.
     while (pids.length && Date.now() <= deadline) {
       await sleep(EXIT_POLL_MS);
       pids = (await Promise.all(pids.map(async (pid) => ((await isEtcdOn(pid, dataDir)) ? [pid] : [])))).flat();
     }
-    if (pids.length === 0) pids = await etcdPids(dataDir);
+    if (waited && pids.length === 0) pids = await etcdPids(dataDir);
     const busy = pids.length ? [] : await busyPorts(s.etcd.settings.listens);
     if (pids.length === 0 && busy.length === 0) return;
     if (Date.now() > deadline) {

@@ -40,41 +40,48 @@ export async function restoreKubernetesDir(
   const readdressed = upload.readdress?.length ? await readdressTree(work, upload.readdress) : [];
 
   record.kubernetes ??= { aside: kburDir(dir, 'aside', upload.restoreId), replaced: [], added: [], addedDirs: [], done: false };
-  record.kubernetes.addedDirs ??= [];
+  const k = record.kubernetes;
+  k.addedDirs ??= [];
   const manifests = relative(dir, manifestsDir(s));
   let unchanged = 0;
   const entries = (await readdir(work, { recursive: true, withFileTypes: true })).sort((a, b) =>
     byCodeUnits(join(a.parentPath, a.name), join(b.parentPath, b.name)),
   );
+  // First what goes where, changing nothing but the manifests held back; parents sort before their children.
+  const moves: { src: string; rel: string; target: string; how: 'dir' | 'add' | 'replace' }[] = [];
   for (const entry of entries) {
     const src = join(entry.parentPath, entry.name);
     const rel = relative(work, src);
     if (KBUR_DIR.test(rel)) continue;
     if (!entry.isDirectory() && dirname(rel) === manifests) await holdBack(s, record, entry.name);
     const target = await currentPath(s, record, rel);
+    const exists = await pathExists(target);
     if (entry.isDirectory()) {
-      if (!(await pathExists(target))) {
-        record.kubernetes.addedDirs.push(rel);
-        await writeRecord(s.config.stateDir, record);
-        await mkdir(target);
-        await copyModeAndOwner(src, target);
-      }
+      if (!exists) moves.push({ src, rel, target, how: 'dir' });
+    } else if (!exists) moves.push({ src, rel, target, how: 'add' });
+    else if (await sameEntry(src, target)) unchanged++;
+    else moves.push({ src, rel, target, how: 'replace' });
+  }
+  // Everything it adds is recorded in one write before any of it is in place: a rollback skips what
+  // is not there yet. A file it replaces is recorded, and moved aside, one at a time.
+  for (const m of moves) {
+    if (m.how === 'dir' && !k.addedDirs.includes(m.rel)) k.addedDirs.push(m.rel);
+    if (m.how === 'add' && !k.added.includes(m.rel)) k.added.push(m.rel);
+  }
+  await writeRecord(s.config.stateDir, record);
+  for (const { src, rel, target, how } of moves) {
+    if (how === 'dir') {
+      await mkdir(target);
+      await copyModeAndOwner(src, target);
       continue;
     }
-    if (await pathExists(target)) {
-      if (await sameEntry(src, target)) {
-        unchanged++;
-        continue;
-      }
-      const aside = join(record.kubernetes.aside, rel);
+    if (how === 'replace') {
+      const aside = join(k.aside, rel);
       await mkdir(dirname(aside), { recursive: true, mode: 0o700 });
-      if (!record.kubernetes.replaced.includes(rel)) record.kubernetes.replaced.push(rel);
+      if (!k.replaced.includes(rel)) k.replaced.push(rel);
       await writeRecord(s.config.stateDir, record);
       // A resumed restore may have moved the old file aside already: never overwrite that copy.
       if (!(await pathExists(aside))) await rename(target, aside);
-    } else {
-      if (!record.kubernetes.added.includes(rel)) record.kubernetes.added.push(rel);
-      await writeRecord(s.config.stateDir, record);
     }
     await mkdir(dirname(target), { recursive: true, mode: 0o700 });
     await rename(src, target);
@@ -93,16 +100,14 @@ export async function restoreKubernetesDir(
 
 /**
  * A static pod manifest of the archive goes to this restore's held folder, not to manifests/: a
- * running one is held first (as the stop step does), a new one is recorded there so that the
- * start steps put it in place.
+ * running one is held first (as the stop step does), a new one is noted there (the caller writes
+ * the record) so that the start steps put it in place.
  */
 async function holdBack(s: AgentState, record: RestoreRecord, name: string): Promise<void> {
   await holdManifest(s, record, name);
   if (record.held.some((h) => h.name === name)) return;
-  const to = join(heldDir(s, record.restoreId), name);
-  await mkdir(dirname(to), { recursive: true, mode: 0o700 });
-  record.held.push({ name, from: join(manifestsDir(s), name), to });
-  await writeRecord(s.config.stateDir, record);
+  // Recorded with what the restore adds, in the same write, before the file is put in the held folder.
+  record.held.push({ name, from: join(manifestsDir(s), name), to: join(heldDir(s, record.restoreId), name) });
 }
 
 /** Undoes restoreKubernetesDir: what it put in place goes to <kubernetesDir>/kbur-restored-<id>/, the old files come back. */

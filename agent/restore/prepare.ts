@@ -1,13 +1,12 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import si from 'systeminformation';
 import type { PrepareRestoreRequest, PrepareRestoreResponse } from '../../proto/gen/kbur/v1/agent.js';
 import { runTool } from '../../shared/child.js';
 import { asKburError } from '../../shared/errors.js';
 import { pathExists } from '../../shared/path-exists.js';
 import { discoverEtcd, type EtcdSettings } from '../etcd/discovery.js';
 import { checkLocalCopy, listLocalSnapshots } from '../local-snapshots.js';
-import { diskOf } from '../node-info.js';
+import { diskOf, recentMountTable } from '../node-info.js';
 import type { AgentState } from '../state.js';
 import { assertRestoreId } from './record.js';
 import { etcdMode, presentManifests, restoreInProgress } from './control-plane.js';
@@ -15,6 +14,8 @@ import { findRestoreTool } from './tool.js';
 
 /** A restored member's WAL and snap files on top of the db. */
 const WAL_ALLOWANCE = 128 << 20;
+/** A mount table this recent is fresh enough to say which disk holds what (free space is statfs'd now). */
+const MOUNTS_MAX_AGE_MS = 5_000;
 
 /** Everything a restore of this node needs, checked without changing anything. */
 export async function prepareRestore(s: AgentState, req: PrepareRestoreRequest): Promise<PrepareRestoreResponse> {
@@ -30,7 +31,7 @@ export async function prepareRestore(s: AgentState, req: PrepareRestoreRequest):
       return undefined;
     }),
     findLocalCopy(s, req),
-    si.fsSize(),
+    recentMountTable(MOUNTS_MAX_AGE_MS),
     restoreInProgress(s, req.restoreId),
     presentManifests(s, req.restoreId),
     dataDir ? duBytes(dataDir) : Promise.resolve(0),

@@ -128,37 +128,8 @@ export async function preflight(opts: {
   const addressMap = new Map(readdress.map((r) => [r.from, r.to]));
   const archiveFrom = (node: string): string => opts.targets?.find((t) => t.name === node)?.from ?? node;
 
-  // The repository's copy is read only for nodes that keep no copy of their own: when every node
-  // has one, the check stops as soon as the agents say so (a dry run checks both).
-  const skipRepository = new AbortController();
-  let checkedBeforeSkip = false;
-  // A sealed snapshot is decrypted and decompressed once, when it is staged: that stream checks
-  // its plaintext sha256 and etcd's hash, and the node its sha256, before anything is stopped.
-  // Here its stored bytes and its age header (the identity opens it) are enough; a dry run checks all.
-  const repositoryCheck = checkArtifact(
-    opts.repository,
-    manifest,
-    snapshot,
-    AbortSignal.any([opts.signal, skipRepository.signal]),
-    opts.identity,
-    { payload: opts.dryRun },
-  ).then((r) => {
-    checkedBeforeSkip = !skipRepository.signal.aborted;
-    return r;
-  });
-  const prepare = (a: AgentClient, archivedEtcdManifest = ''): Promise<PrepareRestoreResponse | KburError> =>
-    a
-      .prepareRestore({
-        restoreId: opts.restoreId,
-        snapshotSize: plain.size,
-        backupId: manifest.id,
-        snapshotSha256: plain.sha256,
-        checkLocalCopy: opts.dryRun,
-        archivedEtcdManifest,
-      })
-      .catch((err: unknown) => asKburError(err));
-  const prepared = await Promise.all(opts.agents.map((a) => prepare(a)));
-  // Node archives are read once each (sha256 checked, the etcd manifest kept), only for the nodes that need theirs.
+  // Node archives are read once each (sha256 checked, the etcd manifest kept): with
+  // --with-kubernetes-dir every node's, before its agent is asked; else only those the answers call for.
   const archives = new Map<string, Promise<{ artifact: Artifact; read: NodeArchiveRead } | undefined>>();
   const archiveOf = (node: string): Promise<{ artifact: Artifact; read: NodeArchiveRead } | undefined> => {
     if (!archives.has(node)) {
@@ -175,6 +146,41 @@ export async function preflight(opts: {
     }
     return archives.get(node)!;
   };
+  // With --with-kubernetes-dir every archive is read anyway: each agent gets its archive's etcd
+  // manifest with its first question, and a reset node needs no second one.
+  const firstManifest = async (a: AgentClient): Promise<string> => {
+    if (!opts.withKubernetesDir) return '';
+    const archive = await archiveOf(archiveFrom(a.node.name));
+    return archive && !archive.read.problem ? (archive.read.etcdManifest ?? '') : '';
+  };
+  const prepare = (a: AgentClient, archivedEtcdManifest = ''): Promise<PrepareRestoreResponse | KburError> =>
+    a
+      .prepareRestore({
+        restoreId: opts.restoreId,
+        snapshotSize: plain.size,
+        backupId: manifest.id,
+        snapshotSha256: plain.sha256,
+        checkLocalCopy: opts.dryRun,
+        archivedEtcdManifest,
+      })
+      .catch((err: unknown) => asKburError(err));
+  const sent: string[] = opts.agents.map(() => '');
+  const prepared = await Promise.all(
+    opts.agents.map(async (a, i) => {
+      sent[i] = await firstManifest(a);
+      return prepare(a, sent[i]);
+    }),
+  );
+  // The repository's copy is read only when a node keeps no copy of its own (a dry run checks both):
+  // the agents' first answers say, and nothing reads it meanwhile.
+  const everyNodeHasCopy = prepared.every((p) => !(p instanceof Error) && p.hasLocalCopy);
+  // A sealed snapshot is decrypted and decompressed once, when it is staged: that stream checks
+  // its plaintext sha256 and etcd's hash, and the node its sha256, before anything is stopped.
+  // Here its stored bytes and its age header (the identity opens it) are enough; a dry run checks all.
+  const repositoryCheck =
+    everyNodeHasCopy && !opts.dryRun
+      ? undefined
+      : checkArtifact(opts.repository, manifest, snapshot, opts.signal, opts.identity, { payload: opts.dryRun });
   const rebuildProblems = await Promise.all(
     prepared.map(async (p, i) => {
       const agent = opts.agents[i]!;
@@ -194,21 +200,14 @@ export async function preflight(opts: {
         return [
           `${node}: no etcd member here, and its archive ${archive.artifact.path} has no ${ARCHIVED_ETCD_MANIFEST} to rebuild it from`,
         ];
-      prepared[i] = await prepare(agent, archive.read.etcdManifest);
+      if (sent[i] !== archive.read.etcdManifest) prepared[i] = await prepare(agent, archive.read.etcdManifest);
       return [];
     }),
   );
   problems.push(...rebuildProblems.flat());
-  const everyNodeHasCopy = prepared.every((p) => !(p instanceof Error) && p.hasLocalCopy);
-  if (everyNodeHasCopy && !opts.dryRun) skipRepository.abort();
   const snapshotCheck = await repositoryCheck;
   const notes: string[] = [];
-  if (snapshotCheck.problem && !skipRepository.signal.aborted) problems.push(`snapshot ${snapshot.path}: ${snapshotCheck.problem}`);
-  // Found before the agents answered: not needed by this restore, but worth knowing.
-  else if (snapshotCheck.problem && checkedBeforeSkip)
-    notes.push(
-      `the repository's copy of the snapshot is damaged (${snapshotCheck.problem}); this restore uses the nodes' copies and does not need it; kbur verify ${manifest.id} records it`,
-    );
+  if (snapshotCheck?.problem) problems.push(`snapshot ${snapshot.path}: ${snapshotCheck.problem}`);
 
   if (opts.withKubernetesDir)
     problems.push(

@@ -3,7 +3,10 @@
  * resetNode, as the rebuild integration tests do), then the control plane rebuilt from one backup:
  * `kbur restore ID --with-kubernetes-dir --yes` against the manual procedure (each node's
  * /etc/kubernetes unpacked from its archive, `etcdctl snapshot restore` of each member, the static
- * pod manifests put back), in rotating order; the cluster checked after each.
+ * pod manifests put back), in rotating order; the cluster checked after each. kbur rebuilds twice
+ * per run: from the snapshot copies the nodes kept through the reset (a backup taken with
+ * backup.copySnapshotToNodes; kubeadm reset does not touch the agent's state dir), and with the
+ * snapshot uploaded (a backup without copies: what brand-new machines get).
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, rm } from 'node:fs/promises';
@@ -12,47 +15,68 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Manifest } from '../../shared/manifest.js';
-import { NODE_FLAGS } from '../../shared/node-flags.js';
-import { KBUR_BIN } from '../../test/helpers/kbur.js';
 import type { Sandbox } from '../../test/sandbox/cluster.js';
-import { kburBackup } from './backup.js';
-import { clusterIdentity, keyCounts, waitHealthy } from './etcd.js';
+import { clusterIdentity, waitHealthy } from './etcd.js';
 import { failure, measure } from './proc.js';
 import { REBUILD_METHOD, rebuildMarkdown, rebuildText } from './rebuild-report.js';
-import { checkRestored, removeLeftovers } from './restore-cluster.js';
+import { assertCopiesKept, checkRestored, removeLeftovers, writeCopiesConfig } from './restore-cluster.js';
+import { KBUR_MODES, KBUR_MODE_TEXT, type KburMode, type KburStep, assertStaged, kburRestore } from './restore-kbur.js';
+import { type KeptBackup, takeRestoreBackup } from './restore.js';
 import { type Context, type Scenario, measureInto } from './scenario.js';
-import { ETCDCTL_ENV, log, median, round, toMiB } from './util.js';
+import { ETCDCTL_ENV, log, median, round } from './util.js';
 
-export const REBUILD_TARGETS = { ratioMax: 1.3 } as const;
+/** The target applies to the rebuild from the copies the reset nodes kept; the upload is reported beside it. */
+export const REBUILD_TARGETS = { ratioMax: 1.3, kburMode: 'copies' } as const;
 
 export const REBUILD_MANUAL_STEPS = ['copy', 'unpack', 'restore', 'start'] as const;
 
 export type RebuildManualStep = (typeof REBUILD_MANUAL_STEPS)[number];
 
+/** The procedures of a run; run i starts at the i-th (mod 3) and goes round. */
+export const REBUILD_PROCEDURES = ['manual', ...KBUR_MODES] as const;
+
+export type RebuildProcedure = (typeof REBUILD_PROCEDURES)[number];
+
 /** The manual procedure's copies of the snapshot and archive, in each node's dir. */
 const MANUAL_DIR = 'bench-rebuild';
 
-export interface RebuildRun {
-  run: number;
-  order: ('manual' | 'kbur')[];
-  manualSeconds: number;
-  manualSteps: Record<RebuildManualStep, number>;
-  kburSeconds: number;
+export interface RebuildKburRun {
+  backupId: string;
+  restoreId: string;
+  seconds: number;
+  /** This kbur rebuild / the whole manual procedure of the same run (its cp included). */
   ratio: number;
   coordinatorPeakRssMiB: number;
-  restoreId: string;
-  checks: { manual: string; kbur: string };
+  cpuSeconds: { coordinator: number; agents: number; agentChildren: number };
+  steps: Partial<Record<KburStep, number>>;
+  check: string;
+}
+
+export interface RebuildRun {
+  run: number;
+  order: RebuildProcedure[];
+  manualSeconds: number;
+  manualSteps: Record<RebuildManualStep, number>;
+  kbur: Record<KburMode, RebuildKburRun>;
+  checks: { manual: string };
   problems: string[];
+}
+
+export interface RebuildModeSummary {
+  seconds: number;
+  ratio: number;
+  cpuSeconds: { coordinator: number; agents: number; agentChildren: number };
+  steps: Partial<Record<KburStep, number>>;
 }
 
 export interface RebuildSizeResult {
   sizeMiB: number;
   sandbox: 'reused' | 'fresh';
-  backupId: string;
+  backups: Partial<Record<KburMode, string>>;
   snapshotMiB: number;
   loadAverage: { before: number[]; after: number[] };
   runs: RebuildRun[];
-  median: { manualSeconds: number; kburSeconds: number; ratio: number; manualSteps: Record<RebuildManualStep, number> } | undefined;
+  median: { manualSeconds: number; manualSteps: Record<RebuildManualStep, number>; kbur: Record<KburMode, RebuildModeSummary> } | undefined;
   max: { coordinatorPeakRssMiB: number } | undefined;
   targets: typeof REBUILD_TARGETS;
   pass: { ratio: boolean; checks: boolean };
@@ -166,20 +190,36 @@ async function removeMovedAside(sandbox: Sandbox, id: string): Promise<void> {
 function finish(r: RebuildSizeResult): void {
   r.loadAverage.after = loadavg().map((x) => round(x, 2));
   if (r.runs.length) {
-    const m = (f: (x: RebuildRun) => number): number => round(median(r.runs.map(f)));
+    const m = (f: (x: RebuildRun) => number, digits = 3): number => round(median(r.runs.map(f)), digits);
+    const mode = (k: KburMode): RebuildModeSummary => {
+      const steps: Partial<Record<KburStep, number>> = {};
+      for (const step of Object.keys(r.runs[0]!.kbur[k].steps) as KburStep[]) {
+        const xs = r.runs.map((x) => x.kbur[k].steps[step]).filter((x): x is number => x !== undefined);
+        if (xs.length) steps[step] = round(median(xs));
+      }
+      return {
+        seconds: m((x) => x.kbur[k].seconds),
+        ratio: m((x) => x.kbur[k].ratio),
+        cpuSeconds: {
+          coordinator: m((x) => x.kbur[k].cpuSeconds.coordinator, 2),
+          agents: m((x) => x.kbur[k].cpuSeconds.agents, 2),
+          agentChildren: m((x) => x.kbur[k].cpuSeconds.agentChildren, 2),
+        },
+        steps,
+      };
+    };
     r.median = {
       manualSeconds: m((x) => x.manualSeconds),
-      kburSeconds: m((x) => x.kburSeconds),
-      ratio: m((x) => x.ratio),
       manualSteps: Object.fromEntries(REBUILD_MANUAL_STEPS.map((s) => [s, m((x) => x.manualSteps[s])])) as Record<
         RebuildManualStep,
         number
       >,
+      kbur: { copies: mode('copies'), upload: mode('upload') },
     };
-    r.max = { coordinatorPeakRssMiB: Math.max(...r.runs.map((x) => x.coordinatorPeakRssMiB)) };
+    r.max = { coordinatorPeakRssMiB: Math.max(...r.runs.flatMap((x) => KBUR_MODES.map((k) => x.kbur[k].coordinatorPeakRssMiB))) };
   }
   r.pass = {
-    ratio: r.error === undefined && r.median !== undefined && r.median.ratio <= REBUILD_TARGETS.ratioMax,
+    ratio: r.error === undefined && r.median !== undefined && r.median.kbur[REBUILD_TARGETS.kburMode].ratio <= REBUILD_TARGETS.ratioMax,
     checks: r.error === undefined && r.runs.length > 0 && r.runs.every((x) => x.problems.length === 0),
   };
 }
@@ -191,66 +231,109 @@ async function benchRebuild(ctx: Context, r: RebuildSizeResult): Promise<void> {
   r.sandbox = reused ? 'reused' : 'fresh';
   const { sandbox } = filled;
   await waitHealthy(sandbox, signal);
-  log(`${sizeMiB} MiB rebuild: taking the backup to rebuild from (kbur backup --json, kept)`);
-  const backup = await kburBackup(sandbox, signal, true);
-  const m = backup.manifest;
-  r.backupId = m.id;
-  r.snapshotMiB = toMiB(backup.snapshotBytes);
-  const registry = (await keyCounts(sandbox, sandbox.nodes[0]!)).registry;
-  const want = { members: (await clusterIdentity(sandbox)).members, keyCount: m.etcd!.keyCount, registryKeyCount: registry };
+  // The upload's backup first: the agents keep copies of the newest backups only (localSnapshots.keep, 1 by default).
+  const copiesConfig = await writeCopiesConfig(sandbox);
+  const upload = await takeRestoreBackup(sizeMiB, sandbox, 'upload', sandbox.coordinatorConfig, signal, 'rebuild');
+  const copies = await takeRestoreBackup(sizeMiB, sandbox, 'copies', copiesConfig, signal, 'rebuild');
+  const kept: Record<KburMode, KeptBackup> = { copies, upload };
+  r.backups = { copies: copies.info.id, upload: upload.info.id };
+  r.snapshotMiB = copies.info.snapshotMiB;
+  const members = (await clusterIdentity(sandbox)).members;
+  const want = (k: KeptBackup): { members: string[]; keyCount: number; registryKeyCount: number } => ({
+    members,
+    keyCount: k.info.keyCount,
+    registryKeyCount: k.info.registryKeyCount,
+  });
+  const agentPids = sandbox.nodes.map((n) => {
+    const pid = sandbox.agentPid(n.name);
+    if (pid === undefined) throw new Error(`the agent of ${n.name} does not run`);
+    return pid;
+  });
   for (let i = 0; i < opts.runs; i++) {
-    const order: RebuildRun['order'] = i % 2 === 0 ? ['manual', 'kbur'] : ['kbur', 'manual'];
+    const order = REBUILD_PROCEDURES.map((_, j) => REBUILD_PROCEDURES[(i + j) % REBUILD_PROCEDURES.length]!);
     let manual: { seconds: number; steps: Record<RebuildManualStep, number>; check: Awaited<ReturnType<typeof checkRestored>> } | undefined;
-    let kbur:
-      { measured: Awaited<ReturnType<typeof measure>>; restoreId: string; check: Awaited<ReturnType<typeof checkRestored>> } | undefined;
+    const kbur: Partial<Record<KburMode, RebuildKburRun & { problems: string[] }>> = {};
     for (const procedure of order) {
       const before = (await clusterIdentity(sandbox)).clusterIds[0] ?? '';
       log(`${sizeMiB} MiB rebuild run ${i + 1}: resetting every node (untimed)`);
       await resetAll(sandbox);
+      // What the copies mode stands on: the copies the agents keep are still there after the reset.
+      await assertCopiesKept(sandbox, copies.info);
       await sleep(1_000, undefined, { signal });
       if (procedure === 'manual') {
-        const got = await manualRebuild(sandbox, m, signal);
-        manual = { ...got, check: await checkRestored(sandbox, { ...want, clusterIdBefore: before }, signal) };
+        const got = await manualRebuild(sandbox, copies.manifest, signal);
+        manual = { ...got, check: await checkRestored(sandbox, { ...want(copies), clusterIdBefore: before }, signal) };
       } else {
-        const measured = await measure(
-          process.execPath,
-          [...NODE_FLAGS, KBUR_BIN, '--config', sandbox.coordinatorConfig, 'restore', m.id, '--with-kubernetes-dir', '--yes'],
-          process.env,
-          signal,
-        );
-        if (measured.code !== 0) throw failure(`kbur restore ${m.id} --with-kubernetes-dir --yes`, measured);
-        const restoreId = /^restore (\S+) started;/m.exec(measured.stdout)?.[1];
-        if (!restoreId) throw new Error('kbur restore exited 0 but never printed "restore <id> started;"');
-        kbur = { measured, restoreId, check: await checkRestored(sandbox, { ...want, clusterIdBefore: before }, signal) };
-        await removeMovedAside(sandbox, restoreId);
+        const b = kept[procedure].info;
+        const got = await kburRestore(sandbox, b.config, b.id, agentPids, signal, ['--with-kubernetes-dir']);
+        assertStaged(procedure, got, sandbox.nodes);
+        const check = await checkRestored(sandbox, { ...want(kept[procedure]), clusterIdBefore: before }, signal);
+        kbur[procedure] = {
+          backupId: b.id,
+          restoreId: got.restoreId,
+          seconds: round(got.measured.seconds),
+          ratio: 0,
+          coordinatorPeakRssMiB: round(got.measured.peakRssKiB / 1024, 1),
+          cpuSeconds: {
+            coordinator: round(got.measured.cpuSeconds, 2),
+            agents: round(got.agentCpu, 2),
+            agentChildren: round(got.agentChildrenCpu, 2),
+          },
+          steps: got.steps,
+          check: check.summary,
+          problems: check.problems,
+        };
+        await removeMovedAside(sandbox, got.restoreId);
       }
-      await removeLeftovers(sandbox, m.cluster);
+      await removeLeftovers(sandbox, copies.manifest.cluster);
     }
-    if (!manual || !kbur) throw new Error(`rebuild run ${i + 1} did not measure both`);
+    if (!manual || !kbur.copies || !kbur.upload) throw new Error(`rebuild run ${i + 1} did not measure all three procedures`);
+    const runOf = (mode: KburMode): RebuildKburRun => {
+      const k = kbur[mode]!;
+      return {
+        backupId: k.backupId,
+        restoreId: k.restoreId,
+        seconds: k.seconds,
+        ratio: round(k.seconds / manual.seconds),
+        coordinatorPeakRssMiB: k.coordinatorPeakRssMiB,
+        cpuSeconds: k.cpuSeconds,
+        steps: k.steps,
+        check: k.check,
+      };
+    };
     const x: RebuildRun = {
       run: i + 1,
       order,
       manualSeconds: round(manual.seconds),
       manualSteps: manual.steps,
-      kburSeconds: round(kbur.measured.seconds),
-      ratio: round(kbur.measured.seconds / manual.seconds),
-      coordinatorPeakRssMiB: round(kbur.measured.peakRssKiB / 1024, 1),
-      restoreId: kbur.restoreId,
-      checks: { manual: manual.check.summary, kbur: kbur.check.summary },
-      problems: [...manual.check.problems.map((p) => `manual: ${p}`), ...kbur.check.problems.map((p) => `kbur: ${p}`)],
+      kbur: { copies: runOf('copies'), upload: runOf('upload') },
+      checks: { manual: manual.check.summary },
+      problems: [
+        ...manual.check.problems.map((p) => `manual: ${p}`),
+        ...KBUR_MODES.flatMap((mode) => kbur[mode]!.problems.map((p) => `${KBUR_MODE_TEXT[mode]}: ${p}`)),
+      ],
     };
     r.runs.push(x);
     log(
-      `${sizeMiB} MiB rebuild run ${i + 1}/${opts.runs} (${order.join(', ')}): manual ${x.manualSeconds.toFixed(2)} s (${REBUILD_MANUAL_STEPS.map((s) => `${s} ${x.manualSteps[s].toFixed(2)}`).join(', ')}), kbur ${x.kburSeconds.toFixed(2)} s, ratio ${x.ratio.toFixed(3)}` +
+      `${sizeMiB} MiB rebuild run ${i + 1}/${opts.runs} (${order.join(', ')}): manual ${x.manualSeconds.toFixed(2)} s (${REBUILD_MANUAL_STEPS.map((s) => `${s} ${x.manualSteps[s].toFixed(2)}`).join(', ')}), ` +
+        KBUR_MODES.map(
+          (mode) =>
+            `${KBUR_MODE_TEXT[mode]} ${x.kbur[mode].seconds.toFixed(2)} s, ratio ${x.kbur[mode].ratio.toFixed(3)} (${Object.entries(
+              x.kbur[mode].steps,
+            )
+              .map(([s, t]) => `${s} ${t.toFixed(2)}`)
+              .join(', ')})`,
+        ).join('; ') +
         (x.problems.length ? `; PROBLEM: ${x.problems.join('; ')}` : ''),
     );
   }
-  await rm(join(sandbox.repoDir, m.cluster, 'backups', m.id), { recursive: true, force: true });
+  for (const k of [copies, upload])
+    await rm(join(sandbox.repoDir, k.manifest.cluster, 'backups', k.manifest.id), { recursive: true, force: true });
 }
 
 export const rebuildScenario: Scenario = {
   name: 'rebuild',
-  title: '`kbur restore --with-kubernetes-dir` onto reset nodes against the manual rebuild',
+  title: '`kbur restore --with-kubernetes-dir` onto reset nodes (from the copies they kept, and uploaded) against the manual rebuild',
   missing: async () => undefined,
   sizes: (opts) => [opts.size],
   // Its last run leaves a healthy cluster, but a rebuilt one: later scenarios get a fresh sandbox.
@@ -260,7 +343,7 @@ export const rebuildScenario: Scenario = {
     const r: RebuildSizeResult = {
       sizeMiB: ctx.sizeMiB,
       sandbox: 'fresh',
-      backupId: '',
+      backups: {},
       snapshotMiB: 0,
       loadAverage: { before: loadavg().map((x) => round(x, 2)), after: [] },
       runs: [],

@@ -77,13 +77,14 @@ export function stageSource(line: string): 'copy' | 'upload' | undefined {
   return undefined;
 }
 
-/** `kbur restore <backup> --yes`, timed from spawn to exit, with the time of each of its step lines. */
+/** `kbur restore <backup> --yes [...extra]`, timed from spawn to exit, with the time of each of its step lines. */
 export async function kburRestore(
   sandbox: Sandbox,
   config: string,
   backupId: string,
   agentPids: number[],
   signal: AbortSignal,
+  extra: string[] = [],
 ): Promise<KburRestoreOutcome> {
   const nodeNames = new Set(sandbox.nodes.map((n) => n.name));
   const lines: { t: number; line: string }[] = [];
@@ -106,7 +107,7 @@ export async function kburRestore(
   const [own0, children0] = cpu();
   const measured = await measure(
     process.execPath,
-    [...NODE_FLAGS, KBUR_BIN, '--config', config, 'restore', backupId, '--yes'],
+    [...NODE_FLAGS, KBUR_BIN, '--config', config, 'restore', backupId, ...extra, '--yes'],
     process.env,
     signal,
     onLine,
@@ -114,7 +115,7 @@ export async function kburRestore(
   const [own1, children1] = cpu();
   if (measured.code !== 0) {
     const out = measured.stdout.trim().split('\n').slice(-5).join('\n');
-    const err = failure('kbur restore', measured);
+    const err = failure(['kbur restore', ...extra].join(' '), measured);
     throw new Error(`${err.message}${out ? `\nlast lines of its stdout:\n${out}` : ''}`);
   }
   if (!restoreId) throw new Error('kbur restore exited 0 but never printed "restore <id> started;"');

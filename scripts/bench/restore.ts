@@ -157,9 +157,10 @@ export async function takeRestoreBackup(
   mode: KburMode,
   config: string,
   signal: AbortSignal,
+  scenario = 'restore',
 ): Promise<KeptBackup> {
   log(
-    `${sizeMiB} MiB restore: taking the backup for "${KBUR_MODE_TEXT[mode]}" (kbur --config ${basename(config)} backup --json, kept${mode === 'copies' ? '; backup.copySnapshotToNodes: true' : ''})`,
+    `${sizeMiB} MiB ${scenario}: taking the backup for "${KBUR_MODE_TEXT[mode]}" (kbur --config ${basename(config)} backup --json, kept${mode === 'copies' ? '; backup.copySnapshotToNodes: true' : ''})`,
   );
   const backup = await kburBackup(sandbox, signal, true, config);
   const manifest = backup.manifest;
@@ -198,7 +199,7 @@ export async function takeRestoreBackup(
     throw new Error(`backup ${manifest.id} with ${config} sent snapshot copies to the nodes: the upload mode needs a backup without`);
   }
   log(
-    `${sizeMiB} MiB restore: backup ${manifest.id} in ${info.seconds.toFixed(2)} s: snapshot ${toMiB(artifact.size)} MiB from ${etcd.node}, revision ${etcd.revision}, ${etcd.keyCount} keys (${after[0]!.registry} under /registry/)` +
+    `${sizeMiB} MiB ${scenario}: backup ${manifest.id} in ${info.seconds.toFixed(2)} s: snapshot ${toMiB(artifact.size)} MiB from ${etcd.node}, revision ${etcd.revision}, ${etcd.keyCount} keys (${after[0]!.registry} under /registry/)` +
       (copies ? `; copies kept on ${copies.map((c) => c.node).join(', ')}` : ''),
   );
   return { info, manifest, snapshot };

@@ -149,6 +149,38 @@ describe('kbur restore rebuilds reset control-plane nodes (agents under the unit
     );
   });
 
+  it("rebuilds reset nodes from the snapshot copies they kept (kubeadm reset leaves the agent's state dir): nothing uploaded", async function () {
+    const wanted = await keys();
+    const copiesConfig = join(root, 'kbur-copies.yaml');
+    await writeFile(copiesConfig, `${await readFile(sandbox.coordinatorConfig, 'utf8')}backup:\n  copySnapshotToNodes: true\n`, {
+      mode: 0o600,
+    });
+    const m = await backup(copiesConfig);
+    for (const node of sandbox.nodes) await sandbox.resetNode(node.name);
+    for (const node of sandbox.nodes) {
+      await expectReset(node);
+      expect(await readdir(join(node.stateDir, 'snapshots')), `${node.name} kept copies`).to.include(`${m.id}.db`);
+    }
+
+    const r = await runKbur(['--config', copiesConfig, 'restore', m.id, '--with-kubernetes-dir', '--yes']);
+    expect(r.code, r.stdout + r.stderr).to.equal(0);
+    expect(r.stdout.match(/^ {6}snapshot: the copy this node keeps$/gm)).to.have.length(3);
+    expect(r.stdout).to.contain(
+      "every node keeps a copy of this snapshot: each is staged from it and checked there; the repository's copy is not needed",
+    );
+    for (const node of sandbox.nodes) {
+      expect(r.stdout).to.match(new RegExp(`^stage ${node.name}: staged \\S+ from the copy this node keeps`, 'm'));
+      expect(r.stdout).to.match(new RegExp(`^restore-kubernetes ${node.name}: restored .*static pod manifests held back`, 'm'));
+    }
+    expect(r.stdout).to.not.match(/bytes uploaded/);
+    await waitHealthy();
+    expect(await keys()).to.deep.equal(wanted);
+    for (const node of sandbox.nodes) {
+      expect(await tree(node.kubernetesDir), `${node.name} /etc/kubernetes`).to.deep.equal(await archiveTree(m, node));
+      expect(sandbox.kubelet.running(node.name, 'kube-apiserver'), `${node.name} apiserver`).to.equal(true);
+    }
+  });
+
   it('restores one reset node and two alive ones in the same restore, and with --with-kubernetes-dir moves replaced files aside inside /etc/kubernetes', async function () {
     const wanted = await keys();
     const m = await backup();
