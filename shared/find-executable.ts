@@ -4,11 +4,8 @@ import { pathExists } from './path-exists.js';
 
 /** The first of `names` that is an executable on PATH, or undefined. */
 export async function findExecutable(names: string[]): Promise<string | undefined> {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    for (const name of names) {
-      const path = join(dir, name);
-      if (await pathExists(path, constants.X_OK)) return path;
-    }
-  }
-  return undefined;
+  // Every candidate is asked at once (PATH can be long, and each ask is a trip to the thread pool); the first in PATH order wins.
+  const candidates = (process.env.PATH ?? '').split(delimiter).flatMap((dir) => names.map((name) => join(dir, name)));
+  const found = await Promise.all(candidates.map((path) => pathExists(path, constants.X_OK)));
+  return candidates[found.indexOf(true)];
 }

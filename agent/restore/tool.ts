@@ -1,7 +1,9 @@
+import { constants } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { KburError } from '../../shared/errors.js';
 import { childEnv, runTool } from '../../shared/child.js';
 import { findExecutable } from '../../shared/find-executable.js';
+import { pathExists } from '../../shared/path-exists.js';
 
 export interface RestoreTool {
   kind: 'etcdutl' | 'etcdctl';
@@ -18,15 +20,7 @@ export function toolEnv(): NodeJS.ProcessEnv {
 
 /** etcdutl when there is one (etcd >= 3.5), else `etcdctl snapshot restore` (etcd 3.4); or the configured one. */
 export async function findRestoreTool(configured: string | undefined): Promise<RestoreTool> {
-  const candidates = configured
-    ? [configured]
-    : [(await findExecutable(['etcdutl'])) ?? (await findExecutable(['etcdctl']))].filter((p): p is string => Boolean(p));
-  if (candidates.length === 0) {
-    throw new KburError('FAILED_PRECONDITION', 'no etcd restore tool on this node: neither etcdutl nor etcdctl is on PATH', {
-      hint: 'install etcdutl (etcd >= 3.5) or etcdctl (etcd 3.4) on the node, or set etcd.restoreTool in the agent config',
-    });
-  }
-  const path = candidates[0]!;
+  const path = await locateRestoreTool(configured);
   // What the tool says of itself is asked once per binary: a restore asks at preflight and again
   // when it restores, and each asking runs it once or twice. A replaced binary is asked again.
   const id = await stat(path).then(
@@ -41,6 +35,27 @@ export async function findRestoreTool(configured: string | undefined): Promise<R
     tool.catch(() => probed.delete(path));
   }
   return tool;
+}
+
+/**
+ * Where the restore tool is, without running it: enough for `snapshot restore`, whose flags are the
+ * same in both tools (a scratch etcd asks nothing more of it, and a tool that does not run fails there).
+ */
+export async function locateRestoreTool(configured: string | undefined): Promise<string> {
+  if (configured) {
+    if (await pathExists(configured, constants.X_OK)) return configured;
+    throw new KburError('FAILED_PRECONDITION', `the configured etcd restore tool ${configured} is not an executable`, {
+      hint: 'point it at etcdutl (etcd >= 3.5) or etcdctl (etcd 3.4), or remove it to use the one on PATH',
+    });
+  }
+  const [etcdutl, etcdctl] = await Promise.all([findExecutable(['etcdutl']), findExecutable(['etcdctl'])]);
+  const found = etcdutl ?? etcdctl;
+  if (!found) {
+    throw new KburError('FAILED_PRECONDITION', 'no etcd restore tool on this node: neither etcdutl nor etcdctl is on PATH', {
+      hint: 'install etcdutl (etcd >= 3.5) or etcdctl (etcd 3.4) on the node, or set etcd.restoreTool in the agent config',
+    });
+  }
+  return found;
 }
 
 const probed = new Map<string, { id: string; tool: Promise<RestoreTool> }>();

@@ -54,35 +54,49 @@ export async function verifyBackup(
   opts: { deep: boolean; identity: AgeIdentity | undefined; signal: AbortSignal },
 ): Promise<Verification> {
   const startedAt = Date.now();
-  // Deep: a snapshot stored as it came is checked against the manifest beside its restore into the scratch etcd.
-  let snapshotCheck: Awaited<ReturnType<typeof checkArtifact>> | undefined;
-  const deep: DeepVerification | undefined = opts.deep
-    ? await deepVerify({
-        repository: ctx.repository,
-        config: ctx.config,
-        manifest: m,
-        identity: opts.identity,
-        onSnapshotChecked: (r) => (snapshotCheck = r),
-        signal: opts.signal,
-      })
-    : (await ctx.repository.readVerification(m.cluster, m.id))?.deep;
-  const results: Verification['artifacts'] = [];
-  for (const a of m.artifacts) {
-    const { digest, plain, problem } =
-      a.kind === 'etcd-snapshot' && snapshotCheck ? snapshotCheck : await checkArtifact(ctx.repository, m, a, opts.signal, opts.identity);
+  type Result = Verification['artifacts'][number];
+  const check = async (a: Manifest['artifacts'][number], known?: Awaited<ReturnType<typeof checkArtifact>>): Promise<Result> => {
+    const { digest, plain, problem } = known ?? (await checkArtifact(ctx.repository, m, a, opts.signal, opts.identity));
     const problems = problem ? [problem] : [];
     const canOpen = a.encryption === 'none' || plain;
     if (!problems.length && canOpen && a.dump?.type === 'postgres' && a.dump.part !== '_globals') {
       const readable = await pgRestoreReads(await openPlain(ctx.repository, m, a, opts.identity));
       if (readable) problems.push(readable);
     }
-    results.push({
+    return {
       path: a.path,
       ok: problems.length === 0,
       ...digest,
       ...(plain ? { plaintext: plain } : {}),
       ...(problems.length ? { error: problems.join('; ') } : {}),
-    });
+    };
+  };
+  // Deep: the other artifacts are checked while the scratch etcd works, and a snapshot stored as it
+  // came is checked against the manifest beside its restore into it.
+  const others = opts.deep ? m.artifacts.map((a) => (a.kind === 'etcd-snapshot' ? undefined : check(a))) : [];
+  // A failure is reported where its result is awaited, in the manifest's order.
+  for (const p of others) p?.catch(() => undefined);
+  let snapshotCheck: Awaited<ReturnType<typeof checkArtifact>> | undefined;
+  let deep: DeepVerification | undefined;
+  try {
+    deep = opts.deep
+      ? await deepVerify({
+          repository: ctx.repository,
+          config: ctx.config,
+          manifest: m,
+          identity: opts.identity,
+          onSnapshotChecked: (r) => (snapshotCheck = r),
+          signal: opts.signal,
+        })
+      : (await ctx.repository.readVerification(m.cluster, m.id))?.deep;
+  } catch (err) {
+    // What it throws is the error to report; the checks run beside it only end.
+    await Promise.allSettled(others);
+    throw err;
+  }
+  const results: Result[] = [];
+  for (const [i, a] of m.artifacts.entries()) {
+    results.push(await (others[i] ?? check(a, a.kind === 'etcd-snapshot' ? snapshotCheck : undefined)));
   }
   const verification: Verification = {
     verifiedAt: new Date().toISOString(),

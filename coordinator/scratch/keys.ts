@@ -93,26 +93,49 @@ export interface KeySummary {
   namespaces: number;
 }
 
-/** Counts the keys of a whole keyspace by resource and namespace, one page at a time. */
+/** Where the apiserver keeps its objects; every other key is reported as `(other)`. */
+const REGISTRY = Buffer.from('/registry/');
+
+/**
+ * Counts the keys of a whole keyspace by resource and namespace, one page at a time, at one
+ * revision. Keys outside /registry/ are counted, not listed: they are only ever reported as
+ * `(other)`, and etcd reads the value of every key a range returns (keys_only too), not of those it counts.
+ */
 export async function summarizeKeys(client: Etcd3, signal?: AbortSignal): Promise<KeySummary> {
   const byResource = new Map<string, number>();
   const byNamespace = new Map<string, number>();
   const namespaceObjects = new Set<string>();
+  const status = await client.maintenance.status();
+  const revision = Number(status.header.revision);
+  const outside = Promise.all([
+    countKeys(client, Buffer.from([0]), REGISTRY, revision),
+    countKeys(client, prefixEnd(REGISTRY), Buffer.from([0]), revision),
+  ]);
+  // Reported where it is awaited, after the pages.
+  outside.catch(() => undefined);
   let keyCount = 0;
-  for await (const e of pageKeys(client, { signal })) {
+  for await (const e of pageKeys(client, { prefix: REGISTRY, revision, signal })) {
     keyCount++;
     const k = parseKey(e.key.toString('latin1'));
     byResource.set(k.resource, (byResource.get(k.resource) ?? 0) + 1);
     if (k.namespace !== undefined) byNamespace.set(k.namespace, (byNamespace.get(k.namespace) ?? 0) + 1);
     if (k.resource === 'namespaces' && k.namespace === undefined) namespaceObjects.add(k.name);
   }
-  const status = await client.maintenance.status();
+  const other = (await outside).reduce((a, b) => a + b, 0);
+  keyCount += other;
+  if (other) byResource.set('(other)', (byResource.get('(other)') ?? 0) + other);
   return {
-    revision: Number(status.header.revision),
+    revision,
     keyCount,
     byResource: Object.fromEntries([...byResource].sort(([a], [b]) => a.localeCompare(b))),
     byNamespace: Object.fromEntries([...byNamespace].sort(([a], [b]) => a.localeCompare(b))),
     namespacesWithoutObject: [...byNamespace.keys()].filter((ns) => !namespaceObjects.has(ns)).sort(),
     namespaces: namespaceObjects.size,
   };
+}
+
+/** How many keys are in [start, end) at `revision`, without reading them. */
+async function countKeys(client: Etcd3, start: Buffer, end: Buffer, revision: number): Promise<number> {
+  const res = await client.kv.range({ key: start, range_end: end, revision, count_only: true });
+  return Number(res.count);
 }

@@ -1,6 +1,7 @@
 import { type SizeResult, TARGETS } from './backup.js';
 import type { Report } from './report.js';
-import { fmt, markdownTable, table, toMiB } from './util.js';
+import { sectionMarkdown, sectionText, targetsText, verdict } from './render.js';
+import { fmt, toMiB } from './util.js';
 
 export const METHOD = [
   'Per size: a fresh 3-member TLS etcd sandbox with fresh agents, filled with 1 MiB values of random bytes up to the size (all members).',
@@ -41,11 +42,6 @@ export function summaryRows(report: Report): { headers: string[]; rows: string[]
   ];
   const rows = report.results.map((r) => {
     const m = r.median;
-    const verdict = r.error
-      ? 'ERROR'
-      : failedTargets(r).length
-        ? `FAIL (${[!r.pass.ratio && 'ratio', !r.pass.rss && 'rss', !r.pass.snapshotsMatch && 'check'].filter(Boolean).join(', ')})`
-        : 'pass';
     return [
       `${r.sizeMiB} MiB`,
       fmt(r.dbSizeMiB, 1),
@@ -59,7 +55,7 @@ export function summaryRows(report: Report): { headers: string[]; rows: string[]
       fmt(m?.cpuSeconds.coordinator),
       fmt(m?.cpuSeconds.agent),
       fmt(m?.cpuSeconds.etcdctl),
-      verdict,
+      verdict(r.error, { ratio: r.pass.ratio, rss: r.pass.rss, check: r.pass.snapshotsMatch }),
     ];
   });
   return { headers, rows };
@@ -105,54 +101,43 @@ export function runRows(r: SizeResult): { headers: string[]; rows: string[][] } 
 export const hasBackup = (report: Report): boolean => report.results.length > 0;
 
 export function backupText(report: Report): string[] {
-  const out: string[] = [];
-  const s = summaryRows(report);
-  out.push(...table(s.headers, s.rows));
-  for (const r of report.results) {
-    out.push(
-      '',
+  return sectionText({
+    summary: summaryRows(report),
+    results: report.results,
+    headline: (r) =>
       `${r.sizeMiB} MiB: db ${fmt(r.dbSizeMiB, 1)} MiB on ${r.snapshotNode}, fill ${r.fillSeconds} s (${r.fill?.mibPerSecond} MiB/s), load average ${r.loadAverage.before.join(' ')} -> ${r.loadAverage.after.join(' ')}`,
-    );
-    if (r.error) out.push(`  ERROR: ${r.error}`);
-    if (r.runs.length) {
-      const t = runRows(r);
-      out.push(...table(t.headers, t.rows).map((l) => `  ${l}`));
-    }
-    for (const run of r.runs) for (const p of run.problems) out.push(`  run ${run.run}: ${p}`);
-  }
-  out.push('', '* agent RSS is its VmHWM: the peak over its life, startup included (agents start fresh per size).');
-  const failed = report.results.flatMap(failedTargets);
-  out.push('', `targets: median ratio <= ${TARGETS.ratioMax}, every process < ${TARGETS.rssMaxMiB} MiB at every size`);
-  out.push(failed.length ? `TARGETS MISSED:\n${failed.map((f) => `  - ${f}`).join('\n')}` : 'all targets met');
-  return out;
+    runs: runRows,
+    tail: [
+      '',
+      '* agent RSS is its VmHWM: the peak over its life, startup included (agents start fresh per size).',
+      ...targetsText(
+        `targets: median ratio <= ${TARGETS.ratioMax}, every process < ${TARGETS.rssMaxMiB} MiB at every size`,
+        report.results.flatMap(failedTargets),
+        'TARGETS MISSED:',
+        'all targets met',
+      ),
+    ],
+  });
 }
 
 export function backupMarkdown(report: Report): string[] {
-  const out: string[] = [
-    `Targets: median wall-time ratio kbur/etcdctl at most ${TARGETS.ratioMax}; coordinator and agent peak RSS under ${TARGETS.rssMaxMiB} MiB at every size. Times are medians; RSS is the maximum over runs.`,
-    '',
-  ];
-  const s = summaryRows(report);
-  out.push(...markdownTable(s.headers, s.rows));
-  for (const r of report.results) {
-    out.push('', `## ${r.sizeMiB} MiB`, '');
-    out.push(
+  return sectionMarkdown({
+    // Backup runs first whenever it runs: the report's title is its heading.
+    head: [],
+    target: `Targets: median wall-time ratio kbur/etcdctl at most ${TARGETS.ratioMax}; coordinator and agent peak RSS under ${TARGETS.rssMaxMiB} MiB at every size. Times are medians; RSS is the maximum over runs.`,
+    summary: summaryRows(report),
+    results: report.results,
+    describe: (r) => [
       `etcd db ${fmt(r.dbSizeMiB, 1)} MiB (snapshotted member ${r.snapshotNode}); fill ${r.fillSeconds} s for ${toMiB(r.fill?.bytesWritten ?? 0)} MiB (${r.fill?.mibPerSecond} MiB/s, ${r.fill?.secondsPerGiB} s per GiB); sandbox start ${r.sandboxStartSeconds} s; warm-up kbur ${fmt(r.warmUp?.kburSeconds)} s; load average ${r.loadAverage.before.join(' ')} before, ${r.loadAverage.after.join(' ')} after.`,
-    );
-    if (r.members.length)
-      out.push(
-        '',
-        `etcd members after the runs: ${r.members.map((x) => `${x.node} db ${toMiB(x.dbSize)} MiB, RSS ${fmt(x.rssMiB, 0)} MiB (anonymous ${fmt(x.anonRssMiB, 0)} MiB, peak ${fmt(x.peakRssMiB, 0)} MiB)${x.isLeader ? ' leader' : ''}`).join('; ')}.`,
-      );
-    if (r.error) out.push('', `**ERROR**: ${r.error}`);
-    if (r.runs.length) {
-      const t = runRows(r);
-      out.push('', ...markdownTable(t.headers, t.rows));
-    }
-    for (const run of r.runs) for (const p of run.problems) out.push('', `- run ${run.run}: ${p}`);
-  }
-  const failed = report.results.flatMap(failedTargets);
-  out.push('', '## Result', '', failed.length ? failed.map((f) => `- missed: ${f}`).join('\n') : 'All targets met.');
-  out.push('', '## Method', '', ...METHOD.map((x) => `- ${x}`), '');
-  return out;
+      ...(r.members.length
+        ? [
+            '',
+            `etcd members after the runs: ${r.members.map((x) => `${x.node} db ${toMiB(x.dbSize)} MiB, RSS ${fmt(x.rssMiB, 0)} MiB (anonymous ${fmt(x.anonRssMiB, 0)} MiB, peak ${fmt(x.peakRssMiB, 0)} MiB)${x.isLeader ? ' leader' : ''}`).join('; ')}.`,
+          ]
+        : []),
+    ],
+    runs: runRows,
+    result: { missed: report.results.flatMap(failedTargets), met: 'All targets met.' },
+    method: METHOD,
+  });
 }

@@ -1,7 +1,8 @@
 import { KINDS, type BinariesSizeResult } from './binaries.js';
 import type { Report } from './report.js';
+import { sectionMarkdown, sectionText } from './render.js';
 import { markdownHead } from './scenario.js';
-import { fmt, markdownTable, table, toMiB } from './util.js';
+import { fmt, toMiB } from './util.js';
 
 export const BINARIES_METHOD = [
   "sea: `dist/package/kbur`, the single executable `npm run package` makes (this Node, stripped, with the bundle and its V8 code cache injected; the shebang's flags are its execArgv). bundle: today's `node <NODE_FLAGS> dist/coordinator/kbur.cjs` (the code-cache loader of dist/coordinator/kbur-bundle.cjs).",
@@ -61,38 +62,27 @@ const headline = (r: BinariesSizeResult): string =>
 
 export function binariesText(report: Report): string[] {
   const section = report.binaries!;
-  const out = ['', "kbur backup as the single executable (sea) against today's bundle: start to first byte, size (issue 15)", ''];
-  const s = summaryRows(section.results);
-  out.push(...table(s.headers, s.rows));
-  for (const r of section.results) {
-    out.push('', headline(r));
-    if (r.error) out.push(`  ERROR: ${r.error}`);
-    if (r.runs.length) {
-      const t = runRows(r);
-      out.push(...table(t.headers, t.rows).map((l) => `  ${l}`));
-    }
-  }
-  out.push('', 'no target: reported beside each other');
-  return out;
+  return sectionText({
+    title: "kbur backup as the single executable (sea) against today's bundle: start to first byte, size (issue 15)",
+    summary: summaryRows(section.results),
+    results: section.results,
+    headline,
+    runs: runRows,
+    tail: ['', 'no target: reported beside each other'],
+  });
 }
 
 export function binariesMarkdown(report: Report): string[] {
   const section = report.binaries!;
-  const out = [
-    ...markdownHead(report, 'binaries', 'kbur single executables benchmark'),
-    "`kbur backup` as the single executable against today's bundle: time from spawn to the snapshot's first byte in the repository, and to exit (medians), peak RSS (maximum over runs), and the files' sizes. No target.",
-    '',
-  ];
-  const s = summaryRows(section.results);
-  out.push(...markdownTable(s.headers, s.rows));
-  for (const r of section.results) {
-    out.push('', `## Binaries ${r.sizeMiB} MiB`, '', `${headline(r)}.`);
-    if (r.error) out.push('', `**ERROR**: ${r.error}`);
-    if (r.runs.length) {
-      const t = runRows(r);
-      out.push('', ...markdownTable(t.headers, t.rows));
-    }
-  }
-  out.push('', '## Binaries method', '', ...section.method.map((x) => `- ${x}`), '');
-  return out;
+  return sectionMarkdown({
+    head: markdownHead(report, 'binaries', 'kbur single executables benchmark'),
+    target:
+      "`kbur backup` as the single executable against today's bundle: time from spawn to the snapshot's first byte in the repository, and to exit (medians), peak RSS (maximum over runs), and the files' sizes. No target.",
+    summary: summaryRows(section.results),
+    results: section.results,
+    label: 'Binaries',
+    describe: (r) => [`${headline(r)}.`],
+    runs: runRows,
+    method: section.method,
+  });
 }

@@ -1,8 +1,9 @@
 import { REBUILD_MANUAL_STEPS, type RebuildSizeResult } from './rebuild.js';
 import { KBUR_MODES, KBUR_MODE_TEXT } from './restore-kbur.js';
 import type { Report } from './report.js';
+import { sectionMarkdown, sectionText, targetsText, verdict } from './render.js';
 import { markdownHead } from './scenario.js';
-import { fmt, markdownTable, table } from './util.js';
+import { fmt } from './util.js';
 
 export const REBUILD_METHOD = [
   "On the filled sandbox of the size (reused, then left for no later scenario): two `kbur backup --json` kept, both with the snapshot and each node's /etc/kubernetes archive, plain: first with the sandbox's kbur.yaml (no snapshot copies: the upload mode), then with `kbur-copies.yaml`, the same plus `backup: {copySnapshotToNodes: true}` (each agent keeps the snapshot as `<stateDir>/snapshots/<backup-id>.db`, the newest only: the copies mode). Both hold the same data (key counts checked).",
@@ -13,13 +14,6 @@ export const REBUILD_METHOD = [
   "Manual, the nodes in parallel as an operator with a shell on each would (from the copies backup): `cp` of the snapshot and of the node's archive from the repository onto the node (local, same disk); `tar -xpf` of the archive into /etc/kubernetes but for ./manifests (else the kubelet starts etcd on an empty data dir); `etcdctl snapshot restore --name --initial-cluster --initial-cluster-token <new> --initial-advertise-peer-urls --data-dir <the data dir>` of each member; `tar -xpf` of ./manifests; then `etcdctl endpoint health` polled until all three pass.",
   "ratio = kbur / manual (whole, its cp included, for both modes); target: median of the copies mode at most 1.3. After each procedure, untimed: all members healthy, a new cluster id, the same members, the backup's key count on every member; then what the restore left (journals, moved-aside files, old data dirs) is deleted; the agents' snapshot copies are not.",
 ];
-
-const verdict = (r: RebuildSizeResult): string =>
-  r.error
-    ? 'ERROR'
-    : r.pass.ratio && r.pass.checks
-      ? 'pass'
-      : `FAIL (${[!r.pass.ratio && 'ratio', !r.pass.checks && 'check'].filter(Boolean).join(', ')})`;
 
 export function rebuildMissed(r: RebuildSizeResult): string[] {
   if (r.error || !r.median) return [`rebuild ${r.sizeMiB} MiB: no measurement (${r.error ?? 'no runs'})`];
@@ -57,7 +51,7 @@ function summaryRows(results: RebuildSizeResult[]): { headers: string[]; rows: s
         ];
       }),
       `${fmt(r.max?.coordinatorPeakRssMiB, 1)} MiB`,
-      verdict(r),
+      verdict(r.error, { ratio: r.pass.ratio, check: r.pass.checks }),
     ]),
   };
 }
@@ -86,51 +80,41 @@ const headline = (r: RebuildSizeResult): string =>
 
 export function rebuildText(report: Report): string[] {
   const section = report.rebuild!;
-  const out = ['', 'kbur restore --with-kubernetes-dir onto three reset nodes against the manual rebuild (issue 11)', ''];
-  const s = summaryRows(section.results);
-  out.push(...table(s.headers, s.rows));
-  for (const r of section.results) {
-    out.push('', headline(r));
-    if (r.error) out.push(`  ERROR: ${r.error}`);
-    if (r.runs.length) {
-      const t = runRows(r);
-      out.push(...table(t.headers, t.rows).map((l) => `  ${l}`));
-    }
-    for (const run of r.runs) for (const p of run.problems) out.push(`  run ${run.run}: ${p}`);
-  }
-  const missed = section.results.flatMap(rebuildMissed);
-  out.push(
-    '',
-    `target: median ${KBUR_MODE_TEXT[section.targets.kburMode]} / manual <= ${section.targets.ratioMax} (the upload reported beside it), every rebuilt cluster checked`,
-    missed.length ? `REBUILD TARGETS MISSED:\n${missed.map((f) => `  - ${f}`).join('\n')}` : 'rebuild target met',
-  );
-  return out;
+  return sectionText({
+    title: 'kbur restore --with-kubernetes-dir onto three reset nodes against the manual rebuild (issue 11)',
+    summary: summaryRows(section.results),
+    results: section.results,
+    headline,
+    runs: runRows,
+    tail: targetsText(
+      `target: median ${KBUR_MODE_TEXT[section.targets.kburMode]} / manual <= ${section.targets.ratioMax} (the upload reported beside it), every rebuilt cluster checked`,
+      section.results.flatMap(rebuildMissed),
+      'REBUILD TARGETS MISSED:',
+      'rebuild target met',
+    ),
+  });
 }
 
 export function rebuildMarkdown(report: Report): string[] {
   const section = report.rebuild!;
-  const out = [
-    ...markdownHead(report, 'rebuild', 'kbur rebuild benchmark'),
-    `Target: median time of \`kbur restore ID --with-kubernetes-dir --yes\` rebuilding three nodes reset as \`kubeadm reset\` leaves them, from the snapshot copies they kept (${KBUR_MODE_TEXT[section.targets.kburMode]}), at most ${section.targets.ratioMax} times the manual rebuild (snapshot and archives copied on, archives unpacked, \`etcdctl snapshot restore\` of each member, started); the rebuild with the snapshot uploaded (brand-new machines) is reported beside it; every rebuilt cluster checked. Times are medians; RSS is the maximum over runs.`,
-    '',
-  ];
-  const s = summaryRows(section.results);
-  out.push(...markdownTable(s.headers, s.rows));
-  for (const r of section.results) {
-    out.push('', `## Rebuild ${r.sizeMiB} MiB`, '', `${headline(r)}.`);
-    if (r.error) out.push('', `**ERROR**: ${r.error}`);
-    if (r.runs.length) {
-      const t = runRows(r);
-      out.push('', ...markdownTable(t.headers, t.rows), '', 'Checks after each rebuild:', '');
-      for (const run of r.runs)
-        out.push(
+  return sectionMarkdown({
+    head: markdownHead(report, 'rebuild', 'kbur rebuild benchmark'),
+    target: `Target: median time of \`kbur restore ID --with-kubernetes-dir --yes\` rebuilding three nodes reset as \`kubeadm reset\` leaves them, from the snapshot copies they kept (${KBUR_MODE_TEXT[section.targets.kburMode]}), at most ${section.targets.ratioMax} times the manual rebuild (snapshot and archives copied on, archives unpacked, \`etcdctl snapshot restore\` of each member, started); the rebuild with the snapshot uploaded (brand-new machines) is reported beside it; every rebuilt cluster checked. Times are medians; RSS is the maximum over runs.`,
+    summary: summaryRows(section.results),
+    results: section.results,
+    label: 'Rebuild',
+    describe: (r) => [`${headline(r)}.`],
+    runs: runRows,
+    afterRuns: (r) => [
+      '',
+      'Checks after each rebuild:',
+      '',
+      ...r.runs.map(
+        (run) =>
           `- run ${run.run}: manual: ${run.checks.manual}; ${KBUR_MODES.map((m) => `${KBUR_MODE_TEXT[m]}: ${run.kbur[m].check}`).join('; ')}`,
-        );
-    }
-    for (const run of r.runs) for (const p of run.problems) out.push('', `- run ${run.run}: ${p}`);
-  }
-  const missed = section.results.flatMap(rebuildMissed);
-  out.push('', '## Rebuild result', '', missed.length ? missed.map((f) => `- missed: ${f}`).join('\n') : 'Rebuild target met.');
-  out.push('', '## Rebuild method', '', ...section.method.map((x) => `- ${x}`), '');
-  return out;
+      ),
+    ],
+    result: { missed: section.results.flatMap(rebuildMissed), met: 'Rebuild target met.' },
+    method: section.method,
+  });
 }

@@ -1,6 +1,7 @@
 import { RESTORE_TARGETS, type RestoreBackup, type RestoreSection, type RestoreSizeResult } from './restore.js';
 import { KBUR_MODES, KBUR_MODE_TEXT, KBUR_STEPS, type KburMode, type KburRestoreRunResult } from './restore-kbur.js';
 import { MANUAL_STEPS } from './restore-manual.js';
+import { missedText, sectionMarkdown, sectionText, verdict } from './render.js';
 import { fmt, markdownTable, median, table } from './util.js';
 
 export const RESTORE_METHOD = [
@@ -50,11 +51,6 @@ export function restoreSummaryRows(section: RestoreSection): { headers: string[]
   ];
   const headers = ['size', 'snapshot MiB', 'manual s', 'manual s without copy', ...perMode('copies'), ...perMode('upload'), 'result'];
   const rows = section.results.map((r) => {
-    const verdict = r.error
-      ? 'ERROR'
-      : failedRestoreTargets(r).length
-        ? `FAIL (${[!r.pass.ratio && 'ratio', !r.pass.checks && 'check'].filter(Boolean).join(', ')})`
-        : 'pass';
     const mode = (m: KburMode): string[] => {
       const k = r.median?.kbur[m];
       return [
@@ -74,7 +70,7 @@ export function restoreSummaryRows(section: RestoreSection): { headers: string[]
       fmt(r.runs.length ? median(r.runs.map((x) => x.manual.seconds - x.manual.steps.copy)) : undefined),
       ...mode('copies'),
       ...mode('upload'),
-      verdict,
+      verdict(r.error, { ratio: r.pass.ratio, check: r.pass.checks }),
     ];
   });
   return { headers, rows };
@@ -170,77 +166,69 @@ export function restoreHeadline(r: RestoreSizeResult): string {
   );
 }
 
+const references = (section: RestoreSection): string[] => section.results.map(uploadReference).filter((x): x is string => x !== undefined);
+
 export function restoreText(section: RestoreSection, afterBackup: boolean): string[] {
-  const out: string[] = [
-    ...(afterBackup ? [''] : []),
-    `kbur restore (RTO) of the 3-member cluster against the manual procedure of etcd's recovery guide, timed in the same runs: kbur from the snapshot copies the nodes keep (copies, the target's) and kbur uploading the snapshot (upload, no target)`,
-    '',
-  ];
-  const s = restoreSummaryRows(section);
-  out.push(...table(s.headers, s.rows));
-  for (const r of section.results) {
-    out.push('', restoreHeadline(r));
-    if (r.error) out.push(`  ERROR: ${r.error}`);
-    if (r.runs.length) {
-      const t = restoreRunRows(r);
-      out.push(...table(t.headers, t.rows).map((l) => `  ${l}`));
+  const reference = references(section);
+  return sectionText({
+    title: `kbur restore (RTO) of the 3-member cluster against the manual procedure of etcd's recovery guide, timed in the same runs: kbur from the snapshot copies the nodes keep (copies, the target's) and kbur uploading the snapshot (upload, no target)`,
+    first: !afterBackup,
+    summary: restoreSummaryRows(section),
+    results: section.results,
+    headline: restoreHeadline,
+    runs: restoreRunRows,
+    afterRuns: (r) => {
       const st = restoreStepRows(r);
-      out.push('', ...table(st.headers, st.rows).map((l) => `  ${l}`));
-    }
-    for (const run of r.runs) for (const p of run.problems) out.push(`  run ${run.run}: ${p}`);
-  }
-  out.push(
-    '',
-    'manual: local cp x3 (the snapshot already on each node), etcd.yaml out, etcdctl snapshot restore x3 in parallel, swap data dirs, etcd.yaml back, wait healthy; kube-apiserver & co. untouched (kbur stops and restarts them too).',
-    'copies: each node stages the copy it keeps (reread, hard link); upload: the coordinator first streams 3x the snapshot to the agents over mTLS.',
-  );
-  const failed = section.results.flatMap(failedRestoreTargets);
-  out.push(
-    `target: median restore time ${KBUR_MODE_TEXT[RESTORE_TARGETS.kburMode]} / manual <= ${RESTORE_TARGETS.ratioMax}, every check of the restored cluster passed`,
-  );
-  out.push(failed.length ? `RESTORE TARGETS MISSED:\n${failed.map((f) => `  - ${f}`).join('\n')}` : 'restore target met');
-  const reference = section.results.map(uploadReference).filter((x): x is string => x !== undefined);
-  if (reference.length) out.push(`beside it:\n${reference.map((f) => `  - ${f}`).join('\n')}`);
-  return out;
+      return ['', ...table(st.headers, st.rows).map((l) => `  ${l}`)];
+    },
+    tail: [
+      '',
+      'manual: local cp x3 (the snapshot already on each node), etcd.yaml out, etcdctl snapshot restore x3 in parallel, swap data dirs, etcd.yaml back, wait healthy; kube-apiserver & co. untouched (kbur stops and restarts them too).',
+      'copies: each node stages the copy it keeps (reread, hard link); upload: the coordinator first streams 3x the snapshot to the agents over mTLS.',
+      `target: median restore time ${KBUR_MODE_TEXT[RESTORE_TARGETS.kburMode]} / manual <= ${RESTORE_TARGETS.ratioMax}, every check of the restored cluster passed`,
+      missedText(section.results.flatMap(failedRestoreTargets), 'RESTORE TARGETS MISSED:', 'restore target met'),
+      ...(reference.length ? [`beside it:\n${reference.map((f) => `  - ${f}`).join('\n')}`] : []),
+    ],
+  });
 }
 
 export function restoreMarkdown(section: RestoreSection, afterBackup: boolean): string[] {
-  const out: string[] = [
-    ...(afterBackup ? ['# kbur restore benchmark (RTO)', ''] : []),
-    `Target: median restore time (RTO) of kbur restoring a backup whose snapshot every node keeps a copy of (\`backup.copySnapshotToNodes\`; "copies" below) at most ${RESTORE_TARGETS.ratioMax} times the manual procedure of etcd's recovery guide timed in the same run without its copy step, so that both start with the snapshot on each node; every check of kbur included and every restored cluster checked. The same runs time kbur restoring a backup without copies, which first uploads the snapshot to the three nodes ("upload"): reported beside it, without a target. Times are medians; RSS is the maximum over runs.`,
-    '',
-  ];
-  const s = restoreSummaryRows(section);
-  out.push(...markdownTable(s.headers, s.rows));
-  for (const r of section.results) {
-    out.push('', `## Restore ${r.sizeMiB} MiB`, '', `${restoreHeadline(r)}.`);
-    if (r.error) out.push('', `**ERROR**: ${r.error}`);
-    if (r.runs.length) {
-      const t = restoreRunRows(r);
-      out.push(
-        '',
-        'Each run, kbur in both modes beside the manual procedure of the same run (ratio = kbur s / manual s; for copies, manual s without its copy step):',
-        '',
-      );
-      out.push(...markdownTable(t.headers, t.rows));
+  const reference = references(section);
+  return sectionMarkdown({
+    head: afterBackup ? ['# kbur restore benchmark (RTO)', ''] : [],
+    target: `Target: median restore time (RTO) of kbur restoring a backup whose snapshot every node keeps a copy of (\`backup.copySnapshotToNodes\`; "copies" below) at most ${RESTORE_TARGETS.ratioMax} times the manual procedure of etcd's recovery guide timed in the same run without its copy step, so that both start with the snapshot on each node; every check of kbur included and every restored cluster checked. The same runs time kbur restoring a backup without copies, which first uploads the snapshot to the three nodes ("upload"): reported beside it, without a target. Times are medians; RSS is the maximum over runs.`,
+    summary: restoreSummaryRows(section),
+    results: section.results,
+    label: 'Restore',
+    describe: (r) => [`${restoreHeadline(r)}.`],
+    runs: restoreRunRows,
+    beforeRuns: () => [
+      '',
+      'Each run, kbur in both modes beside the manual procedure of the same run (ratio = kbur s / manual s; for copies, manual s without its copy step):',
+    ],
+    afterRuns: (r) => {
       const st = restoreStepRows(r);
-      out.push('', 'Where the time goes (seconds):', '', ...markdownTable(st.headers, st.rows));
-      out.push('', 'Checks after each restore:', '');
-      for (const run of r.runs)
-        out.push(
-          `- run ${run.run}: manual: ${run.manual.check}; ${KBUR_MODES.map((mode) => `${KBUR_MODE_SHORT[mode]} (${run.kbur[mode].restoreId}; ${stagedText(run.kbur[mode])}): ${run.kbur[mode].check}`).join('; ')}`,
-        );
-      out.push(
+      return [
+        '',
+        'Where the time goes (seconds):',
+        '',
+        ...markdownTable(st.headers, st.rows),
+        '',
+        'Checks after each restore:',
+        '',
+        ...r.runs.map(
+          (run) =>
+            `- run ${run.run}: manual: ${run.manual.check}; ${KBUR_MODES.map((mode) => `${KBUR_MODE_SHORT[mode]} (${run.kbur[mode].restoreId}; ${stagedText(run.kbur[mode])}): ${run.kbur[mode].check}`).join('; ')}`,
+        ),
         '',
         `Agents' peak RSS (VmHWM over their lives): ${fmt(r.max?.agentPeakRssMiB, 1)} MiB; manual \`cp\` CPU ${fmt(r.median?.manual.cpuSeconds.cp)} s.`,
-      );
-    }
-    for (const run of r.runs) for (const p of run.problems) out.push('', `- run ${run.run}: ${p}`);
-  }
-  const failed = section.results.flatMap(failedRestoreTargets);
-  const reference = section.results.map(uploadReference).filter((x): x is string => x !== undefined);
-  out.push('', '## Restore result', '', failed.length ? failed.map((f) => `- missed: ${f}`).join('\n') : 'Restore target met.');
-  if (reference.length) out.push('', 'Beside it, without a target:', '', ...reference.map((f) => `- ${f}`));
-  out.push('', '## Restore method', '', ...section.method.map((x) => `- ${x}`), '');
-  return out;
+      ];
+    },
+    result: {
+      missed: section.results.flatMap(failedRestoreTargets),
+      met: 'Restore target met.',
+      after: reference.length ? ['', 'Beside it, without a target:', '', ...reference.map((f) => `- ${f}`)] : [],
+    },
+    method: section.method,
+  });
 }

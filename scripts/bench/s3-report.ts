@@ -1,5 +1,6 @@
 import type { Report } from './report.js';
-import { SCRIPT_STEPS, type S3Large, type S3SizeResult } from './s3.js';
+import { SCRIPT_STEPS, type S3Large, type S3Section, type S3SizeResult } from './s3.js';
+import { sectionMarkdown, sectionText, targetsText, verdict } from './render.js';
 import { markdownHead } from './scenario.js';
 import { fmt, markdownTable, table } from './util.js';
 
@@ -11,13 +12,6 @@ export const S3_METHOD = [
   "Memory: peak RSS (VmHWM polled every 20 ms) of kbur's coordinator and of each of the script's processes; the snapshotting agent's VmHWM after the run (the peak over its life). Target: every process under 150 MiB.",
   "At each --large-sizes size: one kbur backup to S3 alone, its coordinator peak RSS and the agent's VmHWM: the memory stays flat with the size.",
 ];
-
-const verdict = (r: S3SizeResult): string =>
-  r.error
-    ? 'ERROR'
-    : r.pass.ratio && r.pass.rss
-      ? 'pass'
-      : `FAIL (${[!r.pass.ratio && 'ratio', !r.pass.rss && 'rss'].filter(Boolean).join(', ')})`;
 
 export function s3Missed(r: S3SizeResult): string[] {
   if (r.error || !r.median || !r.max) return [`s3 ${r.sizeMiB} MiB: no measurement (${r.error ?? 'no runs'})`];
@@ -32,6 +26,9 @@ export function s3Missed(r: S3SizeResult): string[] {
     );
   return out;
 }
+
+/** What missed the targets, at the measured sizes and the large ones. */
+const missed = (section: S3Section): string[] => [...section.results.flatMap(s3Missed), ...section.large.flatMap(largeMissed)];
 
 const largeMissed = (l: S3Large): string[] =>
   l.error
@@ -61,7 +58,7 @@ function summaryRows(results: S3SizeResult[]): { headers: string[]; rows: string
     `${fmt(r.max?.coordinator, 1)} MiB`,
     `${fmt(r.max?.agent, 1)} MiB`,
     r.max ? `${fmt(Math.max(...SCRIPT_STEPS.map((s) => r.max![s])), 1)} MiB` : '-',
-    verdict(r),
+    verdict(r.error, { ratio: r.pass.ratio, rss: r.pass.rss }),
   ]);
   return { headers, rows };
 }
@@ -109,55 +106,48 @@ const headline = (r: S3SizeResult): string =>
 
 export function s3Text(report: Report): string[] {
   const section = report.s3!;
-  const out = ['', 'kbur backup to S3 (zstd, age) against etcdctl snapshot save, zstd, age -r, s3cmd put (issue 12)', ''];
-  const s = summaryRows(section.results);
-  out.push(...table(s.headers, s.rows));
-  for (const r of section.results) {
-    out.push('', headline(r));
-    if (r.error) out.push(`  ERROR: ${r.error}`);
-    if (r.runs.length) {
-      const t = runRows(r);
-      out.push(...table(t.headers, t.rows).map((l) => `  ${l}`));
-    }
-  }
+  const large: string[] = [];
   if (section.large.length) {
     const l = largeRows(section.large);
-    out.push('', 'one kbur backup to S3 per large size (memory):', ...table(l.headers, l.rows).map((x) => `  ${x}`));
-    for (const x of section.large) if (x.error) out.push(`  ${x.sizeMiB} MiB ERROR: ${x.error}`);
+    large.push('', 'one kbur backup to S3 per large size (memory):', ...table(l.headers, l.rows).map((x) => `  ${x}`));
+    for (const x of section.large) if (x.error) large.push(`  ${x.sizeMiB} MiB ERROR: ${x.error}`);
   }
-  const missed = [...section.results.flatMap(s3Missed), ...section.large.flatMap(largeMissed)];
-  out.push(
-    '',
-    `targets: median kbur/script <= ${section.targets.ratioMax}, every process < ${section.targets.rssMaxMiB} MiB (large sizes too)`,
-    missed.length ? `S3 TARGETS MISSED:\n${missed.map((f) => `  - ${f}`).join('\n')}` : 's3 targets met',
-  );
-  return out;
+  return sectionText({
+    title: 'kbur backup to S3 (zstd, age) against etcdctl snapshot save, zstd, age -r, s3cmd put (issue 12)',
+    summary: summaryRows(section.results),
+    results: section.results,
+    headline,
+    runs: runRows,
+    tail: [
+      ...large,
+      ...targetsText(
+        `targets: median kbur/script <= ${section.targets.ratioMax}, every process < ${section.targets.rssMaxMiB} MiB (large sizes too)`,
+        missed(section),
+        'S3 TARGETS MISSED:',
+        's3 targets met',
+      ),
+    ],
+  });
 }
 
 export function s3Markdown(report: Report): string[] {
   const section = report.s3!;
-  const out = [
-    ...markdownHead(report, 's3', 'kbur backup to S3 benchmark'),
-    `Targets: median wall time of \`kbur backup\` to S3 with zstd and age at most ${section.targets.ratioMax} times the operator's script (etcdctl snapshot save, zstd, age -r, s3cmd put); every process under ${section.targets.rssMaxMiB} MiB peak RSS, at the large sizes too. Times are medians; RSS is the maximum over runs.`,
-    '',
-  ];
-  const s = summaryRows(section.results);
-  out.push(...markdownTable(s.headers, s.rows));
-  for (const r of section.results) {
-    out.push('', `## S3 ${r.sizeMiB} MiB`, '', `${headline(r)}.`);
-    if (r.error) out.push('', `**ERROR**: ${r.error}`);
-    if (r.runs.length) {
-      const t = runRows(r);
-      out.push('', ...markdownTable(t.headers, t.rows));
-    }
-  }
+  const large: string[] = [];
   if (section.large.length) {
     const l = largeRows(section.large);
-    out.push('', '## S3 memory at large sizes', '', ...markdownTable(l.headers, l.rows));
-    for (const x of section.large) if (x.error) out.push('', `**ERROR** ${x.sizeMiB} MiB: ${x.error}`);
+    large.push('', '## S3 memory at large sizes', '', ...markdownTable(l.headers, l.rows));
+    for (const x of section.large) if (x.error) large.push('', `**ERROR** ${x.sizeMiB} MiB: ${x.error}`);
   }
-  const missed = [...section.results.flatMap(s3Missed), ...section.large.flatMap(largeMissed)];
-  out.push('', '## S3 result', '', missed.length ? missed.map((f) => `- missed: ${f}`).join('\n') : 'S3 targets met.');
-  out.push('', '## S3 method', '', ...section.method.map((x) => `- ${x}`), '');
-  return out;
+  return sectionMarkdown({
+    head: markdownHead(report, 's3', 'kbur backup to S3 benchmark'),
+    target: `Targets: median wall time of \`kbur backup\` to S3 with zstd and age at most ${section.targets.ratioMax} times the operator's script (etcdctl snapshot save, zstd, age -r, s3cmd put); every process under ${section.targets.rssMaxMiB} MiB peak RSS, at the large sizes too. Times are medians; RSS is the maximum over runs.`,
+    summary: summaryRows(section.results),
+    results: section.results,
+    label: 'S3',
+    describe: (r) => [`${headline(r)}.`],
+    runs: runRows,
+    afterResults: large,
+    result: { missed: missed(section), met: 'S3 targets met.' },
+    method: section.method,
+  });
 }

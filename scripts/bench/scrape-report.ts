@@ -1,20 +1,14 @@
 import type { Report } from './report.js';
+import { sectionMarkdown, sectionText, targetsText, verdict } from './render.js';
 import { markdownHead } from './scenario.js';
 import type { ScrapeSizeResult } from './scrape.js';
-import { fmt, markdownTable, table } from './util.js';
+import { fmt } from './util.js';
 
 export const SCRAPE_METHOD = [
   "On the filled sandbox of the size (the one the backup scenario leaves, else a fresh one): a warm-up `kbur backup` (discarded), then per run three `kbur backup --json`, 1 s apart: one while every agent's /metrics (its health address, `http://<node>:9443/metrics`) is fetched every second (still 15-60 times Prometheus's usual interval), one without, the order of these two alternating between runs (page cache), and one while every agent is scraped every 50 ms (a stress).",
   "Scrape latency: from the request to the whole body read (test/sandbox/prometheus.ts scrapeLatencies), of the agent that streamed the snapshot (the manifest's `etcd.node`), over the whole stressed backup; a refused or failed scrape counts as failed. Target: every scrape answered, the slowest under 100 ms.",
   "Backup wall time: spawn to exit of `kbur backup`. Target: nothing measurable, i.e. the median scraped every second differs from the median without by no more than the spread (max - min) of either's runs. The stressed backup's time is reported beside it, with no target.",
 ];
-
-const verdict = (r: ScrapeSizeResult): string =>
-  r.error
-    ? 'ERROR'
-    : r.pass.latency && r.pass.wallTime
-      ? 'pass'
-      : `FAIL (${[!r.pass.latency && 'latency', !r.pass.wallTime && 'wall time'].filter(Boolean).join(', ')})`;
 
 export function scrapeMissed(r: ScrapeSizeResult): string[] {
   if (r.error || !r.latencyMs || !r.wallSeconds) return [`scrape ${r.sizeMiB} MiB: no measurement (${r.error ?? 'no runs'})`];
@@ -60,7 +54,7 @@ function summaryRows(results: ScrapeSizeResult[]): { headers: string[]; rows: st
       fmt(w?.difference),
       w ? `${fmt(w.stressed.median)} (+${fmt(w.stressedDifference)})` : '-',
       fmt(w?.spread),
-      verdict(r),
+      verdict(r.error, { latency: r.pass.latency, 'wall time': r.pass.wallTime }),
     ];
   });
   return { headers, rows };
@@ -99,49 +93,32 @@ const headline = (r: ScrapeSizeResult): string =>
 
 export function scrapeText(report: Report): string[] {
   const section = report.scrape!;
-  const out = [
-    '',
-    `kbur agent /metrics scraped every ${section.targets.everyMs} ms and every ${section.targets.stressEveryMs} ms during kbur backup (issue 14)`,
-    '',
-  ];
-  const s = summaryRows(section.results);
-  out.push(...table(s.headers, s.rows));
-  for (const r of section.results) {
-    out.push('', headline(r));
-    if (r.error) out.push(`  ERROR: ${r.error}`);
-    if (r.runs.length) {
-      const t = runRows(r);
-      out.push(...table(t.headers, t.rows).map((l) => `  ${l}`));
-    }
-  }
-  const missed = section.results.flatMap(scrapeMissed);
-  out.push(
-    '',
-    `targets: every scrape under ${section.targets.scrapeMaxMs} ms; backup wall time with a scraper within the runs' spread of without`,
-    missed.length ? `SCRAPE TARGETS MISSED:\n${missed.map((f) => `  - ${f}`).join('\n')}` : 'scrape targets met',
-  );
-  return out;
+  return sectionText({
+    title: `kbur agent /metrics scraped every ${section.targets.everyMs} ms and every ${section.targets.stressEveryMs} ms during kbur backup (issue 14)`,
+    summary: summaryRows(section.results),
+    results: section.results,
+    headline,
+    runs: runRows,
+    tail: targetsText(
+      `targets: every scrape under ${section.targets.scrapeMaxMs} ms; backup wall time with a scraper within the runs' spread of without`,
+      section.results.flatMap(scrapeMissed),
+      'SCRAPE TARGETS MISSED:',
+      'scrape targets met',
+    ),
+  });
 }
 
 export function scrapeMarkdown(report: Report): string[] {
   const section = report.scrape!;
-  const out = [
-    ...markdownHead(report, 'scrape', 'kbur agent metrics under load (scrape)'),
-    `Targets: every scrape of the snapshotting agent's /metrics during \`kbur backup\` answered in under ${section.targets.scrapeMaxMs} ms while scraped every ${section.targets.stressEveryMs} ms; the backup's median wall time with a scraper every ${section.targets.everyMs} ms differs from the median without by no more than the spread of the runs. Backup times: median (min-max).`,
-    '',
-  ];
-  const s = summaryRows(section.results);
-  out.push(...markdownTable(s.headers, s.rows));
-  for (const r of section.results) {
-    out.push('', `## Scrape ${r.sizeMiB} MiB`, '', `${headline(r)}.`);
-    if (r.error) out.push('', `**ERROR**: ${r.error}`);
-    if (r.runs.length) {
-      const t = runRows(r);
-      out.push('', ...markdownTable(t.headers, t.rows));
-    }
-  }
-  const missed = section.results.flatMap(scrapeMissed);
-  out.push('', '## Scrape result', '', missed.length ? missed.map((f) => `- missed: ${f}`).join('\n') : 'Scrape targets met.');
-  out.push('', '## Scrape method', '', ...section.method.map((x) => `- ${x}`), '');
-  return out;
+  return sectionMarkdown({
+    head: markdownHead(report, 'scrape', 'kbur agent metrics under load (scrape)'),
+    target: `Targets: every scrape of the snapshotting agent's /metrics during \`kbur backup\` answered in under ${section.targets.scrapeMaxMs} ms while scraped every ${section.targets.stressEveryMs} ms; the backup's median wall time with a scraper every ${section.targets.everyMs} ms differs from the median without by no more than the spread of the runs. Backup times: median (min-max).`,
+    summary: summaryRows(section.results),
+    results: section.results,
+    label: 'Scrape',
+    describe: (r) => [`${headline(r)}.`],
+    runs: runRows,
+    result: { missed: section.results.flatMap(scrapeMissed), met: 'Scrape targets met.' },
+    method: section.method,
+  });
 }
