@@ -30,12 +30,15 @@ const { outputFiles } = await build({
   define: { 'import.meta.url': 'kburImportMetaUrl' },
   banner: { js: "'use strict';\nconst kburImportMetaUrl = require('node:url').pathToFileURL(__filename).href;" },
   logLevel: 'warning',
+  // Every non-ASCII character of strings, regexps and names escaped (esbuild's default, stated):
+  // asciiOnly() below counts on it.
+  charset: 'ascii',
   // etcd3 reads its .proto files from its own folder at run time; the commands that need it
   // (a scratch etcd, the live etcd) load it from node_modules when they start.
   external: ['etcd3'],
 });
 // The launcher compiles the bundle as a function body, where bin.ts's shebang would be a syntax error.
-await writeFile(outfile, outputFiles[0]!.text.replace(/^#!.*/, ''), { mode: 0o644 });
+await writeFile(outfile, asciiOnly(outputFiles[0]!.text.replace(/^#!.*/, '')), { mode: 0o644 });
 await chmod(launcher, 0o755);
 
 // The cache: what V8 compiled to run `kbur --version`, i.e. the whole bundle's top level, written
@@ -45,3 +48,13 @@ execFileSync(process.execPath, [...NODE_FLAGS, launcher, '--version'], {
   stdio: 'ignore',
 });
 await stat(`${outfile}.cache`);
+
+/**
+ * One non-ASCII character anywhere makes V8 hold the whole 5.7 MB source, which it keeps for lazy
+ * compilation, as a two-byte string: 11 MiB of the coordinator's heap instead of 6, twice that while
+ * it loads. esbuild escapes every non-ASCII character of strings, regexps and names (its default
+ * charset: 'ascii' above); what is left is in the dependencies' comments, where an escape is as good.
+ */
+function asciiOnly(text: string): string {
+  return text.replace(/[^ -~\t\n\r]/gu, (c) => `\\u{${c.codePointAt(0)!.toString(16)}}`);
+}

@@ -4,6 +4,9 @@ import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   AbortMultipartUploadCommand,
+  ChecksumAlgorithm,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
@@ -11,9 +14,10 @@ import {
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
+  UploadPartCommand,
+  type CompletedPart,
   type ListObjectsV2CommandOutput,
 } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
 import { KburError, errorMessage } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import { BACKUP_ID, checkId, parseManifest, verificationSchema, type Manifest, type Verification } from '../../shared/manifest.js';
@@ -22,14 +26,8 @@ import type { S3RepositoryConfig } from '../config.js';
 import { parseLockRecord, type LockHolder } from './lock.js';
 import type { BackupListing, BackupWriter, Repository } from './repository.js';
 import { readCredentialsFile } from './s3-credentials.js';
-import { S3ArtifactWriter } from './s3-writer.js';
+import { S3ArtifactWriter, type ObjectUpload } from './s3-writer.js';
 
-/**
- * Multipart part size. lib-storage holds at most queueSize + 1 parts of an artifact in memory,
- * whatever its size: 3 x 8 MiB per artifact being uploaded.
- */
-const PART_SIZE = 8 << 20;
-const QUEUE_SIZE = 2;
 /** Small JSON objects (manifest, verify.json, journal) are read whole; anything larger is not ours. */
 const MAX_JSON_BYTES = 16 << 20;
 const LIST_CONCURRENCY = 8;
@@ -91,7 +89,7 @@ export class S3Repository implements Repository {
     return {
       id,
       location: this.url(dir),
-      artifact: (relPath: string) => Promise.resolve(new S3ArtifactWriter(this, this.inside(dir, relPath))),
+      artifact: (relPath: string) => Promise.resolve(new S3ArtifactWriter(this.objectUpload(this.inside(dir, relPath)))),
       discard: async (relPath: string) => {
         await this.send(`cannot remove ${relPath} of backup ${id}`, () =>
           this.client.send(new DeleteObjectCommand({ Bucket: this.config.bucket, Key: this.inside(dir, relPath) })),
@@ -367,15 +365,48 @@ export class S3Repository implements Repository {
     });
   }
 
-  uploadTo(key: string, body: Readable): Upload {
-    return new Upload({
-      client: this.client,
-      params: { Bucket: this.config.bucket, Key: key, Body: body },
-      partSize: PART_SIZE,
-      queueSize: QUEUE_SIZE,
-      // kbur aborts the upload itself, with retries, and logs what it could not abort.
-      leavePartsOnError: true,
-    });
+  /**
+   * The calls that upload one object, as lib-storage makes them: with the SDK's default checksums
+   * (requestChecksumCalculation WHEN_SUPPORTED) the multipart upload is created with CRC32, each
+   * part carries its CRC32 and the completion lists them.
+   */
+  objectUpload(key: string): ObjectUpload {
+    const Bucket = this.config.bucket;
+    const Key = key;
+    const checksums = this.client.config.requestChecksumCalculation().then((c) => c === 'WHEN_SUPPORTED');
+    return {
+      url: this.url(key),
+      put: async (body) => {
+        await this.client.send(new PutObjectCommand({ Bucket, Key, Body: body, ContentLength: body.length }));
+      },
+      create: async () => {
+        const out = await this.client.send(
+          new CreateMultipartUploadCommand({ Bucket, Key, ...((await checksums) ? { ChecksumAlgorithm: ChecksumAlgorithm.CRC32 } : {}) }),
+        );
+        if (!out.UploadId) throw new KburError('UNAVAILABLE', `CreateMultipartUpload of ${this.url(key)}: the server gave no upload id`);
+        return out.UploadId;
+      },
+      part: async (UploadId, PartNumber, body) => {
+        const out = await this.client.send(
+          new UploadPartCommand({ Bucket, Key, UploadId, PartNumber, Body: body, ContentLength: body.length }),
+        );
+        if (!out.ETag) throw new KburError('UNAVAILABLE', `UploadPart ${PartNumber} of ${this.url(key)}: the server gave no ETag`);
+        return {
+          PartNumber,
+          ETag: out.ETag,
+          ...(out.ChecksumCRC32 && { ChecksumCRC32: out.ChecksumCRC32 }),
+          ...(out.ChecksumCRC32C && { ChecksumCRC32C: out.ChecksumCRC32C }),
+          ...(out.ChecksumCRC64NVME && { ChecksumCRC64NVME: out.ChecksumCRC64NVME }),
+          ...(out.ChecksumSHA1 && { ChecksumSHA1: out.ChecksumSHA1 }),
+          ...(out.ChecksumSHA256 && { ChecksumSHA256: out.ChecksumSHA256 }),
+        };
+      },
+      complete: async (UploadId, Parts: CompletedPart[]) => {
+        await this.client.send(new CompleteMultipartUploadCommand({ Bucket, Key, UploadId, MultipartUpload: { Parts } }));
+      },
+      abort: (uploadId) => this.abortMultipart(key, uploadId),
+      toKburError: (err, what) => this.toKburError(err, what),
+    };
   }
 
   url(key: string): string {

@@ -64,7 +64,7 @@ export async function createSealed(
     };
   }
   const stored = new DigestPass();
-  const input = new PassThrough({ highWaterMark: 1 << 20 });
+  const input = new PassThrough({ highWaterMark: CHUNK });
   let stages: Duplex[];
   try {
     stages = [

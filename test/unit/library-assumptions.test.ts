@@ -154,6 +154,12 @@ describe('library assumptions behind the speed work', () => {
       );
     });
 
+    it('is ASCII only, so that V8 keeps its 5.7 MB source as one-byte, not two-byte, string (scripts/bundle.ts)', async () => {
+      const text = await readFile(bundle, 'latin1');
+      const first = text.search(/[^\t\n\r -~]/);
+      expect(first, `a character outside ASCII at offset ${first}: ${JSON.stringify(text.slice(first - 40, first + 40))}`).to.equal(-1);
+    });
+
     it('has V8 refuse that cache for any other source, which then compiles as if there were none', async () => {
       const dir = await mkdtemp(join(tmpdir(), 'kbur-code-cache-'));
       try {
