@@ -21,7 +21,7 @@ import {
 } from './control-plane.js';
 import { readRecord, restoreDir, writeRecord, type RestoreRecord } from './record.js';
 import { stepAlreadyDone, stepDone, type StepResult } from './step.js';
-import { findRestoreTool, toolEnv } from './tool.js';
+import { findRestoreTool, toolEnv } from '../../shared/restore-tool.js';
 
 /**
  * Restores the staged snapshot into a new dir with the new cluster's membership and token, then

@@ -10,7 +10,7 @@ import { diskOf, recentMountTable } from '../node-info.js';
 import type { AgentState } from '../state.js';
 import { assertRestoreId } from './record.js';
 import { etcdMode, presentManifests, restoreInProgress } from './control-plane.js';
-import { findRestoreTool } from './tool.js';
+import { findRestoreTool } from '../../shared/restore-tool.js';
 
 /** A restored member's WAL and snap files on top of the db. */
 const WAL_ALLOWANCE = 128 << 20;

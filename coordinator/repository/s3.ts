@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { posix } from 'node:path';
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -23,9 +22,10 @@ import type { Logger } from '../../shared/log.js';
 import { BACKUP_ID, checkId, parseManifest, verificationSchema, type Manifest, type Verification } from '../../shared/manifest.js';
 import { StreamDigest, type FileDigest } from '../../shared/streams.js';
 import type { S3RepositoryConfig } from '../config.js';
-import { parseLockRecord, type LockHolder } from './lock.js';
+import type { LockHolder } from './lock.js';
 import type { BackupListing, BackupWriter, Repository } from './repository.js';
 import { readCredentialsFile } from './s3-credentials.js';
+import { S3Lock, type LockObjects } from './s3-lock.js';
 import { S3ArtifactWriter, type ObjectUpload } from './s3-writer.js';
 
 /** Small JSON objects (manifest, verify.json, journal) are read whole; anything larger is not ours. */
@@ -33,8 +33,6 @@ const MAX_JSON_BYTES = 16 << 20;
 const LIST_CONCURRENCY = 8;
 /** AbortMultipartUpload attempts, each with the SDK's own retries, a second apart then two. */
 const ABORT_ATTEMPTS = 3;
-/** Lease-object locks (servers without conditional PUT): how long a taker waits before it rereads the record. */
-const LEASE_SETTLE_MS = 2000;
 
 /**
  * A repository in an S3-compatible bucket (AWS S3, MinIO, Ceph RGW) with the local repository's
@@ -47,7 +45,7 @@ export class S3Repository implements Repository {
   private readonly base: string;
   /** The endpoint, for messages. */
   private readonly server: string;
-  private conditional: Promise<boolean> | undefined;
+  private readonly lock: S3Lock;
 
   private constructor(
     private readonly config: S3RepositoryConfig,
@@ -59,6 +57,7 @@ export class S3Repository implements Repository {
     this.base = config.prefix ? `${config.prefix}/` : '';
     this.location = `s3://${config.bucket}${config.prefix ? `/${config.prefix}` : ''}`;
     this.server = config.endpoint ?? `AWS S3 (${region})`;
+    this.lock = new S3Lock(this.lockObjects(), (cluster) => `${this.base}${cluster}/`);
   }
 
   /** Credentials from `credentialsFile`, else the standard AWS chain (environment, profile, instance role). */
@@ -235,64 +234,20 @@ export class S3Repository implements Repository {
     return Promise.resolve(undefined);
   }
 
-  /**
-   * The lock is the object <prefix>/<cluster>/kbur.lock. Where the server honours a conditional PUT
-   * (If-None-Match: *: AWS S3, MinIO, recent Ceph RGW) it is created atomically: of two takers, the
-   * server refuses one (412). Where it does not (it ignores the header and overwrites: fauxqs, the
-   * sandbox's server), a lease object instead: the record is put only if none is there, then read
-   * back after LEASE_SETTLE_MS; of takers racing within that window, the last writer holds it and
-   * the others see its token and back off. Which one the server gave is logged (info).
-   */
-  async tryLock(cluster: string, holder: LockHolder): Promise<boolean> {
-    const key = this.lockKey(cluster);
-    const body = JSON.stringify(holder, null, 2) + '\n';
-    if (await this.conditionalPuts(cluster)) {
-      try {
-        await this.client.send(new PutObjectCommand({ Bucket: this.config.bucket, Key: key, Body: body, IfNoneMatch: '*' }));
-        return true;
-      } catch (err) {
-        if (isConditionFailure(err)) return false;
-        throw this.toKburError(err, `cannot take the lock ${this.url(key)}`);
-      }
-    }
-    if ((await this.getText(key)) !== undefined) return false;
-    await this.putText(key, body);
-    await sleep(LEASE_SETTLE_MS);
-    const after = await this.getText(key);
-    return after !== undefined && parseLockRecord(after, this.url(key)).token === holder.token;
+  tryLock(cluster: string, holder: LockHolder): Promise<boolean> {
+    return this.lock.tryLock(cluster, holder);
   }
 
-  async readLock(cluster: string): Promise<LockHolder | undefined> {
-    const key = this.lockKey(cluster);
-    const text = await this.getText(key);
-    return text === undefined ? undefined : parseLockRecord(text, this.url(key));
+  readLock(cluster: string): Promise<LockHolder | undefined> {
+    return this.lock.readLock(cluster);
   }
 
-  async renewLock(cluster: string, holder: LockHolder): Promise<boolean> {
-    const current = await this.readLock(cluster).catch(() => undefined);
-    if (current?.token !== holder.token) return false;
-    await this.putText(this.lockKey(cluster), JSON.stringify(holder, null, 2) + '\n');
-    return true;
+  renewLock(cluster: string, holder: LockHolder): Promise<boolean> {
+    return this.lock.renewLock(cluster, holder);
   }
 
-  /** Reread, then deleted: of two removers racing on one lock both may report it removed (S3 has no rename). */
-  async removeLock(cluster: string, token: string | undefined): Promise<boolean> {
-    const key = this.lockKey(cluster);
-    const text = await this.getText(key);
-    if (text === undefined) return false;
-    if (token !== undefined) {
-      let held: string | undefined;
-      try {
-        held = parseLockRecord(text, this.url(key)).token;
-      } catch {
-        held = undefined;
-      }
-      if (held !== token) return false;
-    }
-    await this.send(`cannot remove the lock ${this.url(key)}`, () =>
-      this.client.send(new DeleteObjectCommand({ Bucket: this.config.bucket, Key: key })),
-    );
-    return true;
+  removeLock(cluster: string, token: string | undefined): Promise<boolean> {
+    return this.lock.removeLock(cluster, token);
   }
 
   /** Runs one S3 call and turns what it throws into a KburError that names `what` and what to fix. */
@@ -444,37 +399,33 @@ export class S3Repository implements Repository {
     for (const u of uploads) if (u.Key && u.UploadId) await this.abortMultipart(u.Key, u.UploadId);
   }
 
-  /** Whether the server refuses a second PUT If-None-Match: * of one key, asked once per process with a probe object. */
-  private conditionalPuts(cluster: string): Promise<boolean> {
-    this.conditional ??= (async () => {
-      const key = `${this.base}${cluster}/kbur.lock-probe-${randomBytes(8).toString('hex')}`;
-      const put = (): Promise<unknown> =>
-        this.client.send(new PutObjectCommand({ Bucket: this.config.bucket, Key: key, Body: 'probe', IfNoneMatch: '*' }));
-      try {
-        await put();
-        await put();
-        return false;
-      } catch (err) {
-        if (isConditionFailure(err)) return true;
-        if ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 501) return false;
-        throw this.toKburError(err, `cannot probe ${this.url(key)}`);
-      } finally {
+  /** The calls the lock makes (s3-lock.ts). */
+  private lockObjects(): LockObjects {
+    return {
+      location: this.location,
+      log: this.log,
+      url: (key) => this.url(key),
+      getText: (key) => this.getText(key),
+      putText: (key, text) => this.putText(key, text),
+      putIfAbsent: async (key, text) => {
+        try {
+          await this.client.send(new PutObjectCommand({ Bucket: this.config.bucket, Key: key, Body: text, IfNoneMatch: '*' }));
+          return 'written';
+        } catch (err) {
+          const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+          // 412: the key exists; 409: another conditional write of it is in flight (AWS); 501: no conditional writes here.
+          if (status === 412 || status === 409) return 'exists';
+          if (status === 501) return 'unsupported';
+          throw this.toKburError(err, `cannot write ${this.url(key)}`);
+        }
+      },
+      remove: async (key, what) => {
+        await this.send(what, () => this.client.send(new DeleteObjectCommand({ Bucket: this.config.bucket, Key: key })));
+      },
+      removeQuietly: async (key) => {
         await this.client.send(new DeleteObjectCommand({ Bucket: this.config.bucket, Key: key })).catch(() => undefined);
-      }
-    })().then((conditional) => {
-      this.log.info(
-        conditional ? 'S3 lock: conditional PUT (If-None-Match: *)' : 'S3 lock: lease object (the server ignores If-None-Match)',
-        {
-          location: this.location,
-        },
-      );
-      return conditional;
-    });
-    return this.conditional;
-  }
-
-  private lockKey(cluster: string): string {
-    return `${this.base}${cluster}/kbur.lock`;
+      },
+    };
   }
 
   private backupPrefix(cluster: string, id: string): string {
@@ -537,12 +488,6 @@ export class S3Repository implements Repository {
     }
     return Buffer.concat(chunks).toString('utf8');
   }
-}
-
-/** 412: the key exists (If-None-Match: *); 409: another conditional write of it is in flight (AWS). */
-function isConditionFailure(err: unknown): boolean {
-  const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-  return status === 412 || status === 409;
 }
 
 function safeJson(text: string): unknown {

@@ -8,7 +8,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { noop } from 'cockatiel';
 import type { Etcd3 } from 'etcd3';
-import { locateRestoreTool, toolEnv } from '../../agent/restore/tool.js';
+import { locateRestoreTool, toolEnv } from '../../shared/restore-tool.js';
 import { lastLines, runTool } from '../../shared/child.js';
 import { KburError, errorMessage } from '../../shared/errors.js';
 import { etcd3 } from '../etcd3.js';

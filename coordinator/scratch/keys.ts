@@ -97,41 +97,92 @@ export interface KeySummary {
 const REGISTRY = Buffer.from('/registry/');
 
 /**
- * Counts the keys of a whole keyspace by resource and namespace, one page at a time, at one
- * revision. Keys outside /registry/ are counted, not listed: they are only ever reported as
- * `(other)`, and etcd reads the value of every key a range returns (keys_only too), not of those it counts.
+ * Above this many stored bytes per key (the db's size over the keys under /registry/, history
+ * included), the keys are walked group by group (walkGroups) instead of listed: etcd reads the
+ * value of every key a range returns, keys_only too, and large values make the listing cost a pass
+ * over them; small ones make the groups many, each a round trip.
  */
-export async function summarizeKeys(client: Etcd3, signal?: AbortSignal): Promise<KeySummary> {
-  const byResource = new Map<string, number>();
-  const byNamespace = new Map<string, number>();
-  const namespaceObjects = new Set<string>();
+const GROUP_WALK_MIN_BYTES_PER_KEY = 32 << 10;
+
+/** The counts a summary is made of. */
+class Tally {
+  keyCount = 0;
+  readonly byResource = new Map<string, number>();
+  readonly byNamespace = new Map<string, number>();
+  readonly namespaceObjects = new Set<string>();
+
+  add(k: ParsedKey, n = 1): void {
+    this.keyCount += n;
+    this.byResource.set(k.resource, (this.byResource.get(k.resource) ?? 0) + n);
+    if (k.namespace !== undefined) this.byNamespace.set(k.namespace, (this.byNamespace.get(k.namespace) ?? 0) + n);
+    if (k.resource === 'namespaces' && k.namespace === undefined) this.namespaceObjects.add(k.name);
+  }
+}
+
+/**
+ * Counts the keys of a whole keyspace by resource and namespace at one revision. Keys outside
+ * /registry/ are counted, not listed: they are only ever reported as `(other)`, and etcd reads the
+ * value of every key a range returns (keys_only too), not of those it counts.
+ */
+export async function summarizeKeys(
+  client: Etcd3,
+  signal?: AbortSignal,
+  /** How the keys under /registry/ are read: chosen by the db's shape, or one way (tests prove both give the same). */
+  walk: 'auto' | 'list' | 'groups' = 'auto',
+): Promise<KeySummary> {
   const status = await client.maintenance.status();
   const revision = Number(status.header.revision);
-  const outside = Promise.all([
+  const [before, registry, after] = await Promise.all([
     countKeys(client, Buffer.from([0]), REGISTRY, revision),
+    countKeys(client, REGISTRY, prefixEnd(REGISTRY), revision),
     countKeys(client, prefixEnd(REGISTRY), Buffer.from([0]), revision),
   ]);
-  // Reported where it is awaited, after the pages.
-  outside.catch(() => undefined);
-  let keyCount = 0;
-  for await (const e of pageKeys(client, { prefix: REGISTRY, revision, signal })) {
-    keyCount++;
-    const k = parseKey(e.key.toString('latin1'));
-    byResource.set(k.resource, (byResource.get(k.resource) ?? 0) + 1);
-    if (k.namespace !== undefined) byNamespace.set(k.namespace, (byNamespace.get(k.namespace) ?? 0) + 1);
-    if (k.resource === 'namespaces' && k.namespace === undefined) namespaceObjects.add(k.name);
-  }
-  const other = (await outside).reduce((a, b) => a + b, 0);
-  keyCount += other;
-  if (other) byResource.set('(other)', (byResource.get('(other)') ?? 0) + other);
+  const tally = new Tally();
+  const large = registry > 0 && Number(status.dbSize) / registry >= GROUP_WALK_MIN_BYTES_PER_KEY;
+  if (walk === 'groups' || (walk === 'auto' && large)) await walkGroups(client, tally, revision, signal);
+  else for await (const e of pageKeys(client, { prefix: REGISTRY, revision, signal })) tally.add(parseKey(e.key.toString('latin1')));
+  if (before + after) tally.add({ resource: '(other)', name: '' }, before + after);
+  const byNamespace = tally.byNamespace;
   return {
     revision,
-    keyCount,
-    byResource: Object.fromEntries([...byResource].sort(([a], [b]) => a.localeCompare(b))),
+    keyCount: tally.keyCount,
+    byResource: Object.fromEntries([...tally.byResource].sort(([a], [b]) => a.localeCompare(b))),
     byNamespace: Object.fromEntries([...byNamespace].sort(([a], [b]) => a.localeCompare(b))),
-    namespacesWithoutObject: [...byNamespace.keys()].filter((ns) => !namespaceObjects.has(ns)).sort(),
-    namespaces: namespaceObjects.size,
+    namespacesWithoutObject: [...byNamespace.keys()].filter((ns) => !tally.namespaceObjects.has(ns)).sort(),
+    namespaces: tally.namespaceObjects.size,
   };
+}
+
+/**
+ * The keys under /registry/ without reading most values: the first key of what is left is read
+ * (one value); when it lies in a namespace, every key under its `/registry/<resource>/<ns>/`
+ * belongs to that resource and namespace (parseKey), so they are counted, not read, and the walk
+ * goes on after them; a cluster-scoped key is read with the rest of its resource, a page at a
+ * time, and tallied one by one. The counts are a full listing's, whatever the keys.
+ */
+async function walkGroups(client: Etcd3, tally: Tally, revision: number, signal?: AbortSignal): Promise<void> {
+  const end = prefixEnd(REGISTRY);
+  let start: Buffer = REGISTRY;
+  for (;;) {
+    signal?.throwIfAborted();
+    const first = (await client.kv.range({ key: start, range_end: end, limit: 1, revision, keys_only: true })).kvs[0];
+    if (!first) return;
+    const key = first.key.toString('latin1');
+    const k = parseKey(key);
+    if (k.namespace !== undefined) {
+      const group = Buffer.from(`/registry/${k.resource}/${k.namespace}/`, 'latin1');
+      tally.add(k, await countKeys(client, group, prefixEnd(group), revision));
+      start = prefixEnd(group);
+      continue;
+    }
+    // Cluster-scoped: the rest of its resource's keys, a page (any namespaced one among them is tallied as it is).
+    const resource = Buffer.from(`/registry/${k.resource}/`, 'latin1');
+    const page = await client.kv.range({ key: first.key, range_end: prefixEnd(resource), limit: PAGE_SIZE, revision, keys_only: true });
+    // A key parseKey finds no resource in (`/registry/x`) may sort past that prefix: it is tallied alone.
+    const keys = page.kvs.length ? page.kvs.map((kv) => kv.key) : [first.key];
+    for (const b of keys) tally.add(parseKey(b.toString('latin1')));
+    start = Buffer.concat([keys[keys.length - 1]!, Buffer.from([0])]);
+  }
 }
 
 /** How many keys are in [start, end) at `revision`, without reading them. */

@@ -5,7 +5,7 @@ import { markdownHead } from './scenario.js';
 import { fmt, markdownTable, table } from './util.js';
 
 export const S3_METHOD = [
-  "An S3-compatible server (test/sandbox/s3.ts: fauxqs behind SigV4 checks, its own process, its objects on this disk) on the sandbox network's .20 address, started for the scenario; an age key from `age-keygen`.",
+  "An S3-compatible server (test/sandbox/s3.ts: fauxqs behind SigV4 checks, its own process, its objects on this disk) on the sandbox network's .20 address, started for the scenario, honouring `If-None-Match: *` on PUT as AWS S3, MinIO and Ceph RGW do (fauxqs alone ignores it: kbur's lock would fall back to a lease object and wait 2 s for it to settle); an age key from `age-keygen`.",
   "kbur: `kbur --config kbur-s3.yaml backup --json`, the sandbox's kbur.yaml with `repository: {type: s3, bucket, prefix, endpoint, region, forcePathStyle: true, credentialsFile}`, `compression: zstd` and `encryption: {recipients: [<the age key's recipient>]}`: the snapshot and every node archive, compressed, encrypted and put as they stream.",
   "The operator's script, each step a process timed spawn to exit, the script's time their sum: `etcdctl snapshot save` of the member kbur snapshots (learned from a warm-up kbur backup) to a file, `zstd -3` (kbur's level) of it, `age -r <recipient>` of that, `s3cmd put` of the result to the same bucket (s3cmd's own config file: path-style, no SSL, SigV4). The script moves the snapshot only, kbur also the node archives.",
   'Per run both, 1 s apart, the order alternating; the bucket is emptied (s3cmd del --recursive, untimed) after each. ratio = kbur / script; target: median at most 1.0.',

@@ -138,7 +138,7 @@ describe('a backup proven in a scratch etcd: verify --deep, restore --namespace,
       expect(await scratchLeftovers()).to.deep.equal([]);
     });
 
-    it('counts the keys outside /registry/ as (other) without listing them, as a full listing of the keyspace would, in an etcd of one member', async function () {
+    it('counts the keys as a full listing of the keyspace would, listed or walked group by group (outside /registry/ counted), in an etcd of one member', async function () {
       const m = await backup();
       const scratch = await ScratchEtcd.start({
         snapshot: join(backupDir(m.id), 'etcd/snapshot.db'),
@@ -149,16 +149,55 @@ describe('a backup proven in a scratch etcd: verify --deep, restore --namespace,
         for (const key of ['\u0001', '/a', '/registry', '/registry/x', '/registrz', 'compact_rev_key', '\u00ff\u00ff']) {
           await scratch.client.put(Buffer.from(key, 'latin1')).value('outside');
         }
-        const summary = await summarizeKeys(scratch.client);
-        const byResource: Record<string, number> = {};
-        const all = await scratch.client.getAll().keys('latin1');
-        for (const key of all) {
-          const r = parseKey(key).resource;
-          byResource[r] = (byResource[r] ?? 0) + 1;
+        // Keys that test where a group of one resource and namespace ends, and keys of no group.
+        for (const key of [
+          '/registry/',
+          '/registry/!x/ns-a/n',
+          '/registry/configmaps/ns-a/',
+          '/registry/configmaps/ns-a/c1',
+          '/registry/configmaps/ns-a/c2',
+          '/registry/configmaps/ns-a0/c',
+          '/registry/configmaps/ns-b/deep/name',
+          '/registry/configmaps/ns-b',
+          '/registry/namespaces/ns-a',
+          '/registry/namespaces/ns-a0',
+          '/registry/clusterroles/ns-a',
+          '/registry/clusterroles/',
+          '/registry/apiregistration.k8s.io/apiservices/v1.apps',
+          '/registry/cert-manager.io/certificates/ns-a/c',
+          '/registry/cert-manager.io/certificates/ns-b/c',
+          '/registry/foo.bar/x',
+          '/registry/foo.bar/x/y/z',
+          '/registry/services/specs/ns-a/svc',
+          '/registry/services/endpoints/ns-b/svc',
+          '/registry/services/x',
+          '/registry/x/',
+        ]) {
+          await scratch.client.put(Buffer.from(key, 'latin1')).value('inside');
         }
-        expect(summary.keyCount).to.equal(all.length);
-        expect(summary.byResource).to.deep.equal(byResource);
-        expect(summary.byResource['(other)']).to.be.at.least(7);
+        const all = await scratch.client.getAll().keys('latin1');
+        const byResource: Record<string, number> = {};
+        const byNamespace: Record<string, number> = {};
+        const namespaceObjects = new Set<string>();
+        for (const key of all) {
+          const k = parseKey(key);
+          byResource[k.resource] = (byResource[k.resource] ?? 0) + 1;
+          if (k.namespace !== undefined) byNamespace[k.namespace] = (byNamespace[k.namespace] ?? 0) + 1;
+          if (k.resource === 'namespaces' && k.namespace === undefined) namespaceObjects.add(k.name);
+        }
+        for (const walk of ['list', 'groups', 'auto'] as const) {
+          const summary = await summarizeKeys(scratch.client, undefined, walk);
+          expect(summary.keyCount, walk).to.equal(all.length);
+          expect(summary.byResource, walk).to.deep.equal(byResource);
+          expect(summary.byNamespace, walk).to.deep.equal(byNamespace);
+          expect(summary.namespacesWithoutObject, walk).to.deep.equal(
+            Object.keys(byNamespace)
+              .filter((n) => !namespaceObjects.has(n))
+              .sort(),
+          );
+          expect(summary.byResource['(other)'], walk).to.be.at.least(7);
+          expect(summary.byNamespace['ns-b'], walk).to.equal(3);
+        }
         // etcd 3.4 starts it without the restore tool's v2 snapshot file: its one member comes from the WAL.
         const { members } = await scratch.client.cluster.memberList({});
         expect(members.map((x) => [x.name, x.clientURLs])).to.deep.equal([['scratch', [scratch.endpoint]]]);

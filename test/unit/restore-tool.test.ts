@@ -2,7 +2,7 @@ import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { locateRestoreTool } from '../../agent/restore/tool.js';
+import { locateRestoreTool } from '../../shared/restore-tool.js';
 import { KburError } from '../../shared/errors.js';
 import { findExecutable } from '../../shared/find-executable.js';
 

@@ -1,9 +1,9 @@
 import { constants } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { KburError } from '../../shared/errors.js';
-import { childEnv, runTool } from '../../shared/child.js';
-import { findExecutable } from '../../shared/find-executable.js';
-import { pathExists } from '../../shared/path-exists.js';
+import { KburError } from './errors.js';
+import { childEnv, runTool } from './child.js';
+import { findExecutable } from './find-executable.js';
+import { pathExists } from './path-exists.js';
 
 export interface RestoreTool {
   kind: 'etcdutl' | 'etcdctl';
