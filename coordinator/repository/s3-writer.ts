@@ -9,8 +9,8 @@ import type { ArtifactWriter } from './repository.js';
  * artifact are uploaded at once. A writer owns at most QUEUE_SIZE + 1 part buffers: 2 x 5 MiB,
  * whatever the artifact's size. One part in flight keeps up: a part fills in ~60 ms and uploads in
  * less on loopback; a second one cost a part of RSS and no measured time. 5 MiB rather than 8: the
- * coordinator's peak RSS of a 300 MiB backup 150-163 -> 144-149 MiB, measured. S3's 10,000 parts
- * then bound an artifact at 48.8 GiB (an etcd snapshot is at most its 8 GiB quota).
+ * coordinator's peak RSS of a 300 MiB backup 157 -> 152 MiB on average (7 and 10 runs; glibc's heap
+ * makes one run vary by +-8). S3's 10,000 parts bound an artifact at 48.8 GiB (a snapshot: 8 GiB).
  */
 export const PART_SIZE = 5 << 20;
 export const QUEUE_SIZE = 1;
