@@ -106,8 +106,9 @@ async function setUp(sandbox: Sandbox, dir: string, network: string): Promise<S3
       stringify({ ...base, repository: s3Repository(s3), compression: 'zstd', encryption: { recipients: [recipient] } }),
       { mode: 0o600 },
     );
-    // s3cmd's own config: path-style on the loopback server, no SSL, SigV4, kbur's multipart part size
-    // (8 MiB; the test server takes parts up to 11 MiB, s3cmd's default is 15); the keys stay out of argv.
+    // s3cmd's own config: path-style on the loopback server, no SSL, SigV4, 8 MiB multipart parts (the
+    // test server takes parts up to 11 MiB, s3cmd's default is 15; kbur's are 5, S3's minimum: fewer,
+    // larger parts are no handicap for the script); the keys stay out of argv.
     const s3cmdConfig = join(dir, 's3cmd.cfg');
     await writeFile(
       s3cmdConfig,
