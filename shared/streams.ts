@@ -241,6 +241,7 @@ export async function writeFileAtomic(
   }
 }
 
+/** fsync of a directory (its entries: a rename into it), or of a file (its bytes). */
 export async function fsyncDir(dir: string): Promise<void> {
   const handle = await open(dir, 'r');
   try {
@@ -248,6 +249,16 @@ export async function fsyncDir(dir: string): Promise<void> {
   } finally {
     await handle.close();
   }
+}
+
+/** fsyncDir of every path, a few at a time. */
+export async function fsyncAll(paths: Iterable<string>, concurrency = 8): Promise<void> {
+  const queue = [...paths];
+  await Promise.all(
+    Array.from({ length: Math.min(concurrency, queue.length) }, async () => {
+      for (let p = queue.shift(); p !== undefined; p = queue.shift()) await fsyncDir(p);
+    }),
+  );
 }
 
 /** Regroups a byte stream into chunks of about `size` bytes (fewer, larger gRPC messages). */

@@ -4,7 +4,7 @@ import { extract } from 'tar';
 import type { StageSnapshotRequest } from '../../proto/gen/kbur/v1/agent.js';
 import { checkArchive } from '../../shared/archive-check.js';
 import { byCodeUnits } from '../../shared/order.js';
-import { digestFile } from '../../shared/streams.js';
+import { digestFile, fsyncAll } from '../../shared/streams.js';
 import { heldDir, holdManifest, manifestsDir } from './control-plane.js';
 import { pathExists } from '../../shared/path-exists.js';
 import { KBUR_DIR, kburDir } from '../../shared/restore-names.js';
@@ -48,7 +48,7 @@ export async function restoreKubernetesDir(
     byCodeUnits(join(a.parentPath, a.name), join(b.parentPath, b.name)),
   );
   // First what goes where, changing nothing but the manifests held back; parents sort before their children.
-  const moves: { src: string; rel: string; target: string; how: 'dir' | 'add' | 'replace' }[] = [];
+  const moves: { src: string; rel: string; target: string; how: 'dir' | 'add' | 'replace'; file: boolean }[] = [];
   for (const entry of entries) {
     const src = join(entry.parentPath, entry.name);
     const rel = relative(work, src);
@@ -56,11 +56,12 @@ export async function restoreKubernetesDir(
     if (!entry.isDirectory() && dirname(rel) === manifests) await holdBack(s, record, entry.name);
     const target = await currentPath(s, record, rel);
     const exists = await pathExists(target);
+    const file = entry.isFile();
     if (entry.isDirectory()) {
-      if (!exists) moves.push({ src, rel, target, how: 'dir' });
-    } else if (!exists) moves.push({ src, rel, target, how: 'add' });
+      if (!exists) moves.push({ src, rel, target, how: 'dir', file });
+    } else if (!exists) moves.push({ src, rel, target, how: 'add', file });
     else if (await sameEntry(src, target)) unchanged++;
-    else moves.push({ src, rel, target, how: 'replace' });
+    else moves.push({ src, rel, target, how: 'replace', file });
   }
   // Everything it adds is recorded in one write before any of it is in place: a rollback skips what
   // is not there yet. A file it replaces is recorded, and moved aside, one at a time.
@@ -86,6 +87,12 @@ export async function restoreKubernetesDir(
     await mkdir(dirname(target), { recursive: true, mode: 0o700 });
     await rename(src, target);
   }
+  // On disk before the step is recorded done: after a crash, --resume puts back a file that came out
+  // empty or short (it differs from the archive's), but would skip a step recorded done.
+  await fsyncAll([
+    ...moves.filter((m) => m.file).map((m) => m.target),
+    ...new Set(moves.flatMap((m) => [dirname(m.target), ...(m.how === 'replace' ? [dirname(join(k.aside, m.rel))] : [])])),
+  ]);
   await rm(work, { recursive: true, force: true });
   record.kubernetes.done = true;
   await writeRecord(s.config.stateDir, record);

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { KburError } from '../../shared/errors.js';
-import { AtomicFile, StreamDigest, checkSnapshotFile, digestFile, rechunk, writeFileAtomic } from '../../shared/streams.js';
+import { AtomicFile, StreamDigest, checkSnapshotFile, digestFile, fsyncAll, rechunk, writeFileAtomic } from '../../shared/streams.js';
 
 /** A byte string shaped like an etcd Snapshot API stream: 512*n bytes, then their sha256. */
 export function fakeSnapshot(blocks: number): Buffer {
@@ -173,6 +173,28 @@ describe('digestFile', () => {
       await writeFile(path, snap);
       const damaged = await checkSnapshotFile(path, want, 'the copy').catch((e: unknown) => e);
       expect((damaged as Error).message).to.match(new RegExp(`^the copy ${path} is damaged: etcd snapshot integrity hash mismatch`));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('fsyncAll', () => {
+  it('syncs files and directories alike, and fails on the first path it cannot open instead of passing over it', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kbur-fsync-'));
+    try {
+      const files = await Promise.all(
+        Array.from({ length: 20 }, async (_, i) => {
+          const f = join(dir, `f${i}`);
+          await writeFile(f, `file ${i}\n`);
+          return f;
+        }),
+      );
+      await fsyncAll([...files, dir]);
+      const err = await fsyncAll([...files, join(dir, 'gone')]).catch((e: NodeJS.ErrnoException) => e);
+      expect(err).to.be.instanceOf(Error);
+      expect((err as NodeJS.ErrnoException).code).to.equal('ENOENT');
+      await fsyncAll([]);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
