@@ -1,4 +1,5 @@
 import { KburError } from './errors.js';
+import { NAME_PATTERNS, NAME_RULES } from './manifest.js';
 
 /**
  * What a member restore hands to etcdutl/etcdctl as arguments: the member's name, the new cluster's
@@ -12,8 +13,7 @@ export interface MemberRestoreArgs {
   initialAdvertisePeerUrls: string[];
 }
 
-/** etcd member names are node names in kubeadm: a hostname, up to a full DNS name. */
-const MEMBER_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/;
+const MEMBER_NAME = NAME_PATTERNS.member;
 /** kbur's tokens are kbur-<restore id>; an operator's own could be longer, never an option or a list. */
 const TOKEN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
@@ -37,8 +37,7 @@ export function peerUrlProblem(url: string): string | undefined {
 
 /** Why these restore arguments are not a membership etcd would take, or undefined. */
 export function memberRestoreProblem(a: MemberRestoreArgs): string | undefined {
-  if (!MEMBER_NAME.test(a.name))
-    return `member name ${shown(a.name)}: expected letters, digits, ., _ or -, starting with a letter or digit`;
+  if (!MEMBER_NAME.test(a.name)) return `member name ${shown(a.name)}: expected ${NAME_RULES.member}`;
   if (!TOKEN.test(a.initialClusterToken))
     return `cluster token ${shown(a.initialClusterToken)}: expected at most 128 letters, digits, ., _ or -, starting with a letter or digit`;
   if (a.initialAdvertisePeerUrls.length === 0) return `member ${a.name}: no peer URL`;

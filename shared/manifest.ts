@@ -199,6 +199,8 @@ export const NAME_PATTERNS = {
   /** Profiles, nodes, clusters. */
   profile: /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/,
   node: /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/,
+  /** etcd members: kubeadm names them after their node's hostname, up to a full DNS name. */
+  member: /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/,
   cluster: /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/,
   /** MariaDB, PostgreSQL and MongoDB databases kbur dumps, and the parts named after them. */
   database: /^[A-Za-z0-9_$][A-Za-z0-9_$-]{0,63}$/,
@@ -211,6 +213,7 @@ export type NameKind = keyof typeof NAME_PATTERNS;
 export const NAME_RULES: Record<NameKind, string> = {
   profile: 'letters, digits, ., _ or -, starting with a letter or digit',
   node: 'letters, digits, ., _ or -, starting with a letter or digit',
+  member: 'at most 253 letters, digits, ., _ or -, starting with a letter or digit',
   cluster: 'letters, digits, ., _ or -, starting with a letter or digit',
   database: 'at most 64 letters, digits, _, $ or -, not starting with -',
   part: 'at most 64 letters, digits, _, $ or -, not starting with -',
