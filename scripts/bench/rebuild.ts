@@ -19,6 +19,7 @@ import type { Sandbox } from '../../test/sandbox/cluster.js';
 import { clusterIdentity, waitHealthy } from './etcd.js';
 import { failure, measure } from './proc.js';
 import { REBUILD_METHOD, rebuildMarkdown, rebuildText } from './rebuild-report.js';
+import { etcdctlRestoreArgs } from './restore-manual.js';
 import { assertCopiesKept, checkRestored, removeLeftovers, writeCopiesConfig } from './restore-cluster.js';
 import { KBUR_MODES, KBUR_MODE_TEXT, type KburMode, type KburStep, assertStaged, kburRestore } from './restore-kbur.js';
 import { type KeptBackup, takeRestoreBackup } from './restore.js';
@@ -113,7 +114,6 @@ async function manualRebuild(
     return join(backupDir, a.path);
   };
   const token = `bench-rebuild-${randomBytes(4).toString('hex')}`;
-  const initialCluster = sandbox.nodes.map((n) => `${n.name}=${n.peerUrl}`).join(',');
   const steps = {} as Record<RebuildManualStep, number>;
   const t0 = performance.now();
   let mark = t0;
@@ -151,21 +151,11 @@ async function manualRebuild(
     local.map(async ({ n, dir }) => {
       // kubeadm reset leaves the data dir empty; etcdctl restores only into a dir that does not exist.
       await rm(n.dataDir, { recursive: true, force: true });
-      await run(`etcdctl snapshot restore on ${n.name}`, 'etcdctl', [
-        'snapshot',
-        'restore',
-        join(dir, 'snapshot.db'),
-        '--name',
-        n.name,
-        '--initial-cluster',
-        initialCluster,
-        '--initial-cluster-token',
-        token,
-        '--initial-advertise-peer-urls',
-        n.peerUrl,
-        '--data-dir',
-        n.dataDir,
-      ]);
+      await run(
+        `etcdctl snapshot restore on ${n.name}`,
+        'etcdctl',
+        etcdctlRestoreArgs(join(dir, 'snapshot.db'), n, sandbox.nodes, token, n.dataDir),
+      );
     }),
   );
   lap('restore');

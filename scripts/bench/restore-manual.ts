@@ -26,6 +26,15 @@ export interface ManualOutcome {
   cpCpuSeconds: number;
 }
 
+/** The operator's `etcdctl snapshot restore` of `node`'s member into `dataDir`, for a new cluster of `nodes` with `token`. */
+export function etcdctlRestoreArgs(snapshot: string, node: SandboxNode, nodes: SandboxNode[], token: string, dataDir: string): string[] {
+  return [
+    ...['snapshot', 'restore', snapshot, '--name', node.name],
+    ...['--initial-cluster', nodes.map((n) => `${n.name}=${n.peerUrl}`).join(','), '--initial-cluster-token', token],
+    ...['--initial-advertise-peer-urls', node.peerUrl, '--data-dir', dataDir],
+  ];
+}
+
 /**
  * etcd's recovery guide for a kubeadm static-pod cluster, by hand: the snapshot copied to every
  * node, etcd stopped by moving its manifest out, `etcdctl snapshot restore` of every member in
@@ -41,7 +50,6 @@ export async function manualRestore(
 ): Promise<ManualOutcome> {
   const nodes = sandbox.nodes;
   const token = `bench-manual-${randomBytes(4).toString('hex')}`;
-  const initialCluster = nodes.map((n) => `${n.name}=${n.peerUrl}`).join(',');
   const steps = {} as Record<ManualStep, number>;
   const t0 = performance.now();
   let mark = t0;
@@ -81,21 +89,7 @@ export async function manualRestore(
   // 3. Every member restored from its copy, in parallel, into a new dir.
   const restores = await Promise.all(
     nodes.map(async (n, i) => {
-      const args = [
-        'snapshot',
-        'restore',
-        copies[i]!.to,
-        '--name',
-        n.name,
-        '--initial-cluster',
-        initialCluster,
-        '--initial-cluster-token',
-        token,
-        '--initial-advertise-peer-urls',
-        n.peerUrl,
-        '--data-dir',
-        `${n.dataDir}${MANUAL.newSuffix}`,
-      ];
+      const args = etcdctlRestoreArgs(copies[i]!.to, n, nodes, token, `${n.dataDir}${MANUAL.newSuffix}`);
       const m = await measure('etcdctl', args, ETCDCTL_ENV, signal);
       if (m.code !== 0) throw failure(`etcdctl snapshot restore on ${n.name}`, m);
       return m;
