@@ -62,6 +62,17 @@ describe('kbur with an S3 repository (a real S3-compatible server on loopback)',
     return a.stderr + b.stderr;
   }
 
+  /** Once every member answers after a restore: a new client (the old one's connections were to the old members). */
+  async function reconnectAfterRestore(): Promise<void> {
+    await waitForEtcdHealthy(
+      sandbox,
+      sandbox.nodes.map((n) => n.clientUrl),
+      60_000,
+    );
+    etcd.close();
+    etcd = await etcdClient(sandbox);
+  }
+
   const objectKey = (id: string, path: string): string => `kbur/sandbox/backups/${id}/${path}`;
   async function object(key: string): Promise<Buffer | undefined> {
     const found = (await s3.objects()).find((o) => o.key === key);
@@ -187,13 +198,7 @@ describe('kbur with an S3 repository (a real S3-compatible server on loopback)',
     for (const node of sandbox.nodes) await rm(join(node.stateDir, 'snapshots', `${m.id}.db`), { force: true });
     const restore = await kbur('restore', m.id, '--yes');
     expect(restore.code, restore.stdout + restore.stderr).to.equal(0);
-    await waitForEtcdHealthy(
-      sandbox,
-      sandbox.nodes.map((n) => n.clientUrl),
-      60_000,
-    );
-    etcd.close();
-    etcd = await etcdClient(sandbox);
+    await reconnectAfterRestore();
     expect(await etcd.get('/registry/s3test/kept').string()).to.equal('before');
     const journals = (await s3.objects()).filter((o) => /^kbur\/sandbox\/restores\/[^/]+\/journal\.json$/.test(o.key));
     expect(journals).to.have.length(1);
@@ -223,13 +228,7 @@ describe('kbur with an S3 repository (a real S3-compatible server on loopback)',
 
     const restore = await kburWith(sealed, 'restore', m.id, '--yes', '--identity', key);
     expect(restore.code, restore.stdout + restore.stderr).to.equal(0);
-    await waitForEtcdHealthy(
-      sandbox,
-      sandbox.nodes.map((n) => n.clientUrl),
-      60_000,
-    );
-    etcd.close();
-    etcd = await etcdClient(sandbox);
+    await reconnectAfterRestore();
     expect(await etcd.get('/registry/s3test/sealed').string()).to.equal('before');
   });
 

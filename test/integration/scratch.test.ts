@@ -41,6 +41,9 @@ describe('a backup proven in a scratch etcd: verify --deep, restore --namespace,
   const kbur = (...args: string[]) => runKbur(['--config', sandbox.coordinatorConfig, ...args]);
   const backupDir = (id: string): string => join(sandbox.repoDir, 'sandbox', 'backups', id);
   const scratchDir = (): string => join(root, 'scratch');
+  /** A scratch etcd started from backup `m`'s snapshot, in the suite's scratch folder. */
+  const scratchOf = (m: Manifest): Promise<ScratchEtcd> =>
+    ScratchEtcd.start({ snapshot: join(backupDir(m.id), 'etcd/snapshot.db'), dir: scratchDir(), signal: new AbortController().signal });
 
   /** Every key of the cluster with its value, base64: what "unchanged" is compared on. */
   async function dump(): Promise<Record<string, string>> {
@@ -103,11 +106,7 @@ describe('a backup proven in a scratch etcd: verify --deep, restore --namespace,
     it("fails the comparison when another cluster's snapshot replaces the right one (valid etcd hash, sha256 and size fixed in the manifest)", async function () {
       const m = await backup();
       // Another cluster: a scratch etcd started from this very snapshot is a cluster of its own; a few writes make it differ.
-      const other = await ScratchEtcd.start({
-        snapshot: join(backupDir(m.id), 'etcd/snapshot.db'),
-        dir: scratchDir(),
-        signal: new AbortController().signal,
-      });
+      const other = await scratchOf(m);
       const foreign = join(root, 'other-cluster.db');
       try {
         await other.client.put('/registry/configmaps/elsewhere/x').value('from another cluster');
@@ -140,11 +139,7 @@ describe('a backup proven in a scratch etcd: verify --deep, restore --namespace,
 
     it('counts the keys as a full listing of the keyspace would, listed or walked group by group (outside /registry/ counted), in an etcd of one member', async function () {
       const m = await backup();
-      const scratch = await ScratchEtcd.start({
-        snapshot: join(backupDir(m.id), 'etcd/snapshot.db'),
-        dir: scratchDir(),
-        signal: new AbortController().signal,
-      });
+      const scratch = await scratchOf(m);
       try {
         for (const key of ['\u0001', '/a', '/registry', '/registry/x', '/registrz', 'compact_rev_key', '\u00ff\u00ff']) {
           await scratch.client.put(Buffer.from(key, 'latin1')).value('outside');
