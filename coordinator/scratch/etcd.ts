@@ -3,7 +3,7 @@ import { constants, createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { noop } from 'cockatiel';
@@ -35,6 +35,8 @@ export interface ScratchOptions {
   restoreTool?: string;
   /** The folder the scratch folder is made in; default the system's temp dir. */
   dir?: string;
+  /** The loopback ports tried first (client, peer); default two the kernel finds free. */
+  ports?: { client: number; peer: number };
   /**
    * The check of the snapshot (size, sha256, etcd's own hash), run beside the restore tool to spare
    * a pass over the file: etcd starts only once it passed. Default: etcd's own hash is checked.
@@ -54,6 +56,8 @@ export class ScratchEtcd {
   private constructor(
     readonly client: Etcd3,
     readonly endpoint: string,
+    /** Its member name, the scratch folder's: how kbur tells its etcd from another one on the same port. */
+    readonly member: string,
     readonly folder: string,
     private readonly child: ChildProcess,
     private readonly exited: Promise<void>,
@@ -74,13 +78,14 @@ export class ScratchEtcd {
         });
       }),
     ]);
-    const ports = freePorts(2);
+    const ports = opts.ports ? Promise.resolve([opts.ports.client, opts.ports.peer]) : freePorts(2);
     // Awaited below once the folder is made; a failure to make it is the one reported.
     ports.catch(() => undefined);
     const parent = resolve(opts.dir ?? tmpdir());
     await mkdir(parent, { recursive: true, mode: 0o700 });
     await removeOrphans(parent);
     const folder = await mkdtemp(join(parent, SCRATCH_PREFIX));
+    const member = basename(folder);
     await writeFile(join(folder, OWNER_FILE), `${process.pid}\n`, { mode: 0o600 });
     try {
       const [clientPort, peerPort] = await ports;
@@ -99,7 +104,7 @@ export class ScratchEtcd {
           stopRestore.abort(err);
           throw err;
         }),
-        restoreSnapshot(tool, snapshot, dataDir, peerUrl, AbortSignal.any([opts.signal, stopRestore.signal])),
+        restoreSnapshot(tool, snapshot, dataDir, member, peerUrl, AbortSignal.any([opts.signal, stopRestore.signal])),
       ]);
       // The client library loads (~0.1 s of CPU) and etcd's settings are found while the restore tool runs, rather than after it.
       const tuning = etcdTuning(etcd, snapshot);
@@ -113,9 +118,14 @@ export class ScratchEtcd {
         const ports =
           attempt === 1 ? { client: clientPort!, peer: peerPort! } : await freePorts(2).then(([c, p]) => ({ client: c!, peer: p! }));
         try {
-          return await ScratchEtcd.launch({ ...opts, etcd, tuning: await tuning, folder, dataDir, peerUrl, ports });
+          return await ScratchEtcd.launch({ ...opts, etcd, tuning: await tuning, folder, member, dataDir, peerUrl, ports });
         } catch (err) {
-          if (!(err instanceof PortTaken) || attempt === 3) throw err;
+          if (!(err instanceof PortTaken)) throw err;
+          if (attempt === 3)
+            throw new KburError('INTERNAL', `the scratch etcd could not get loopback ports of its own in 3 tries: ${err.message}`, {
+              hint: 'retry; if it keeps happening, find what binds loopback ports meanwhile (ss -ltnp)',
+              retryable: true,
+            });
         }
       }
     } catch (err) {
@@ -130,6 +140,7 @@ export class ScratchEtcd {
       etcd: string;
       tuning: EtcdTuning;
       folder: string;
+      member: string;
       dataDir: string;
       peerUrl: string;
       ports: { client: number; peer: number };
@@ -141,7 +152,7 @@ export class ScratchEtcd {
       opts.etcd,
       [
         '--name',
-        'scratch',
+        opts.member,
         '--data-dir',
         opts.dataDir,
         '--listen-client-urls',
@@ -154,7 +165,7 @@ export class ScratchEtcd {
         '--initial-advertise-peer-urls',
         opts.peerUrl,
         '--initial-cluster',
-        `scratch=${opts.peerUrl}`,
+        `${opts.member}=${opts.peerUrl}`,
         // Nothing is written to it: no snapshots of the raft log.
         '--snapshot-count',
         '1000000',
@@ -188,16 +199,25 @@ export class ScratchEtcd {
         'grpc.max_reconnect_backoff_ms': 250,
       },
     });
-    const scratch: ScratchEtcd = new ScratchEtcd(client, endpoint, opts.folder, child, exited, () => void scratch.close(), opts.signal);
+    const scratch: ScratchEtcd = new ScratchEtcd(
+      client,
+      endpoint,
+      opts.member,
+      opts.folder,
+      child,
+      exited,
+      () => void scratch.close(),
+      opts.signal,
+    );
     opts.signal.addEventListener('abort', scratch.onAbort, { once: true });
     try {
       await Promise.race([
-        waitReady(client, opts.ports.client, opts.signal),
+        waitReady(client, opts.ports.client, opts.member, opts.signal),
         spawnError,
         exited.then(() => {
           const said = stderr.join('');
           throw /address already in use/.test(said)
-            ? new PortTaken(said)
+            ? new PortTaken(lastLines(said))
             : new KburError('INTERNAL', `the scratch etcd exited before it was ready: ${lastLines(said)}`);
         }),
       ]);
@@ -339,17 +359,24 @@ async function findEtcd(configured: string | undefined): Promise<string> {
   return found;
 }
 
-async function restoreSnapshot(tool: string, snapshot: string, dataDir: string, peerUrl: string, signal: AbortSignal): Promise<void> {
+async function restoreSnapshot(
+  tool: string,
+  snapshot: string,
+  dataDir: string,
+  member: string,
+  peerUrl: string,
+  signal: AbortSignal,
+): Promise<void> {
   const args = [
     'snapshot',
     'restore',
     snapshot,
     '--name',
-    'scratch',
+    member,
     '--data-dir',
     dataDir,
     '--initial-cluster',
-    `scratch=${peerUrl}`,
+    `${member}=${peerUrl}`,
     '--initial-advertise-peer-urls',
     peerUrl,
     '--initial-cluster-token',
@@ -372,11 +399,13 @@ async function restoreSnapshot(tool: string, snapshot: string, dataDir: string, 
 }
 
 /**
- * Until etcd answers. Its client port is polled first, every few ms: etcd listens before it serves
- * and holds the calls that come meanwhile, whereas a call before it listens would set the client's
- * reconnect backoff (100 ms and more) going.
+ * Until etcd answers, and answers as `member`. Its client port is polled first, every few ms: etcd
+ * listens before it serves and holds the calls that come meanwhile, whereas a call before it listens
+ * would set the client's reconnect backoff (100 ms and more) going. Whatever took the port between
+ * freePorts and etcd's bind (another kbur's scratch etcd, from another snapshot) answers too, and
+ * sooner than ours exits on the taken port: its one member's name says whose it is.
  */
-async function waitReady(client: Etcd3, port: number, signal: AbortSignal): Promise<void> {
+async function waitReady(client: Etcd3, port: number, member: string, signal: AbortSignal): Promise<void> {
   const deadline = Date.now() + READY_TIMEOUT_MS;
   while (!(await accepts(port)) && Date.now() < deadline) {
     signal.throwIfAborted();
@@ -384,14 +413,18 @@ async function waitReady(client: Etcd3, port: number, signal: AbortSignal): Prom
   }
   for (;;) {
     signal.throwIfAborted();
+    let members: { name: string }[];
     try {
       await client.maintenance.status();
-      return;
+      ({ members } = await client.cluster.memberList({}));
     } catch (err) {
       if (Date.now() > deadline)
         throw new KburError('INTERNAL', `the scratch etcd did not answer within ${READY_TIMEOUT_MS / 1000} s: ${errorMessage(err)}`);
       await new Promise((r) => setTimeout(r, 100));
+      continue;
     }
+    if (members.length === 1 && members[0]!.name === member) return;
+    throw new PortTaken(`another etcd answers on ${HOST}:${port} (members: ${members.map((m) => m.name || '(unnamed)').join(', ')})`);
   }
 }
 

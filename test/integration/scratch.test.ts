@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, readdir, rm, truncate, writeFile, copyFile, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { expect } from 'chai';
@@ -23,6 +24,18 @@ async function sha256(file: string): Promise<string> {
 }
 
 /** PIDs of the processes whose command line mentions every one of `texts` (a scratch folder, an etcd flag). */
+/** A loopback port free a moment ago. */
+function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.once('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as AddressInfo;
+      s.close(() => res(port));
+    });
+  });
+}
+
 async function processesMentioning(...texts: string[]): Promise<number[]> {
   const pids: number[] = [];
   for (const pid of await readdir('/proc')) {
@@ -195,9 +208,38 @@ describe('a backup proven in a scratch etcd: verify --deep, restore --namespace,
         }
         // etcd 3.4 starts it without the restore tool's v2 snapshot file: its one member comes from the WAL.
         const { members } = await scratch.client.cluster.memberList({});
-        expect(members.map((x) => [x.name, x.clientURLs])).to.deep.equal([['scratch', [scratch.endpoint]]]);
+        expect(members.map((x) => [x.name, x.clientURLs])).to.deep.equal([[scratch.member, [scratch.endpoint]]]);
       } finally {
         await scratch.close();
+      }
+    });
+
+    it("tells its etcd from another kbur's scratch etcd that took its port, and reads only its own snapshot", async function () {
+      await etcd.put('kbur-test/who').value('first');
+      const first = await backup();
+      await etcd.put('kbur-test/who').value('second');
+      const second = await backup();
+      const other = await scratchOf(first);
+      try {
+        // The second one is handed the port the first one serves on, as if that had been taken after it was found free.
+        const ports = { client: Number(new URL(other.endpoint).port), peer: await freePort() };
+        const scratch = await ScratchEtcd.start({
+          snapshot: join(backupDir(second.id), 'etcd/snapshot.db'),
+          dir: scratchDir(),
+          ports,
+          signal: new AbortController().signal,
+        });
+        try {
+          expect(scratch.endpoint).to.not.equal(other.endpoint);
+          expect(scratch.member).to.not.equal(other.member);
+          expect(await scratch.client.get('kbur-test/who').string()).to.equal('second');
+          expect(await other.client.get('kbur-test/who').string()).to.equal('first');
+        } finally {
+          await scratch.close();
+        }
+      } finally {
+        await other.close();
+        await etcd.delete().key('kbur-test/who');
       }
     });
 
