@@ -140,11 +140,7 @@ async function disasterAndRestore(sandbox: Sandbox, id: string): Promise<void> {
 
   say(`kbur restore ${id} --yes`);
   expectCode('kbur restore', (await kbur(sandbox, ['restore', id, '--yes'])).code, 0);
-  await waitForEtcdHealthy(
-    sandbox,
-    sandbox.nodes.map((n) => n.clientUrl),
-    60_000,
-  );
+  await waitForEtcdHealthy(sandbox);
   const restored = await keys();
   const missing = before.filter((k) => !restored.includes(k));
   if (missing.length || restored.length !== before.length)
@@ -168,11 +164,7 @@ async function machinesLost(sandbox: Sandbox, id: string): Promise<void> {
 
   say(`kbur restore ${id} --yes   (the agents, still running, find no etcd member: each node is rebuilt from its archive)`);
   expectCode('kbur restore', (await kbur(sandbox, ['restore', id, '--yes'])).code, 0);
-  await waitForEtcdHealthy(
-    sandbox,
-    sandbox.nodes.map((n) => n.clientUrl),
-    60_000,
-  );
+  await waitForEtcdHealthy(sandbox);
   const restored = await keys();
   if (restored.join() !== before.join()) throw new Error(`after the rebuild ${restored.length} keys, expected ${before.length}`);
   process.stdout.write(

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
-import type { Sandbox } from '../sandbox/cluster.js';
+import { waitForEtcdHealthy, type Sandbox } from '../sandbox/cluster.js';
 
 /** An etcd3 client on the sandbox's members, with node-1's healthcheck-client cert. */
 export async function etcdClient(sandbox: Sandbox): Promise<Etcd3> {
@@ -14,6 +14,13 @@ export async function etcdClient(sandbox: Sandbox): Promise<Etcd3> {
     credentials: { rootCertificate: ca!, certChain: cert!, privateKey: key! },
     grpcOptions: { 'grpc.ssl_target_name_override': 'localhost' },
   });
+}
+
+/** After a restore: once every member answers, a client in place of `old`, whose connections were to the members that were stopped. */
+export async function clientAfterRestore(sandbox: Sandbox, old: Etcd3): Promise<Etcd3> {
+  await waitForEtcdHealthy(sandbox);
+  old.close();
+  return etcdClient(sandbox);
 }
 
 /** Writes `count` values of `size` bytes under `prefix` (etcd refuses requests over 1.5 MiB). */

@@ -250,11 +250,7 @@ describe('kbur backup on a 3-member TLS etcd', function () {
     const verify = await kbur('verify', m.id);
     expect(verify.code, verify.stdout).to.equal(0);
     await sandbox.kubelet.waitFor(victim, 'etcd', 'running');
-    await waitForEtcdHealthy(
-      sandbox,
-      sandbox.nodes.map((n) => n.clientUrl),
-      60_000,
-    );
+    await waitForEtcdHealthy(sandbox);
     await etcd.delete().prefix('/registry/bulk/');
   });
 

@@ -27,12 +27,7 @@ describe('faults: processes killed or interrupted mid-operation', function () {
   const backupsDir = (): string => join(sandbox.repoDir, 'sandbox', 'backups');
   const keys = async (): Promise<string[]> =>
     (await sandbox.etcdctl(['get', '--prefix', '/registry/', '--keys-only'])).split('\n').filter(Boolean).sort();
-  const healthy = (): Promise<void> =>
-    waitForEtcdHealthy(
-      sandbox,
-      sandbox.nodes.map((n) => n.clientUrl),
-      60_000,
-    );
+  const healthy = (): Promise<void> => waitForEtcdHealthy(sandbox);
 
   /** Polls until the backup's snapshot bytes reach the repository; the path of its part file. */
   async function snapshotPartWritten(): Promise<string> {

@@ -80,11 +80,7 @@ describe('one operation at a time per cluster (repository lock)', function () {
     };
     expect(journal.status).to.equal('completed');
     expect(journal.entries.filter((e) => e.step === 'stop' && e.state === 'started')).to.have.length(sandbox.nodes.length);
-    await waitForEtcdHealthy(
-      sandbox,
-      sandbox.nodes.map((n) => n.clientUrl),
-      60_000,
-    );
+    await waitForEtcdHealthy(sandbox);
   });
 
   describe('a repository that fills up', function () {

@@ -68,11 +68,7 @@ describe('kbur restore on a 3-member TLS etcd', function () {
   }
 
   async function waitHealthy(): Promise<void> {
-    await waitForEtcdHealthy(
-      sandbox,
-      sandbox.nodes.map((n) => n.clientUrl),
-      60_000,
-    );
+    await waitForEtcdHealthy(sandbox);
   }
 
   before(async function () {

@@ -9,9 +9,9 @@ import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import type { Etcd3 } from 'etcd3';
 import { parse, stringify } from 'yaml';
 import type { Manifest } from '../../shared/manifest.js';
-import { createSandbox, waitForEtcdHealthy, type Sandbox } from '../sandbox/cluster.js';
+import { createSandbox, type Sandbox } from '../sandbox/cluster.js';
 import { s3Repository, startS3Server, type S3Server } from '../sandbox/s3.js';
-import { etcdClient, putBulk } from '../helpers/etcd.js';
+import { clientAfterRestore, etcdClient, putBulk } from '../helpers/etcd.js';
 import { runKbur, spawnKbur, type KburRun } from '../helpers/kbur.js';
 
 const exec = promisify(execFile);
@@ -60,17 +60,6 @@ describe('kbur with an S3 repository (a real S3-compatible server on loopback)',
     expect([a.code, b.code].sort(), a.stderr + b.stderr).to.deep.equal([0, 11]);
     expect((a.code === 11 ? a : b).stderr).to.match(/the repository of cluster sandbox is locked by backup on host \S+, pid \d+/);
     return a.stderr + b.stderr;
-  }
-
-  /** Once every member answers after a restore: a new client (the old one's connections were to the old members). */
-  async function reconnectAfterRestore(): Promise<void> {
-    await waitForEtcdHealthy(
-      sandbox,
-      sandbox.nodes.map((n) => n.clientUrl),
-      60_000,
-    );
-    etcd.close();
-    etcd = await etcdClient(sandbox);
   }
 
   const objectKey = (id: string, path: string): string => `kbur/sandbox/backups/${id}/${path}`;
@@ -198,7 +187,7 @@ describe('kbur with an S3 repository (a real S3-compatible server on loopback)',
     for (const node of sandbox.nodes) await rm(join(node.stateDir, 'snapshots', `${m.id}.db`), { force: true });
     const restore = await kbur('restore', m.id, '--yes');
     expect(restore.code, restore.stdout + restore.stderr).to.equal(0);
-    await reconnectAfterRestore();
+    etcd = await clientAfterRestore(sandbox, etcd);
     expect(await etcd.get('/registry/s3test/kept').string()).to.equal('before');
     const journals = (await s3.objects()).filter((o) => /^kbur\/sandbox\/restores\/[^/]+\/journal\.json$/.test(o.key));
     expect(journals).to.have.length(1);
@@ -228,7 +217,7 @@ describe('kbur with an S3 repository (a real S3-compatible server on loopback)',
 
     const restore = await kburWith(sealed, 'restore', m.id, '--yes', '--identity', key);
     expect(restore.code, restore.stdout + restore.stderr).to.equal(0);
-    await reconnectAfterRestore();
+    etcd = await clientAfterRestore(sandbox, etcd);
     expect(await etcd.get('/registry/s3test/sealed').string()).to.equal('before');
   });
 

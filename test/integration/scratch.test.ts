@@ -11,8 +11,8 @@ import type { Etcd3 } from 'etcd3';
 import type { Manifest, Verification } from '../../shared/manifest.js';
 import { ScratchEtcd } from '../../coordinator/scratch/etcd.js';
 import { parseKey, summarizeKeys } from '../../coordinator/scratch/keys.js';
-import { createSandbox, waitForEtcdHealthy, type Sandbox } from '../sandbox/cluster.js';
-import { etcdClient } from '../helpers/etcd.js';
+import { createSandbox, type Sandbox } from '../sandbox/cluster.js';
+import { clientAfterRestore, etcdClient } from '../helpers/etcd.js';
 import { runKbur, spawnKbur } from '../helpers/kbur.js';
 
 const exec = promisify(execFile);
@@ -515,13 +515,7 @@ describe('a backup proven in a scratch etcd: verify --deep, restore --namespace,
       await etcd.put('/registry/configmaps/demo/after-the-snapshot').value('x');
       const restore = await kbur('restore', m.id, '--yes');
       expect(restore.code, restore.stdout + restore.stderr).to.equal(0);
-      await waitForEtcdHealthy(
-        sandbox,
-        sandbox.nodes.map((n) => n.clientUrl),
-        60_000,
-      );
-      etcd.close();
-      etcd = await etcdClient(sandbox);
+      etcd = await clientAfterRestore(sandbox, etcd);
       expect(await dump()).to.deep.equal(before);
     });
 

@@ -163,11 +163,7 @@ describe('encrypted, compressed and signed backup sets on a 3-member TLS etcd', 
     const run = await kbur(sealedConfig, 'restore', m.id, '--yes', '--with-kubernetes-dir', '--identity', key());
     expect(run.code, run.stdout + run.stderr).to.equal(0);
     expect(run.stdout).to.match(/note: unsigned/);
-    await waitForEtcdHealthy(
-      sandbox,
-      sandbox.nodes.map((n) => n.clientUrl),
-      60_000,
-    );
+    await waitForEtcdHealthy(sandbox);
     expect(await keys()).to.deep.equal(wanted);
     expect(await readFile(adminConf, 'utf8')).to.equal(original);
   });
@@ -279,11 +275,7 @@ describe('encrypted, compressed and signed backup sets on a 3-member TLS etcd', 
     const run = await kbur(sandbox.coordinatorConfig, 'restore', m.id, '--yes');
     expect(run.code, run.stdout + run.stderr).to.equal(0);
     expect(run.stdout).to.match(/note: unsigned: kbur.yaml has no signing key/);
-    await waitForEtcdHealthy(
-      sandbox,
-      sandbox.nodes.map((n) => n.clientUrl),
-      60_000,
-    );
+    await waitForEtcdHealthy(sandbox);
     expect(await keys()).to.deep.equal(wanted);
   });
 });

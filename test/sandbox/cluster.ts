@@ -504,8 +504,12 @@ export async function waitForPortFree(host: string, port: number, timeoutMs: num
   }
 }
 
-/** Waits until every endpoint answers `etcdctl endpoint health` (a quorum read) over TLS. */
-export async function waitForEtcdHealthy(sandbox: Sandbox, endpoints: string[], timeoutMs: number): Promise<void> {
+/** Waits until every endpoint (default: every member's) answers `etcdctl endpoint health` (a quorum read) over TLS. */
+export async function waitForEtcdHealthy(
+  sandbox: Sandbox,
+  endpoints: string[] = sandbox.nodes.map((n) => n.clientUrl),
+  timeoutMs = 60_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
