@@ -210,9 +210,11 @@ export class ScratchEtcd {
       opts.signal,
     );
     opts.signal.addEventListener('abort', scratch.onAbort, { once: true });
+    // Ends the readiness poll when this try ends otherwise (etcd exited on a taken port): it would poll on for minutes.
+    const tryOver = new AbortController();
     try {
       await Promise.race([
-        waitReady(client, opts.ports.client, opts.member, opts.signal),
+        waitReady(client, opts.ports.client, opts.member, AbortSignal.any([opts.signal, tryOver.signal])),
         spawnError,
         exited.then(() => {
           const said = stderr.join('');
@@ -225,6 +227,7 @@ export class ScratchEtcd {
       if (process.env.KBUR_FAILPOINT === 'hold-scratch')
         await new Promise((_, rej) => opts.signal.addEventListener('abort', () => rej(opts.signal.reason as Error), { once: true }));
     } catch (err) {
+      tryOver.abort();
       await scratch.stop();
       // Interrupted while etcd started: its exit is ours, not a failure to report.
       throw opts.signal.aborted ? (opts.signal.reason as Error) : err;

@@ -243,6 +243,39 @@ describe('a backup proven in a scratch etcd: verify --deep, restore --namespace,
       }
     });
 
+    it('starts on ports of its own when something that is not etcd holds its client port, and leaves no poll running', async function () {
+      const m = await backup();
+      const squatter = createServer((socket) => socket.destroy());
+      await new Promise<void>((res) => squatter.listen(0, '127.0.0.1', res));
+      const taken = (squatter.address() as AddressInfo).port;
+      const timers = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+      const before = timers();
+      try {
+        const scratch = await ScratchEtcd.start({
+          snapshot: join(backupDir(m.id), 'etcd/snapshot.db'),
+          dir: scratchDir(),
+          ports: { client: taken, peer: await freePort() },
+          signal: new AbortController().signal,
+        });
+        try {
+          expect(scratch.endpoint).to.not.equal(`http://127.0.0.1:${taken}`);
+          expect((await scratch.client.cluster.memberList({})).members.map((x) => x.name)).to.deep.equal([scratch.member]);
+        } finally {
+          await scratch.close();
+        }
+      } finally {
+        await new Promise((res) => squatter.close(res));
+      }
+      // The readiness poll of the first try, on the squatter's port, ends with that try: it would keep a
+      // timer pending all the time; others' timers come and go, hence the least of several looks.
+      const seen: number[] = [];
+      for (let i = 0; i < 10; i++) {
+        await new Promise((r) => setTimeout(r, 30));
+        seen.push(timers());
+      }
+      expect(Math.min(...seen)).to.be.at.most(before);
+    });
+
     it('fails a truncated snapshot before any etcd starts', async function () {
       const m = await backup();
       const snapshot = join(backupDir(m.id), 'etcd/snapshot.db');
