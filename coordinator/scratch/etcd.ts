@@ -444,7 +444,7 @@ function accepts(port: number): Promise<boolean> {
 }
 
 /** Free TCP ports on the loopback, asked of the kernel; all held at once so that they differ. */
-async function freePorts(n: number): Promise<number[]> {
+export async function freePorts(n: number): Promise<number[]> {
   const servers = await Promise.all(
     Array.from(
       { length: n },

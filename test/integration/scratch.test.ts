@@ -9,7 +9,7 @@ import { expect } from 'chai';
 import { parse, stringify } from 'yaml';
 import type { Etcd3 } from 'etcd3';
 import type { Manifest, Verification } from '../../shared/manifest.js';
-import { ScratchEtcd } from '../../coordinator/scratch/etcd.js';
+import { ScratchEtcd, freePorts } from '../../coordinator/scratch/etcd.js';
 import { parseKey, summarizeKeys } from '../../coordinator/scratch/keys.js';
 import { createSandbox, type Sandbox } from '../sandbox/cluster.js';
 import { clientAfterRestore, etcdClient } from '../helpers/etcd.js';
@@ -24,18 +24,6 @@ async function sha256(file: string): Promise<string> {
 }
 
 /** PIDs of the processes whose command line mentions every one of `texts` (a scratch folder, an etcd flag). */
-/** A loopback port free a moment ago. */
-function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => res(port));
-    });
-  });
-}
-
 async function processesMentioning(...texts: string[]): Promise<number[]> {
   const pids: number[] = [];
   for (const pid of await readdir('/proc')) {
@@ -222,7 +210,7 @@ describe('a backup proven in a scratch etcd: verify --deep, restore --namespace,
       const other = await scratchOf(first);
       try {
         // The second one is handed the port the first one serves on, as if that had been taken after it was found free.
-        const ports = { client: Number(new URL(other.endpoint).port), peer: await freePort() };
+        const ports = { client: Number(new URL(other.endpoint).port), peer: (await freePorts(1))[0]! };
         const scratch = await ScratchEtcd.start({
           snapshot: join(backupDir(second.id), 'etcd/snapshot.db'),
           dir: scratchDir(),
@@ -254,7 +242,7 @@ describe('a backup proven in a scratch etcd: verify --deep, restore --namespace,
         const scratch = await ScratchEtcd.start({
           snapshot: join(backupDir(m.id), 'etcd/snapshot.db'),
           dir: scratchDir(),
-          ports: { client: taken, peer: await freePort() },
+          ports: { client: taken, peer: (await freePorts(1))[0]! },
           signal: new AbortController().signal,
         });
         try {
