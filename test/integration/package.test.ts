@@ -51,7 +51,10 @@ describe('the .deb: install, back up and restore with the single executables, re
   let env: NodeJS.ProcessEnv;
 
   before(async function () {
-    if (process.getuid?.() !== 0 || !(await pathExists('/usr/bin/dpkg'))) return this.skip();
+    if (process.getuid?.() !== 0 || !(await pathExists('/usr/bin/dpkg'))) {
+      console.warn('      (skipped: installing the .deb needs root and dpkg; CI runs as root on Debian)');
+      return this.skip();
+    }
     const status = await exec('dpkg-query', ['-W', '-f', '${Status}', 'kbur']).catch(() => ({ stdout: '' }));
     if (status.stdout.includes('installed')) {
       console.warn('      (skipped: a kbur package is installed on this machine; this test never replaces it)');
